@@ -1,0 +1,56 @@
+"""The ``cnnlab`` command line: a thin layer over the library.
+
+Each module in this package adds its subcommands through ``register(subparsers)``; a subcommand's
+handler takes the parsed arguments and returns an exit code. Errors become one line on stderr and a
+non-zero exit code (2 for bad input), never a traceback, unless ``--debug``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+from collections.abc import Sequence
+
+from cnnlab import __version__
+
+
+class CLIError(Exception):
+    """An error the user can fix; the message says what was wrong and what to do."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cnnlab",
+        description="Design, cost, compare and train convolutional networks from the classic architecture ideas.",
+    )
+    parser.add_argument("--version", action="version", version=f"cnnlab {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        register = getattr(module, "register", None)
+        if register is not None:
+            register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``cnnlab`` console script; returns the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "handler", None) is None:
+        parser.print_help()
+        return 0 if args.command is None else 2
+    try:
+        return int(args.handler(args) or 0)
+    except KeyboardInterrupt:
+        print("cnnlab: interrupted", file=sys.stderr)
+        return 130
+    except (CLIError, ValueError, KeyError, FileNotFoundError, PermissionError, OSError, TypeError) as exc:
+        if args.debug:
+            raise
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"cnnlab {args.command}: error: {message}", file=sys.stderr)
+        return 2

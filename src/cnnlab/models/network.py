@@ -1,0 +1,117 @@
+"""Network: the one module class every zoo model is, built from named stages and a head."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class ModelOutput(NamedTuple):
+    """Train-mode output of a network with auxiliary classifiers: main logits and aux logits in depth order."""
+
+    logits: torch.Tensor
+    aux_logits: tuple[torch.Tensor, ...]
+
+
+class Network(nn.Module):
+    """A sequence of named stages, then a classifier head, with optional auxiliary heads after stages.
+
+    Stages are direct children under their paper names (``conv1``, ``layer4``, ``inception5b``) so that
+    analysis at ``depth=1`` shows the paper's table. In train mode a network with aux heads returns a
+    ``ModelOutput``; in eval mode (or with ``aux_logits=False``) it returns the main logits only.
+    """
+
+    def __init__(
+        self,
+        stages: Sequence[tuple[str, nn.Module]],
+        head: nn.Module,
+        aux_heads: Mapping[str, nn.Module] | None = None,
+        in_channels: int = 3,
+        min_input_size: int | tuple[int, int] = 1,
+        name: str = "",
+    ) -> None:
+        super().__init__()
+        self.stage_names: list[str] = []
+        for stage_name, module in stages:
+            if stage_name in ("head", "aux_heads"):
+                raise ValueError(f"stage name {stage_name!r} is reserved; rename the stage")
+            self.add_module(stage_name, module)
+            self.stage_names.append(stage_name)
+        aux_heads = dict(aux_heads or {})
+        for after in aux_heads:
+            if after not in self.stage_names:
+                raise ValueError(f"aux head placed after unknown stage {after!r}; stages are {self.stage_names}")
+        self.aux_heads = nn.ModuleDict(aux_heads) if aux_heads else None
+        self.head = head
+        self.in_channels = in_channels
+        self.min_input_size = (min_input_size, min_input_size) if isinstance(min_input_size, int) else tuple(
+            min_input_size)
+        self.model_name = name
+
+    @property
+    def has_aux(self) -> bool:
+        return self.aux_heads is not None
+
+    def _check_input(self, x: torch.Tensor) -> None:
+        if x.dim() != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(f"{self.model_name or 'model'} expects input of shape (N, {self.in_channels}, H, W), "
+                             f"got {tuple(x.shape)}")
+        min_h, min_w = self.min_input_size
+        if x.shape[-2] < min_h or x.shape[-1] < min_w:
+            raise ValueError(f"input {x.shape[-2]}x{x.shape[-1]} is too small for {self.model_name or 'this model'}: "
+                             f"the smallest valid size is {min_h}x{min_w}")
+
+    def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Run the stages; returns the last feature map and aux logits (empty unless training with aux)."""
+        self._check_input(x)
+        aux: list[torch.Tensor] = []
+        run_aux = self.aux_heads is not None and self.training
+        for stage_name in self.stage_names:
+            x = getattr(self, stage_name)(x)
+            if run_aux and stage_name in self.aux_heads:  # type: ignore[operator]
+                aux.append(self.aux_heads[stage_name](x))  # type: ignore[index]
+        return x, aux
+
+    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor | ModelOutput:
+        features, aux = self.forward_features(x)
+        logits = self.forward_head(features)
+        if aux:
+            return ModelOutput(logits, tuple(aux))
+        return logits
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """New classifier (and aux classifiers) for ``num_classes`` outputs; the features are kept."""
+        modules = [self.head] + (list(self.aux_heads.values()) if self.aux_heads is not None else [])
+        for module in modules:
+            if not hasattr(module, "reset_classifier"):
+                raise TypeError(f"{type(module).__name__} has no reset_classifier(num_classes)")
+            module.reset_classifier(num_classes)
+
+
+def aux_loss(
+    output: torch.Tensor | ModelOutput,
+    target: torch.Tensor,
+    aux_weights: float | Sequence[float] = 0.3,
+    criterion: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.cross_entropy,
+) -> torch.Tensor:
+    """Main loss plus weighted auxiliary losses (GoogLeNet, Szegedy et al. 2015 Sec. 5: weight 0.3 each).
+
+    Accepts plain logits too (eval mode, or a model without aux heads), so a training loop calls it always.
+    """
+    if not isinstance(output, ModelOutput):
+        return criterion(output, target)
+    weights = [aux_weights] * len(output.aux_logits) if isinstance(aux_weights, (int, float)) else list(aux_weights)
+    if len(weights) != len(output.aux_logits):
+        raise ValueError(f"aux_weights has {len(weights)} entries but the model returned "
+                         f"{len(output.aux_logits)} auxiliary outputs")
+    loss = criterion(output.logits, target)
+    for w, logits in zip(weights, output.aux_logits):
+        loss = loss + w * criterion(logits, target)
+    return loss
