@@ -10,11 +10,12 @@ import pkgutil
 
 from torch import nn
 
+from cnnlab.models.convert import from_timm, from_torchvision
 from cnnlab.models.network import ModelOutput, Network, aux_loss
 from cnnlab.registry import MODELS, ModelCard, UnknownModelError
 
 __all__ = ["ModelOutput", "Network", "aux_loss", "create_model", "list_models", "model_card",
-           "UnknownModelError"]
+           "UnknownModelError", "from_timm", "from_torchvision"]
 
 # every module in this package that is not infrastructure is a family file that registers models
 _INFRASTRUCTURE = {"network", "spec", "build", "convert"}

@@ -1,0 +1,112 @@
+"""Load torchvision / timm state dicts into the matching cnnlab models.
+
+Each family file declares, as data, how the reference implementation names its tensors: an ordered
+list of ``(regex, replacement)`` rules applied to every key (first match wins), optionally followed
+by a function for what renaming cannot express. ``register_converter`` records them here.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+SOURCES = ("torchvision", "timm")
+
+StateDict = Mapping[str, torch.Tensor]
+Rules = tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class Converter:
+    """How a reference model's state dict maps onto a cnnlab model (plus the options that make them match)."""
+
+    rules: Rules = ()
+    fn: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None = None
+    options: Mapping[str, object] | None = None  # create_model options needed to match the reference layout
+    reference_name: str = ""  # the model's name in the source library, when it differs from cnnlab's
+
+
+_CONVERTERS: dict[tuple[str, str], Converter] = {}
+
+
+def register_converter(
+    source: str,
+    names: str | Iterable[str],
+    rules: Iterable[tuple[str, str]] = (),
+    fn: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None = None,
+    options: Mapping[str, object] | None = None,
+    reference_name: str = "",
+) -> None:
+    """Declare how ``source`` ("torchvision" or "timm") names the tensors of the cnnlab models ``names``."""
+    if source not in SOURCES:
+        raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
+    for name in [names] if isinstance(names, str) else list(names):
+        key = (source, name)
+        if key in _CONVERTERS:
+            raise ValueError(f"a {source} converter for {name!r} is already registered")
+        _CONVERTERS[key] = Converter(tuple(rules), fn, dict(options or {}), reference_name or name)
+
+
+def converters(source: str | None = None) -> dict[tuple[str, str], Converter]:
+    """All registered converters, optionally for one source: ``{(source, cnnlab_name): Converter}``."""
+    return {k: v for k, v in _CONVERTERS.items() if source is None or k[0] == source}
+
+
+def rename_keys(state_dict: StateDict, rules: Rules) -> dict[str, torch.Tensor]:
+    """Apply the first matching ``(regex, replacement)`` rule to every key; unmatched keys are kept."""
+    compiled = [(re.compile(pattern), repl) for pattern, repl in rules]
+    out: dict[str, torch.Tensor] = {}
+    for key, value in state_dict.items():
+        for pattern, repl in compiled:
+            if pattern.search(key):
+                key = pattern.sub(repl, key)
+                break
+        if key in out:
+            raise ValueError(f"two source tensors map to {key!r}: the converter's rules are ambiguous")
+        out[key] = value
+    return out
+
+
+def convert_state_dict(source: str, name: str, state_dict: StateDict) -> dict[str, torch.Tensor]:
+    """Rename a ``source`` state dict to the keys of cnnlab's ``name`` model."""
+    try:
+        conv = _CONVERTERS[(source, name)]
+    except KeyError:
+        have = sorted(n for s, n in _CONVERTERS if s == source)
+        raise ValueError(f"no {source} converter for {name!r}; models with one: {', '.join(have)}") from None
+    out = rename_keys(state_dict, conv.rules)
+    return conv.fn(out) if conv.fn is not None else out
+
+
+def load_reference(source: str, name: str, state_dict: StateDict, **options) -> nn.Module:
+    """Build cnnlab's ``name`` with the reference layout and load a ``source`` state dict into it, strictly."""
+    from cnnlab.models import create_model
+
+    converted = convert_state_dict(source, name, state_dict)
+    conv = _CONVERTERS[(source, name)]
+    kwargs = {**dict(conv.options or {}), **options}
+    if "num_classes" not in kwargs and "head.fc.weight" in converted:
+        kwargs["num_classes"] = converted["head.fc.weight"].shape[0]
+    model = create_model(name, **kwargs)
+    missing, unexpected = model.load_state_dict(converted, strict=False)
+    if missing or unexpected:
+        raise ValueError(
+            f"{source} state dict does not match cnnlab {name!r} with options {kwargs}: "
+            f"missing {missing[:5]}{'...' if len(missing) > 5 else ''}, "
+            f"unexpected {unexpected[:5]}{'...' if len(unexpected) > 5 else ''}; "
+            f"check that the reference model was built with the same options (e.g. aux_logits)")
+    return model
+
+
+def from_torchvision(name: str, state_dict: StateDict, **options) -> nn.Module:
+    """A cnnlab model holding the weights of a torchvision state dict (e.g. ``resnet50(weights=...).state_dict()``)."""
+    return load_reference("torchvision", name, state_dict, **options)
+
+
+def from_timm(name: str, state_dict: StateDict, **options) -> nn.Module:
+    """A cnnlab model holding the weights of a timm state dict."""
+    return load_reference("timm", name, state_dict, **options)
