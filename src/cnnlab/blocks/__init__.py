@@ -8,7 +8,8 @@ from cnnlab.blocks.conv import (
            make_activation,
            same_padding,
 )
+from cnnlab.blocks.fire import Fire
 from cnnlab.blocks.heads import ClassifierHead
 
-__all__ = ["AsymmetricConv", "ClassifierHead", "ConvNormAct", "ReducedConv", "StackedConv", "make_activation",
+__all__ = ["AsymmetricConv", "ClassifierHead", "ConvNormAct", "Fire", "ReducedConv", "StackedConv", "make_activation",
            "same_padding"]
