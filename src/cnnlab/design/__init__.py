@@ -1,0 +1,12 @@
+"""Design transforms: apply the classic papers' design rules to a network and report what they buy.
+
+Each transform takes a model, returns ``(new_model, TransformReport)`` and never modifies its input:
+``factorize`` (5x5 -> two 3x3, n x n -> 1 x n + n x 1), ``add_bottleneck`` (1x1 reduction before an expensive
+convolution), ``to_residual`` (identity shortcuts around pairs of convolutions), ``to_preactivation``
+(post- to pre-activation residual units) and ``gap_head`` (flatten + fully connected -> global average pooling).
+"""
+
+from cnnlab.design.factorize import factorize
+from cnnlab.design.report import Cost, Replacement, TransformReport
+
+__all__ = ["Cost", "Replacement", "TransformReport", "factorize"]

@@ -1,0 +1,179 @@
+"""TransformReport: what a design transform replaced and what it bought (parameters, MACs, receptive field)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import nn
+
+from cnnlab.design._graph import param_count
+
+
+@dataclass(frozen=True)
+class Replacement:
+    """One replaced layer: its qualified name, old and new description, and their parameter counts."""
+
+    name: str
+    old: str
+    new: str
+    params_before: int
+    params_after: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "old": self.old, "new": self.new, "params_before": self.params_before,
+                "params_after": self.params_after}
+
+
+@dataclass(frozen=True)
+class Cost:
+    """Totals of one network: parameters, multiply-adds and receptive field of its last feature map.
+
+    ``macs`` and ``receptive_field`` come from ``cnnlab.analysis.analyze`` at the report's input size; they
+    are ``None`` when the network cannot be analysed at that size (the reason is in the report's notes).
+    """
+
+    params: int
+    macs: int | None = None
+    receptive_field: tuple[int, int] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        rf = list(self.receptive_field) if self.receptive_field is not None else None
+        return {"params": self.params, "macs": self.macs, "receptive_field": rf}
+
+
+@dataclass(frozen=True)
+class TransformReport:
+    """What one transform did: the layers it replaced and the network's cost before and after.
+
+    An empty ``replaced`` means the transform did not apply; ``notes`` then say why and the model is unchanged.
+    """
+
+    transform: str
+    options: dict[str, Any]
+    input_size: tuple[int, int, int] | None
+    before: Cost
+    after: Cost
+    replaced: tuple[Replacement, ...] = ()
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def changed(self) -> bool:
+        """True when at least one layer was replaced."""
+        return bool(self.replaced)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (stable keys: transform, options, input_size, before, after, replaced, notes)."""
+        return {
+            "transform": self.transform,
+            "options": dict(self.options),
+            "input_size": list(self.input_size) if self.input_size is not None else None,
+            "changed": self.changed,
+            "before": self.before.to_dict(),
+            "after": self.after.to_dict(),
+            "replaced": [r.to_dict() for r in self.replaced],
+            "notes": list(self.notes),
+        }
+
+    def __str__(self) -> str:
+        options = ", ".join(f"{k}={v!r}" for k, v in self.options.items())
+        size = "x".join(map(str, self.input_size)) if self.input_size else "unknown input"
+        lines = [f"{self.transform}({options}) at {size}: "
+                 + (f"{len(self.replaced)} layer(s) replaced" if self.replaced else "nothing replaced")]
+        if self.replaced:
+            name_w = max(len("layer"), *(len(r.name) for r in self.replaced))
+            old_w = max(len("old"), *(len(r.old) for r in self.replaced))
+            new_w = max(len("new"), *(len(r.new) for r in self.replaced))
+            lines.append(f"  {'layer':<{name_w}}  {'old':<{old_w}}  {'new':<{new_w}}  {'params':>25}")
+            for r in self.replaced:
+                params = f"{r.params_before:,} -> {r.params_after:,}"
+                lines.append(f"  {r.name:<{name_w}}  {r.old:<{old_w}}  {r.new:<{new_w}}  {params:>25}")
+        lines.append(_total_line("params", self.before.params, self.after.params))
+        lines.append(_total_line("MACs", self.before.macs, self.after.macs))
+        rf_before, rf_after = self.before.receptive_field, self.after.receptive_field
+        if rf_before is not None or rf_after is not None:
+            lines.append(f"  {'receptive field':<16}{_rf(rf_before):>16} -> {_rf(rf_after):<16}"
+                         + ("  (unchanged)" if rf_before == rf_after else ""))
+        lines.extend(f"  note: {note}" for note in self.notes)
+        return "\n".join(lines)
+
+
+def _rf(rf: tuple[int, int] | None) -> str:
+    return "n/a" if rf is None else f"{rf[0]}x{rf[1]}"
+
+
+def _total_line(label: str, before: int | None, after: int | None) -> str:
+    if before is None or after is None:
+        return f"  {label:<16}{_num(before):>16} -> {_num(after):<16}"
+    ratio = f"x{after / before:.4f}" if before else ""
+    delta = after - before
+    return f"  {label:<16}{before:>16,} -> {after:<16,}  {ratio} ({delta:+,})"
+
+
+def _num(value: int | None) -> str:
+    return "n/a" if value is None else f"{value:,}"
+
+
+def measure(model: nn.Module, input_size: Sequence[int] | None) -> tuple[Cost, list[str]]:
+    """Parameters always; MACs and receptive field via ``cnnlab.analysis.analyze`` when ``input_size`` is known.
+
+    Returns the cost and notes explaining anything that could not be measured.
+    """
+    params = param_count(model)
+    if input_size is None:
+        return Cost(params), ["no input size: MACs and receptive field not measured (pass input_size)"]
+    from cnnlab.analysis import analyze  # imported here: analysis is optional for pure graph rewrites
+
+    try:
+        cost = analyze(model, input_size=tuple(input_size))
+    except ValueError as exc:  # e.g. an input too small for the network
+        return Cost(params), [f"analysis failed at {tuple(input_size)}: {exc}"]
+    return Cost(params, int(cost.total.macs), feature_receptive_field(cost)), []
+
+
+def feature_receptive_field(cost: Any) -> tuple[int, int] | None:
+    """Receptive field of the last 4-D feature map of an analysed network (before any global pooling)."""
+    best = None
+    for layer in cost.to_dict()["layers"]:
+        shape = layer.get("output_shape")
+        rf = layer.get("rf")
+        if rf is None or not shape or len(shape) != 4 or layer.get("depth", 1) == 0:
+            continue
+        if shape[-1] * shape[-2] == 1 and best is not None:
+            break  # a global pooling: everything after sees the whole (clipped) input
+        best = (int(rf["size"][0]), int(rf["size"][1]))
+    return best
+
+
+def resolve_input_size(model: nn.Module, input_size: Sequence[int] | None) -> tuple[int, int, int] | None:
+    """``input_size`` checked as (C, H, W); without one, a zoo model's card gives its default input size."""
+    if input_size is not None:
+        size = tuple(input_size)
+        if len(size) != 3 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size):
+            raise ValueError(f"input_size must be three positive ints (C, H, W) such as (3, 32, 32), "
+                             f"got {input_size!r}")
+        return size  # type: ignore[return-value]
+    name = getattr(model, "model_name", "")
+    if name:
+        from cnnlab.models import list_models, model_card
+
+        if name in list_models():
+            return tuple(model_card(name).input_size)  # type: ignore[return-value]
+    return None
+
+
+def build_report(transform: str, options: dict[str, Any], input_size: tuple[int, int, int] | None,
+                 before: nn.Module, after: nn.Module, replaced: Sequence[Replacement],
+                 notes: Sequence[str] = ()) -> TransformReport:
+    """Measure both networks and assemble the report; an unchanged model is measured once."""
+    cost_before, notes_before = measure(before, input_size)
+    if replaced:
+        cost_after, notes_after = measure(after, input_size)
+    else:
+        cost_after, notes_after = cost_before, []
+    all_notes = list(notes) + [f"before: {n}" for n in notes_before] + [f"after: {n}" for n in notes_after]
+    if input_size is None and notes_before:
+        all_notes = list(notes) + notes_before  # one note, not "before:"/"after:" twice
+    return TransformReport(transform, dict(options), input_size, cost_before, cost_after, tuple(replaced),
+                           tuple(all_notes))
