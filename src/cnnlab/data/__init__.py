@@ -1,0 +1,24 @@
+"""Data: the small image sets from their official files, in-memory batches and batched augmentation."""
+
+from cnnlab.data.datasets import DATASETS, load_dataset
+from cnnlab.data.download import ChecksumError, OfflineError, check_digest, download
+from cnnlab.data.formats import (
+    ArrayDataset,
+    CorruptDataError,
+    load_cifar_binary,
+    load_cifar_python,
+    load_idx,
+    load_image_folder,
+    load_npz,
+    load_svhn_mat,
+    read_idx,
+    read_mat_v5,
+)
+from cnnlab.data.loader import Augment, BatchLoader, channel_stats, crop_flip, normalize
+
+__all__ = [
+    "DATASETS", "ArrayDataset", "Augment", "BatchLoader", "ChecksumError", "CorruptDataError", "OfflineError",
+    "channel_stats", "check_digest", "crop_flip", "download", "load_cifar_binary", "load_cifar_python",
+    "load_dataset", "load_idx", "load_image_folder", "load_npz", "load_svhn_mat", "normalize", "read_idx",
+    "read_mat_v5",
+]
