@@ -6,7 +6,12 @@ convolution), ``to_residual`` (identity shortcuts around pairs of convolutions),
 (post- to pre-activation residual units) and ``gap_head`` (flatten + fully connected -> global average pooling).
 """
 
+from cnnlab.design.bottleneck import add_bottleneck
 from cnnlab.design.factorize import factorize
+from cnnlab.design.head import gap_head
+from cnnlab.design.preact import to_preactivation
 from cnnlab.design.report import Cost, Replacement, TransformReport
+from cnnlab.design.residual import to_residual
 
-__all__ = ["Cost", "Replacement", "TransformReport", "factorize"]
+__all__ = ["Cost", "Replacement", "TransformReport", "add_bottleneck", "factorize", "gap_head",
+           "to_preactivation", "to_residual"]

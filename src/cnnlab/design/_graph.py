@@ -143,6 +143,15 @@ def norm_of(unit: nn.Module) -> nn.Module | None:
     return unit._modules.get("bn")
 
 
+def explicit_padding(conv: nn.Conv2d) -> tuple[int, int]:
+    """The (height, width) zero padding of ``conv``, with ``"same"`` / ``"valid"`` resolved (odd kernels)."""
+    if conv.padding == "valid":
+        return (0, 0)
+    if conv.padding == "same":
+        return tuple(d * (k - 1) // 2 for k, d in zip(conv.kernel_size, conv.dilation))  # type: ignore[return-value]
+    return tuple(conv.padding)  # type: ignore[return-value]
+
+
 def conv_spec(conv: nn.Conv2d) -> str:
     """``64->64 5x5 /2 g4`` style summary of a convolution (stride, dilation, groups only when not 1)."""
     kh, kw = conv.kernel_size

@@ -26,6 +26,7 @@ from cnnlab.design._graph import (
     compile_where,
     conv_units,
     describe,
+    explicit_padding,
     like,
     norm_of,
     param_count,
@@ -108,14 +109,6 @@ def _unsupported(conv: nn.Conv2d, style: str, min_kernel: int) -> str | None:
     return None
 
 
-def _padding(conv: nn.Conv2d) -> tuple[int, int]:
-    if conv.padding == "valid":
-        return (0, 0)
-    if conv.padding == "same":
-        return tuple(d * (k - 1) // 2 for k, d in zip(conv.kernel_size, conv.dilation))  # type: ignore[return-value]
-    return tuple(conv.padding)  # type: ignore[return-value]
-
-
 def _split_padding(total: int, layers: int, per_layer: int) -> list[int]:
     """Spread ``total`` padding over ``layers`` layers (up to ``per_layer`` each, the rest on the first).
 
@@ -134,7 +127,7 @@ def _split_padding(total: int, layers: int, per_layer: int) -> list[int]:
 def _layer_geometry(conv: nn.Conv2d, style: str) -> list[dict]:
     """Kernel, stride, padding, dilation of each factor, in order."""
     (k, _), (sh, sw), (dh, dw) = conv.kernel_size, conv.stride, conv.dilation
-    ph, pw = _padding(conv)
+    ph, pw = explicit_padding(conv)
     if style == "asymmetric":
         # 1 x n first (torchvision's Inception-v3 order), each axis keeps its own stride, padding and dilation
         return [dict(kernel_size=(1, k), stride=(1, sw), padding=(0, pw), dilation=(1, dw)),

@@ -123,7 +123,10 @@ def measure(model: nn.Module, input_size: Sequence[int] | None) -> tuple[Cost, l
     params = param_count(model)
     if input_size is None:
         return Cost(params), ["no input size: MACs and receptive field not measured (pass input_size)"]
-    from cnnlab.analysis import analyze  # imported here: analysis is optional for pure graph rewrites
+    try:
+        from cnnlab.analysis import analyze  # TEMPORARY until cnnlab.analysis lands
+    except ImportError:
+        return Cost(params), ["cnnlab.analysis unavailable"]
 
     try:
         cost = analyze(model, input_size=tuple(input_size))
