@@ -13,3 +13,9 @@ from cnnlab.blocks.heads import ClassifierHead
 
 __all__ = ["AsymmetricConv", "ClassifierHead", "ConvNormAct", "Fire", "ReducedConv", "StackedConv", "make_activation",
            "same_padding"]
+
+# Inception family (GoogLeNet, Inception-v3/v4, Inception-ResNet) and its auxiliary heads
+from cnnlab.blocks.heads import GoogLeNetAux, InceptionV3Aux  # noqa: E402
+from cnnlab.blocks.inception import InceptionV1, InceptionV1Widths, MultiBranch  # noqa: E402
+
+__all__ += ["GoogLeNetAux", "InceptionV1", "InceptionV1Widths", "InceptionV3Aux", "MultiBranch"]

@@ -34,3 +34,76 @@ class ClassifierHead(nn.Module):
         self.fc = nn.Linear(self.in_channels, check_positive(num_classes, "num_classes"),
                             bias=self.fc.bias is not None)
         self.num_classes = num_classes
+
+
+class GoogLeNetAux(nn.Module):
+    """GoogLeNet's auxiliary classifier: 5x5/3 avg-pool -> 1x1 conv 128 -> FC 1024 -> dropout -> FC.
+
+    Szegedy et al. 2015, Sec. 5: placed on top of Inception (4a) and (4d), 70% dropout, its loss weighted
+    by 0.3 in training and discarded at inference. ``pool="paper"`` pools 5x5 stride 3 (14x14 -> 4x4 at a
+    224 input) and then adaptively to 4x4, which is the identity at 224 and lets other input sizes reach
+    the 2048-wide FC (needs a feature map of at least 5x5); ``pool="adaptive"`` is torchvision's
+    adaptive 4x4 pool. ``norm=True`` gives torchvision's BN conv (no bias).
+    Params: ``C*128 + e(128) + 2048*1024 + 1024 + 1024*K + K`` with ``e = 128`` (bias) or ``256`` (BN).
+    """
+
+    def __init__(self, in_channels: int, num_classes: int, dropout: float = 0.7, pool: str = "paper",
+                 norm: bool = False, norm_eps: float = 1e-3) -> None:
+        super().__init__()
+        from cnnlab.blocks.conv import ConvNormAct
+
+        check_positive(in_channels, "in_channels")
+        check_positive(num_classes, "num_classes")
+        if pool not in ("paper", "adaptive"):
+            raise ValueError(f"pool must be 'paper' (5x5/3 average pool) or 'adaptive' (torchvision), got {pool!r}")
+        self.in_channels, self.num_classes = in_channels, num_classes
+        adaptive = nn.AdaptiveAvgPool2d(4)
+        self.pool = nn.Sequential(nn.AvgPool2d(5, stride=3), adaptive) if pool == "paper" else adaptive
+        self.conv = ConvNormAct(in_channels, 128, 1, norm=norm, norm_eps=norm_eps)
+        self.flatten = nn.Flatten(1)
+        self.fc1 = nn.Linear(128 * 4 * 4, 1024)
+        self.act = nn.ReLU(inplace=True)
+        self.dropout = nn.Dropout(check_probability(dropout, "dropout"))
+        self.fc = nn.Linear(1024, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.flatten(self.conv(self.pool(x)))
+        return self.fc(self.dropout(self.act(self.fc1(x))))
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Replace the final linear layer for ``num_classes`` outputs."""
+        self.fc = nn.Linear(1024, check_positive(num_classes, "num_classes"))
+        self.num_classes = num_classes
+
+
+class InceptionV3Aux(nn.Module):
+    """Inception-v3's auxiliary classifier on the 17x17 grid: 5x5/3 avg-pool -> 1x1 conv 128 -> 5x5 conv 768
+    -> global pool -> FC.
+
+    Szegedy et al. 2016, Sec. 4 and Fig. 8, in torchvision's layout (``InceptionAux``, BN convs, eps 1e-3);
+    the paper's "BN-auxiliary" also batch-normalizes the FC layer, which torchvision does not.
+    Needs a grid of at least 17x17 (pooled to 5x5 for the unpadded 5x5 conv).
+    Params: ``C*128 + 2*128 + 25*128*768 + 2*768 + 768*K + K``.
+    """
+
+    def __init__(self, in_channels: int, num_classes: int, norm_eps: float = 1e-3) -> None:
+        super().__init__()
+        from cnnlab.blocks.conv import ConvNormAct
+
+        check_positive(in_channels, "in_channels")
+        check_positive(num_classes, "num_classes")
+        self.in_channels, self.num_classes = in_channels, num_classes
+        self.pool = nn.AvgPool2d(5, stride=3)
+        self.conv0 = ConvNormAct(in_channels, 128, 1, norm_eps=norm_eps)
+        self.conv1 = ConvNormAct(128, 768, 5, padding=0, norm_eps=norm_eps)
+        self.global_pool = nn.AdaptiveAvgPool2d(1)
+        self.flatten = nn.Flatten(1)
+        self.fc = nn.Linear(768, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.flatten(self.global_pool(self.conv1(self.conv0(self.pool(x))))))
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Replace the final linear layer for ``num_classes`` outputs."""
+        self.fc = nn.Linear(768, check_positive(num_classes, "num_classes"))
+        self.num_classes = num_classes

@@ -1,0 +1,126 @@
+"""GoogLeNet (Inception-v1): Szegedy et al. 2015, "Going Deeper with Convolutions" (CVPR), arXiv:1409.4842.
+
+The paper's Table 1 as data; ``layout="paper"`` builds it as published (true 5x5 branches, biases, no
+batch norm, local response norm after pool1 and conv3, 3x3/2 max-pool before 5a, dropout 40%), and
+``layout="torchvision"`` builds torchvision 0.29.1's ``GoogLeNet`` (BN with eps 1e-3, a 3x3 conv in the
+"5x5" branch, no LRN, 2x2 pool before 5a, dropout 20%, adaptive-pool aux heads) so its weights load.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from cnnlab.blocks import ClassifierHead, ConvNormAct
+from cnnlab.blocks.heads import GoogLeNetAux
+from cnnlab.blocks.inception import InceptionV1, InceptionV1Widths
+from cnnlab.models.convert import register_converter
+from cnnlab.models.network import Network
+from cnnlab.registry import MODELS, Counts, ModelCard
+
+# Szegedy et al. 2015, Table 1: name, then #1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5, pool proj.
+# None marks the 3x3 stride-2 max-pools between the grids (maxpool3 before 4a, maxpool4 before 5a).
+INCEPTION_TABLE: tuple[tuple[str, InceptionV1Widths | None], ...] = (
+    ("inception3a", InceptionV1Widths(64, 96, 128, 16, 32, 32)),      # 28x28x256
+    ("inception3b", InceptionV1Widths(128, 128, 192, 32, 96, 64)),    # 28x28x480
+    ("maxpool3", None),
+    ("inception4a", InceptionV1Widths(192, 96, 208, 16, 48, 64)),     # 14x14x512
+    ("inception4b", InceptionV1Widths(160, 112, 224, 24, 64, 64)),    # 14x14x512
+    ("inception4c", InceptionV1Widths(128, 128, 256, 24, 64, 64)),    # 14x14x512
+    ("inception4d", InceptionV1Widths(112, 144, 288, 32, 64, 64)),    # 14x14x528
+    ("inception4e", InceptionV1Widths(256, 160, 320, 32, 128, 128)),  # 14x14x832
+    ("maxpool4", None),
+    ("inception5a", InceptionV1Widths(256, 160, 320, 32, 128, 128)),  # 7x7x832
+    ("inception5b", InceptionV1Widths(384, 192, 384, 48, 128, 128)),  # 7x7x1024
+)
+AUX_AFTER = ("inception4a", "inception4d")  # Sec. 5: aux classifiers on top of (4a) and (4d)
+LAYOUTS = ("paper", "torchvision")
+# smallest H = W that runs (found by trying sizes on the meta device, checked in tests): the paper's 3x3
+# pool before 5a needs a 3x3 map where torchvision's 2x2 pool takes 1x1; the paper's 5x5/3 aux pool
+# needs the 4a map to be at least 5x5, torchvision's adaptive aux pool takes any size
+MIN_INPUT = {("paper", False): 31, ("paper", True): 79, ("torchvision", False): 15, ("torchvision", True): 15}
+
+
+def build_googlenet(num_classes: int = 1000, aux_logits: bool = True, layout: str = "paper",
+                    branch5_kernel: int | None = None, dropout: float | None = None,
+                    dropout_aux: float = 0.7, in_channels: int = 3) -> Network:
+    """GoogLeNet; ``layout`` picks the paper or torchvision's layout, ``branch5_kernel`` overrides its 5x5 size."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+    paper = layout == "paper"
+    kernel5 = (5 if paper else 3) if branch5_kernel is None else branch5_kernel
+    conv = dict(norm=not paper, norm_eps=1e-3)  # torchvision's BasicConv2d: BN eps 0.001, no bias
+    stages: list[tuple[str, nn.Module]] = [
+        ("conv1", ConvNormAct(in_channels, 64, 7, stride=2, padding=3, **conv)),  # 112x112x64
+        ("maxpool1", nn.MaxPool2d(3, stride=2, ceil_mode=True)),                  # 56x56x64
+    ]
+    if paper:  # Fig. 3: LocalRespNorm after pool1 and after conv2 (sizes as in the Caffe release)
+        stages.append(("norm1", nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75)))
+    stages += [
+        ("conv2", ConvNormAct(64, 64, 1, **conv)),    # Table 1 "convolution 3x3" row: its 3x3 reduce
+        ("conv3", ConvNormAct(64, 192, 3, **conv)),   # 56x56x192
+    ]
+    if paper:
+        stages.append(("norm2", nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75)))
+    stages.append(("maxpool2", nn.MaxPool2d(3, stride=2, ceil_mode=True)))  # 28x28x192
+    channels = 192
+    aux_heads: dict[str, nn.Module] = {}
+    for name, widths in INCEPTION_TABLE:
+        if widths is None:
+            # the paper pools 3x3/2 before 5a as before 4a; torchvision uses 2x2/2 there (same 7x7 output at 224)
+            size = 2 if (name == "maxpool4" and not paper) else 3
+            stages.append((name, nn.MaxPool2d(size, stride=2, ceil_mode=True)))
+            continue
+        stages.append((name, InceptionV1(channels, widths, branch5_kernel=kernel5, **conv)))
+        channels = widths.out_channels
+        if aux_logits and name in AUX_AFTER:
+            aux_heads[name] = GoogLeNetAux(channels, num_classes, dropout_aux, pool="paper" if paper else "adaptive",
+                                           norm=not paper)
+    drop = (0.4 if paper else 0.2) if dropout is None else dropout  # Table 1 "dropout (40%)"; torchvision 0.2
+    return Network(stages, ClassifierHead(channels, num_classes, drop), aux_heads, in_channels,
+                   MIN_INPUT[(layout, bool(aux_logits))], name="googlenet")
+
+
+_PAPER = "Szegedy et al. 2015, Going Deeper with Convolutions (CVPR), arXiv:1409.4842"
+MODELS.register(ModelCard(
+    name="googlenet",
+    paper=_PAPER,
+    input_size=(3, 224, 224),
+    # default: the paper's layout with its two aux heads (torchvision also builds aux heads by default
+    # without pretrained weights, and the paper trains with them); MACs are the inference path only
+    reference=Counts(13_378_280, 1_582_671_872, "computed from Table 1 (RESEARCH.md 1.1): 6,998,552 + two aux "
+                     "heads of 3,188,840 (4a) and 3,190,888 (4d)", {"aux_logits": True},
+                     note="MACs of the main path (aux heads run only in training; they add 8,372,224): MODELS.md 1.583 G"),
+    follows="the paper's Table 1 and Fig. 3 (layout='paper'); torchvision 0.29.1 with layout='torchvision'",
+    differences=(
+        "Default layout='paper': true 5x5 branches, biases, no BN, LRN after pool1/conv3, 3x3/2 pool before 5a. "
+        "The aux heads' 5x5/3 pool is followed by an adaptive 4x4 pool (identity at 224) so other sizes run. "
+        "Train mode returns ModelOutput(logits, (aux1, aux2)) in depth order (4a then 4d); torchvision returns "
+        "(logits, aux_logits2, aux_logits1). Use aux weight 0.3 each (Sec. 5), e.g. cnnlab.aux_loss(out, y, 0.3). "
+        "layout='torchvision' uses BN, a 3x3 '5x5' branch (pytorch/vision#906), no LRN, a 2x2 pool before 5a and "
+        "adaptive-pool aux heads; torchvision's transform_input is not built in (normalize inputs yourself)."),
+    variants={
+        "paper_no_aux": Counts(6_998_552, 1_582_671_872, "computed from Table 1 (MODELS.md)", {"aux_logits": False}),
+        "torchvision": Counts(13_004_888, 1_498_376_192, "torchvision 0.29.1", {"layout": "torchvision"}),
+        "torchvision_no_aux": Counts(6_624_904, 1_498_376_192, "torchvision 0.29.1",
+                                     {"layout": "torchvision", "aux_logits": False}),
+        "torchvision_5x5_no_aux": Counts(7_005_832, 1_582_671_872, "torchvision 0.29.1 with kernel 5 (MODELS.md)",
+                                         {"layout": "torchvision", "branch5_kernel": 5, "aux_logits": False}),
+    },
+    min_input_size=MIN_INPUT[("paper", True)],
+    family="inception",
+    tags=("imagenet", "aux"),
+), build_googlenet)
+
+
+def _googlenet_rules() -> tuple[tuple[str, str], ...]:
+    """torchvision names -> cnnlab names: aux heads move under aux_heads, fc2 becomes fc, fc becomes head.fc."""
+    rules = [(rf"^aux{i}\.fc2\.", f"aux_heads.{after}.fc.") for i, after in enumerate(AUX_AFTER, 1)]
+    rules += [(rf"^aux{i}\.", f"aux_heads.{after}.") for i, after in enumerate(AUX_AFTER, 1)]
+    return (*rules, (r"^fc\.", "head.fc."))
+
+
+# torchvision's Inception branches are already named branch1..branch4 with Sequential indices; cnnlab's
+# are branch0..branch3, so only the number shifts
+register_converter("torchvision", "googlenet",
+                   rules=(*_googlenet_rules(), *((rf"\.branch{i + 1}\.", f".branch{i}.") for i in range(4))),
+                   options={"layout": "torchvision"})

@@ -1,0 +1,190 @@
+"""GoogLeNet: counts against the card, smallest input, aux heads, options, torchvision conversion."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from cnnlab.models import ModelOutput, Network, create_model, model_card
+
+NAME = "googlenet"
+
+
+def n_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def count_macs(model: nn.Module, size: int) -> int:
+    """Conv + linear multiply-adds of one eval-mode forward at size x size, on the meta device."""
+    total = 0
+
+    def hook(m: nn.Module, _inp: tuple, out: torch.Tensor) -> None:
+        nonlocal total
+        if isinstance(m, nn.Conv2d):
+            total += out[0].numel() * m.in_channels // m.groups * m.kernel_size[0] * m.kernel_size[1]
+        else:
+            total += m.in_features * m.out_features
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    with torch.no_grad():
+        model.eval()(torch.empty(1, 3, size, size, device="meta"))
+    for h in handles:
+        h.remove()
+    return total
+
+
+def meta_model(**options) -> Network:
+    with torch.device("meta"):
+        return create_model(NAME, **options)  # type: ignore[return-value]
+
+
+def test_default_matches_card() -> None:
+    card = model_card(NAME)
+    model = meta_model()
+    assert n_params(model) == card.reference.params == 13_378_280
+    assert count_macs(model, card.input_size[-1]) == card.reference.macs
+    assert model.min_input_size == (card.min_input_size, card.min_input_size)
+
+
+@pytest.mark.parametrize("variant", list(model_card(NAME).variants))
+def test_variants_match_card(variant: str) -> None:
+    counts = model_card(NAME).variants[variant]
+    model = meta_model(**counts.options)
+    assert n_params(model) == counts.params
+    if counts.macs is not None:
+        assert count_macs(model, 224) == counts.macs
+
+
+def test_paper_layout_has_no_batch_norm_and_true_5x5() -> None:
+    model = meta_model()
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+    assert model.inception3a.branch2[1].conv.kernel_size == (5, 5)
+    assert model.inception3a.branch2[1].conv.bias is not None
+    tv = meta_model(layout="torchvision")
+    assert tv.inception3a.branch2[1].conv.kernel_size == (3, 3)
+    assert tv.inception3a.branch2[1].conv.bias is None
+
+
+def test_stages_are_named_like_the_paper() -> None:
+    names = [n for n, _ in meta_model(layout="torchvision").named_children()]
+    assert names[:5] == ["conv1", "maxpool1", "conv2", "conv3", "maxpool2"]
+    assert [n for n in names if n.startswith("inception")] == [
+        "inception3a", "inception3b", "inception4a", "inception4b", "inception4c", "inception4d", "inception4e",
+        "inception5a", "inception5b"]
+    assert names[-2:] == ["aux_heads", "head"]
+
+
+@pytest.mark.parametrize(("options", "smallest"), [({}, 79), ({"aux_logits": False}, 31),
+                                                    ({"layout": "torchvision"}, 15)])
+def test_smallest_input(options: dict, smallest: int) -> None:
+    torch.manual_seed(0)
+    model = create_model(NAME, num_classes=5, **options)
+    assert model.min_input_size == (smallest, smallest)
+    out = model.train()(torch.randn(2, 3, smallest, smallest))
+    assert (out.logits if isinstance(out, ModelOutput) else out).shape == (2, 5)
+    assert model.eval()(torch.randn(1, 3, smallest, smallest)).shape == (1, 5)
+    with pytest.raises(ValueError, match=f"smallest valid size is {smallest}x{smallest}"):
+        model(torch.randn(1, 3, smallest - 1, smallest - 1))
+    # the bound is tight: without the check, one pixel less fails inside the network
+    model.min_input_size = (1, 1)
+    with pytest.raises(RuntimeError):
+        model.train()(torch.randn(2, 3, smallest - 1, smallest - 1))
+
+
+def test_train_mode_returns_aux_in_depth_order() -> None:
+    torch.manual_seed(0)
+    model = create_model(NAME, num_classes=4, layout="torchvision")
+    seen: dict[str, torch.Tensor] = {}
+    for after, head in model.aux_heads.items():
+        head.register_forward_hook(lambda _m, _i, out, after=after: seen.__setitem__(after, out))
+    out = model.train()(torch.randn(2, 3, 64, 64))
+    assert isinstance(out, ModelOutput) and out.logits.shape == (2, 4)
+    assert len(out.aux_logits) == 2
+    assert out.aux_logits[0] is seen["inception4a"] and out.aux_logits[1] is seen["inception4d"]
+    assert isinstance(model.eval()(torch.randn(1, 3, 64, 64)), torch.Tensor)
+
+
+def test_aux_logits_false_removes_aux_heads() -> None:
+    model = meta_model(aux_logits=False)
+    assert model.aux_heads is None
+    assert not any("aux" in k for k in model.state_dict())
+    assert n_params(meta_model()) - n_params(model) == 2 * (2048 * 1024 + 1024 + 1024 * 1000 + 1000 + 128) + (
+        512 + 528) * 128
+
+
+def test_num_classes_changes_only_classifiers() -> None:
+    a, b = meta_model(num_classes=1000).state_dict(), meta_model(num_classes=10).state_dict()
+    assert a.keys() == b.keys()
+    changed = {k for k in a if a[k].shape != b[k].shape}
+    assert changed == {"head.fc.weight", "head.fc.bias", "aux_heads.inception4a.fc.weight",
+                       "aux_heads.inception4a.fc.bias", "aux_heads.inception4d.fc.weight",
+                       "aux_heads.inception4d.fc.bias"}
+
+
+def test_reset_classifier_covers_aux_heads() -> None:
+    model = meta_model()
+    model.reset_classifier(7)
+    assert all(h.fc.out_features == 7 for h in [model.head, *model.aux_heads.values()])
+
+
+def test_bad_options_raise() -> None:
+    with pytest.raises(ValueError, match="layout"):
+        create_model(NAME, layout="slim")
+    with pytest.raises(ValueError, match="branch5_kernel"):
+        meta_model(branch5_kernel=4)
+    with pytest.raises(ValueError, match="dropout"):
+        meta_model(dropout=2.0)
+
+
+@pytest.mark.slow
+def test_gradients_reach_input_and_every_parameter() -> None:
+    torch.manual_seed(0)
+    model = create_model(NAME, num_classes=3, layout="torchvision").train()
+    x = torch.randn(2, 3, 32, 32, requires_grad=True)
+    out = model(x)
+    (out.logits.sum() + sum(a.sum() for a in out.aux_logits)).backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    assert all(p.grad is not None for p in model.parameters())
+
+
+# ---------------------------------------------------------------------------------------------- torchvision
+
+
+def _randomize_bn(model: nn.Module) -> None:
+    """Non-trivial BN statistics, so that a wrong eps or a swapped tensor shows in the outputs."""
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.normal_()
+            m.running_var.uniform_(0.5, 2.0)
+            nn.init.normal_(m.weight)
+            nn.init.normal_(m.bias)
+
+
+@pytest.mark.reference
+@pytest.mark.slow
+@pytest.mark.parametrize("aux", [True, False])
+def test_torchvision_conversion(aux: bool) -> None:
+    tv = pytest.importorskip("torchvision")
+    from cnnlab.models import from_torchvision
+
+    torch.manual_seed(0)
+    # transform_input=False: cnnlab has no built-in input re-normalization; init_weights explicit to silence
+    # torchvision's FutureWarning
+    ref = tv.models.googlenet(weights=None, aux_logits=aux, transform_input=False, init_weights=True)
+    _randomize_bn(ref)
+    ours = from_torchvision(NAME, ref.state_dict(), aux_logits=aux)
+    assert n_params(ours) == n_params(ref) == (13_004_888 if aux else 6_624_904)
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        assert (ref.eval()(x) - ours.eval()(x)).abs().max() < 1e-5
+    if aux:  # train mode with dropout off: the aux heads agree too (torchvision order: logits, aux2, aux1)
+        for model in (ref, ours):
+            for m in model.modules():
+                if isinstance(m, nn.Dropout):
+                    m.p = 0.0
+        with torch.no_grad():
+            r, o = ref.train()(x), ours.train()(x)
+        assert (r.logits - o.logits).abs().max() < 1e-5
+        assert (r.aux_logits1 - o.aux_logits[0]).abs().max() < 1e-5
+        assert (r.aux_logits2 - o.aux_logits[1]).abs().max() < 1e-5
