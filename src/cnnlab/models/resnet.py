@@ -1,0 +1,268 @@
+"""ResNets: ImageNet v1 (18-152), pre-activation v2 (50-200), CIFAR ResNets and plain nets, pre-act CIFAR nets.
+
+He, Zhang, Ren & Sun, "Deep Residual Learning for Image Recognition", CVPR 2016, arXiv:1512.03385
+(ImageNet: Table 1; CIFAR-10: Sec. 4.2, Table 6, Fig. 6). He, Zhang, Ren & Sun, "Identity Mappings in Deep
+Residual Networks", ECCV 2016, arXiv:1603.05027 (pre-activation units; CIFAR 110/164/1001, ImageNet 200).
+Each network is a ``ResNetSpec`` row below; ``build_resnet`` is the one builder. Counts on the cards are
+parameters including BN and MACs of convolutions and the classifier (cnnlab's convention), batch 1.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from cnnlab.blocks.conv import ConvNormAct
+from cnnlab.blocks.heads import ClassifierHead
+from cnnlab.blocks.residual import (
+    BasicBlock,
+    Bottleneck,
+    PreActBasicBlock,
+    PreActBottleneck,
+    check_shortcut,
+    norm_act,
+)
+from cnnlab.models.convert import register_converter
+from cnnlab.models.network import Network
+from cnnlab.registry import MODELS, Counts, ModelCard
+
+PAPER_V1 = ('He, Zhang, Ren & Sun 2016, "Deep Residual Learning for Image Recognition", CVPR, '
+            'arXiv:1512.03385')
+PAPER_V2 = 'He, Zhang, Ren & Sun 2016, "Identity Mappings in Deep Residual Networks", ECCV, arXiv:1603.05027'
+
+
+@dataclass(frozen=True)
+class ResNetSpec:
+    """One row of a paper's table: unit type, units per stage, stage output widths, stem, unit form."""
+
+    unit: str  # "basic" or "bottleneck"
+    depths: tuple[int, ...]  # residual units per stage; the first unit of every stage but the first has stride 2
+    widths: tuple[int, ...]  # output channels of each stage (4 x the bottleneck width for bottlenecks)
+    stem: str  # "imagenet": 7x7/2 conv + 3x3/2 max pool; "cifar": one 3x3 conv
+    stem_width: int
+    preact: bool = False
+    shortcut: str | bool = "B"
+    stride_in_1x1: bool = False  # bottlenecks: stride on the first 1x1 (paper, Caffe, Torch) or on the 3x3
+
+
+_IMAGENET_BASIC = (64, 128, 256, 512)
+_IMAGENET_BOTTLENECK = (256, 512, 1024, 2048)
+_CIFAR = (16, 32, 64)  # He et al. 2015, Sec. 4.2: {16, 32, 64} filters on maps {32, 16, 8}
+_CIFAR_BOTTLENECK = (64, 128, 256)  # He et al. 2016, resnet-1k-layers: bottleneck widths {16, 32, 64} x 4
+
+SPECS: dict[str, ResNetSpec] = {
+    # He et al. 2015, Table 1: conv2_x .. conv5_x; option B shortcuts (Sec. 3.3, used for 50/101/152)
+    "resnet18": ResNetSpec("basic", (2, 2, 2, 2), _IMAGENET_BASIC, "imagenet", 64),
+    "resnet34": ResNetSpec("basic", (3, 4, 6, 3), _IMAGENET_BASIC, "imagenet", 64),
+    "resnet50": ResNetSpec("bottleneck", (3, 4, 6, 3), _IMAGENET_BOTTLENECK, "imagenet", 64),
+    "resnet101": ResNetSpec("bottleneck", (3, 4, 23, 3), _IMAGENET_BOTTLENECK, "imagenet", 64),
+    "resnet152": ResNetSpec("bottleneck", (3, 8, 36, 3), _IMAGENET_BOTTLENECK, "imagenet", 64),
+    # He et al. 2016b, Sec. 5 (pre-activation on ImageNet); 200 = (3, 24, 36, 3) as fb.resnet.torch / timm 1.0.31
+    "resnetv2_50": ResNetSpec("bottleneck", (3, 4, 6, 3), _IMAGENET_BOTTLENECK, "imagenet", 64, preact=True),
+    "resnetv2_101": ResNetSpec("bottleneck", (3, 4, 23, 3), _IMAGENET_BOTTLENECK, "imagenet", 64, preact=True),
+    "resnetv2_152": ResNetSpec("bottleneck", (3, 8, 36, 3), _IMAGENET_BOTTLENECK, "imagenet", 64, preact=True),
+    "resnetv2_200": ResNetSpec("bottleneck", (3, 24, 36, 3), _IMAGENET_BOTTLENECK, "imagenet", 64, preact=True),
+}
+# He et al. 2015, Sec. 4.2: 6n + 2 layers, n units per stage, option A shortcuts "in all cases"; plain = same
+for _n in (3, 5, 7, 9, 18, 200):
+    SPECS[f"resnet{6 * _n + 2}"] = ResNetSpec("basic", (_n,) * 3, _CIFAR, "cifar", 16, shortcut="A")
+    if _n <= 18:  # Fig. 6 shows plain-20 .. plain-110
+        SPECS[f"plain{6 * _n + 2}"] = ResNetSpec("basic", (_n,) * 3, _CIFAR, "cifar", 16, shortcut=False)
+# He et al. 2016b, Table 3 / Sec. 4: pre-act ResNet-110 (basic, n = 18); 164 and 1001 are 9n + 2 bottleneck
+# nets (n = 18, 111) whose first unit per stage projects and strides on its first 1x1 (resnet-1k-layers,
+# resnet-pre-act.lua). The 110 follows ResNet-110 of the first paper (option A), changing only the unit.
+SPECS["preact_resnet110"] = ResNetSpec("basic", (18,) * 3, _CIFAR, "cifar", 16, preact=True, shortcut="A")
+for _n in (18, 111):
+    SPECS[f"preact_resnet{9 * _n + 2}"] = ResNetSpec("bottleneck", (_n,) * 3, _CIFAR_BOTTLENECK, "cifar", 16,
+                                                     preact=True, stride_in_1x1=True)
+
+_UNITS = {(False, "basic"): BasicBlock, (False, "bottleneck"): Bottleneck,
+          (True, "basic"): PreActBasicBlock, (True, "bottleneck"): PreActBottleneck}
+
+
+def _stem(spec: ResNetSpec, in_channels: int) -> nn.Sequential:
+    # pre-activation nets leave the stem without BN-ReLU: the first unit's own BN-ReLU follows it
+    conv_kw = {"bias": False, "norm": False, "act": None} if spec.preact else {}
+    if spec.stem == "cifar":
+        return ConvNormAct(in_channels, spec.stem_width, 3, **conv_kw)
+    conv = ConvNormAct(in_channels, spec.stem_width, 7, stride=2, **conv_kw)
+    return nn.Sequential(OrderedDict([*conv.named_children(), ("pool", nn.MaxPool2d(3, 2, 1))]))
+
+
+def init_weights(net: nn.Module) -> None:
+    """He init: conv weights N(0, 2 / (k^2 C_out)) as resnet-1k-layers and torchvision 0.29.1; BN scale 1, shift 0."""
+    for m in net.modules():
+        if any(p.is_meta for p in m.parameters(recurse=False)):
+            continue  # meta tensors hold no values; sampling them only costs time (a 1202-layer net: seconds)
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
+def build_resnet(spec: ResNetSpec, num_classes: int = 1000, *, name: str = "", shortcut: str | bool | None = None,
+                 stride_in_1x1: bool | None = None, zero_init_residual: bool = False,
+                 in_channels: int = 3) -> Network:
+    """Turn a ``ResNetSpec`` into a Network with stages ``stem``, ``layer1`` .. (``norm`` if pre-act), ``head``.
+
+    ``shortcut`` overrides the spec's option ("A", "B", "C", False); ``stride_in_1x1`` overrides where a
+    bottleneck strides: first 1x1 (the papers) or 3x3 (torchvision / timm); ``zero_init_residual`` starts
+    every unit as its shortcut (last BN scale, or last conv for pre-act units, set to zero).
+    """
+    shortcut = check_shortcut(spec.shortcut if shortcut is None else shortcut)
+    stride_in_1x1 = spec.stride_in_1x1 if stride_in_1x1 is None else stride_in_1x1
+    if stride_in_1x1 and spec.unit != "bottleneck":
+        raise ValueError(f"stride_in_1x1 applies to bottleneck units only; {name or 'this net'} uses "
+                         f"{spec.unit} units, so leave it False")
+    unit = _UNITS[(spec.preact, spec.unit)]
+    unit_kw = {"stride_in_1x1": stride_in_1x1} if spec.unit == "bottleneck" else {}
+    stages: list[tuple[str, nn.Module]] = [("stem", _stem(spec, in_channels))]
+    channels = spec.stem_width
+    for i, (depth, width) in enumerate(zip(spec.depths, spec.widths)):
+        units = []
+        for j in range(depth):
+            stride = 2 if i > 0 and j == 0 else 1
+            units.append(unit(channels, width, stride, shortcut=shortcut, **unit_kw))
+            channels = width
+        stages.append((f"layer{i + 1}", nn.Sequential(*units)))
+    if spec.preact:  # the last unit's sum is not normalized yet (He et al. 2016b, Fig. 4e / resnet-1k-layers)
+        stages.append(("norm", norm_act(channels)))
+    # every layer keeps H >= 1 for H >= 1 (same padding, ceil(H / 2) per stride 2), so 1x1 is the smallest input
+    net = Network(stages, ClassifierHead(channels, num_classes), in_channels=in_channels, min_input_size=1,
+                  name=name)
+    init_weights(net)
+    if zero_init_residual:
+        for m in net.modules():
+            if isinstance(m, tuple(_UNITS.values())):
+                m.zero_init_last()
+    return net
+
+
+# ---- the zoo: one card per row; counts from /work/shared/reference/MODELS.md unless marked as pinned here ----
+_TV, _TIMM = "torchvision 0.29.1 (MODELS.md)", "timm 1.0.31 (MODELS.md)"
+_V1_FOLLOWS = "torchvision 0.29.1 layout (stride on the bottleneck's 3x3, 'ResNet v1.5'); its weights load"
+_V1_DIFF = ("paper (Table 1, Caffe models) strides the first 1x1 of a bottleneck: stride_in_1x1=True, "
+            "same parameters, fewer MACs (variant 'paper_layout')")
+_CIFAR_DIFF = "none known: 3x3 stem, 3 stages of {16, 32, 64}, option A shortcuts, GAP, 10-way FC (Sec. 4.2)"
+
+
+def _register(name: str, paper: str, counts: Counts, *, follows: str = "", differences: str = "",
+              variants: dict[str, Counts] | None = None, tags: tuple[str, ...] = ()) -> None:
+    spec = SPECS[name]
+    cifar = spec.stem == "cifar"
+
+    def builder(num_classes: int = 10 if cifar else 1000, **options) -> Network:
+        return build_resnet(spec, num_classes, name=name, **options)
+
+    builder.__doc__ = f"Build {name} (see its ModelCard); options: shortcut, stride_in_1x1, zero_init_residual."
+    card = ModelCard(name=name, paper=paper, input_size=(3, 32, 32) if cifar else (3, 224, 224),
+                     reference=counts, num_classes=10 if cifar else 1000, follows=follows,
+                     differences=differences, variants=variants or {}, min_input_size=1, family="resnet",
+                     tags=("cifar" if cifar else "imagenet", "preact" if spec.preact else "postact", *tags))
+    MODELS.register(card, builder)
+
+
+# (name, params, MACs at the torchvision layout, MACs with the paper's stride on the first 1x1, paper's G)
+for _name, _params, _macs, _paper_macs, _paper_g in (
+    ("resnet18", 11_689_512, 1_814_073_344, None, "1.8"),
+    ("resnet34", 21_797_672, 3_663_761_408, None, "3.6"),
+    ("resnet50", 25_557_032, 4_089_184_256, 3_857_973_248, "3.8"),
+    ("resnet101", 44_549_160, 7_801_405_440, 7_570_194_432, "7.6"),
+    ("resnet152", 60_192_808, 11_513_626_624, 11_282_415_616, "11.3"),
+):
+    _variants = {} if _paper_macs is None else {"paper_layout": Counts(
+        _params, _paper_macs, f"computed (MODELS.md; paper Table 1: {_paper_g} G multiply-adds)",
+        {"stride_in_1x1": True})}
+    _register(_name, PAPER_V1, Counts(_params, _macs, f"{_TV}; paper Table 1: {_paper_g} G multiply-adds"),
+              follows=_V1_FOLLOWS if _paper_macs else "torchvision 0.29.1 layout; its weights load",
+              differences=_V1_DIFF if _paper_macs else "none known (option B shortcuts, as torchvision)",
+              variants=_variants)
+
+# pre-activation ImageNet nets in timm's resnetv2 layout (stride on the 3x3, projection without BN, final BN-ReLU)
+for _name, _params, _macs, _paper_macs, _source in (
+    ("resnetv2_50", 25_549_352, 4_089_184_256, 3_857_973_248, _TIMM),
+    ("resnetv2_101", 44_541_480, 7_801_405_440, 7_570_194_432, f"{_TIMM} params; MACs measured by cnnlab"),
+    ("resnetv2_152", 60_185_128, 11_513_626_624, 11_282_415_616, f"{_TIMM} params; MACs measured by cnnlab"),
+    ("resnetv2_200", 64_666_152, 15_007_481_856, 14_776_270_848,
+     "pinned by cnnlab (no torchvision/timm count): measured on this build"),
+):
+    _register(_name, PAPER_V2, Counts(_params, _macs, _source),
+              follows="timm 1.0.31 resnetv2 layout" + ("" if _name == "resnetv2_200" else "; its weights load"),
+              differences="the paper's Torch code strides the first 1x1: stride_in_1x1=True (variant "
+                          "'paper_layout'); the paper reports 200 layers only (ImageNet, Table 5)",
+              variants={"paper_layout": Counts(_params, _paper_macs, "measured by cnnlab", {"stride_in_1x1": True})})
+
+# CIFAR-10 ResNets and plain nets (He et al. 2015, Sec. 4.2); paper params 0.27 / 0.46 / 0.66 / 0.85 / 1.7 / 19.4 M
+for _depth, _params, _macs, _params_b, _macs_b, _paper_m in (
+    (20, 269_722, 40_551_040, 272_474, 40_813_184, "0.27M"),
+    (32, 464_154, 68_862_592, 466_906, 69_124_736, "0.46M"),
+    (44, 658_586, 97_174_144, 661_338, 97_436_288, "0.66M"),
+    (56, 853_018, 125_485_696, 855_770, 125_747_840, "0.85M"),
+    (110, 1_727_962, 252_887_680, 1_730_714, 253_149_824, "1.7M"),
+    (1202, 19_421_274, 2_829_238_912, 19_424_026, 2_829_501_056, "19.4M"),
+):
+    _register(f"resnet{_depth}", PAPER_V1,
+              Counts(_params, _macs, f"computed (MODELS.md); paper Table 6: {_paper_m} params"),
+              follows="the paper, Sec. 4.2", differences=_CIFAR_DIFF,
+              variants={"option_B": Counts(_params_b, _macs_b, "measured by cnnlab (2 projections + BN)",
+                                           {"shortcut": "B"})})
+    if _depth <= 110:
+        _register(f"plain{_depth}", PAPER_V1,
+                  Counts(_params, _macs, f"computed (MODELS.md: same as resnet{_depth}, option A has no weights)"),
+                  follows="the paper, Sec. 4.2 / Fig. 6 (no table: curves only)",
+                  differences=_CIFAR_DIFF.replace("option A shortcuts", "no shortcuts"), tags=("plain",))
+
+_register("preact_resnet110", PAPER_V2,
+          Counts(1_727_962, 252_887_680, "computed by cnnlab (MODELS.md: ~1.7M, ~253M, paper)"),
+          follows="ResNet-110 of the first paper (option A) with pre-activation units, as the paper's Table 3",
+          differences="the paper does not spell out the 110's shortcut; option A assumed (same params as "
+                      "ResNet-110); shortcut='B' projects (variant 'option_B')",
+          variants={"option_B": Counts(1_730_522, 253_149_824, "measured by cnnlab (projections without BN)",
+                                       {"shortcut": "B"})})
+for _depth, _params, _macs, _macs_3x3, _paper_m in ((164, 1_703_258, 244_500_992, 247_646_720, "1.7M"),
+                                                    (1001, 10_327_706, 1_487_849_984, 1_490_995_712, "10.2M")):
+    _register(f"preact_resnet{_depth}", PAPER_V2,
+              Counts(_params, _macs, f"computed (MODELS.md); paper: {_paper_m} params, counted without BN"),
+              follows="KaimingHe/resnet-1k-layers resnet-pre-act.lua (stride on the first 1x1, projection "
+                      "shortcut with shared BN-ReLU at the first unit of each stage)",
+              differences="none known",
+              variants={"stride_on_3x3": Counts(_params, _macs_3x3, "measured by cnnlab",
+                                                {"stride_in_1x1": False})})
+
+
+# ---- converters: torchvision resnet18..152 and timm resnetv2_50/101/152 state dicts -> cnnlab names ----
+register_converter("torchvision", [f"resnet{d}" for d in (18, 34, 50, 101, 152)], rules=(
+    (r"^conv1\.", "stem.conv."),
+    (r"^bn1\.", "stem.bn."),
+    (r"^(layer\d\.\d+)\.conv(\d)\.", r"\1.conv\2.conv."),
+    (r"^(layer\d\.\d+)\.bn(\d)\.", r"\1.conv\2.bn."),
+    (r"\.downsample\.0\.", ".shortcut.conv."),
+    (r"\.downsample\.1\.", ".shortcut.bn."),
+    (r"^fc\.", "head.fc."),
+))
+
+_TIMM_UNIT = {"norm1": "preact.bn", "conv1": "conv1.conv", "norm2": "conv2.bn", "conv2": "conv2.conv",
+              "norm3": "conv3.bn", "conv3": "conv3.conv", "downsample.conv": "shortcut.conv"}
+
+
+def _from_timm_resnetv2(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """timm names stages 0-based (``stages.0.blocks.1.norm1``) and its classifier is a 1x1 conv."""
+    out: dict[str, torch.Tensor] = {}
+    for key, value in sd.items():
+        m = re.match(r"stages\.(\d+)\.blocks\.(\d+)\.(.+)\.(\w+)$", key)
+        if m:
+            key = f"layer{int(m[1]) + 1}.{m[2]}.{_TIMM_UNIT[m[3]]}.{m[4]}"
+        elif key.startswith("norm."):
+            key = "norm.bn." + key[len("norm."):]
+        elif key == "head.fc.weight":
+            value = value.flatten(1)  # (classes, C, 1, 1) -> (classes, C)
+        out[key] = value
+    return out
+
+
+register_converter("timm", [f"resnetv2_{d}" for d in (50, 101, 152)], fn=_from_timm_resnetv2)
