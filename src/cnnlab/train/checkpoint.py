@@ -1,0 +1,113 @@
+"""Checkpoints as single safetensors files: tensors (model, optimiser state, RNG states) plus a JSON header
+entry for everything else. One file per checkpoint, written to a temp file and renamed, so a checkpoint is
+always whole; loading parses tensors and JSON only and never executes code."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save as st_save
+from torch import nn
+
+_META_KEY = "cnnlab"
+
+
+def atomic_write(path: str | Path, data: bytes | str) -> None:
+    """Write ``data`` to ``path`` through a synced temp file in the same folder, then rename over it."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def rng_state() -> dict[str, torch.Tensor]:
+    """The process-wide torch RNG states (CPU and every CUDA device): dropout and init draw from them."""
+    states = {"rng/torch_cpu": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            states[f"rng/cuda/{i}"] = s
+    return states
+
+
+def set_rng_state(tensors: dict[str, torch.Tensor]) -> None:
+    """Restore what ``rng_state`` saved."""
+    torch.set_rng_state(tensors["rng/torch_cpu"])
+    cuda = sorted((k for k in tensors if k.startswith("rng/cuda/")), key=lambda k: int(k.rsplit("/", 1)[1]))
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([tensors[k] for k in cuda])
+
+
+def _split_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    tensors: dict[str, torch.Tensor] = {}
+    rest: dict[str, Any] = {"param_groups": state["param_groups"], "state": {}}
+    for idx, entry in state["state"].items():
+        plain = {}
+        for key, value in entry.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"optim/{idx}/{key}"] = value
+            else:
+                plain[key] = value
+        rest["state"][str(idx)] = plain
+    return tensors, rest
+
+
+def _join_optimizer(tensors: dict[str, torch.Tensor], rest: dict[str, Any]) -> dict[str, Any]:
+    state: dict[int, dict[str, Any]] = {int(k): dict(v) for k, v in rest["state"].items()}
+    for name, value in tensors.items():
+        if name.startswith("optim/"):
+            _, idx, key = name.split("/", 2)
+            state.setdefault(int(idx), {})[key] = value
+    return {"state": state, "param_groups": rest["param_groups"]}
+
+
+def save_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer | None,
+                    extra_tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+    """Write model weights, optimiser state, ``extra_tensors`` (RNG states) and the JSON ``meta`` atomically."""
+    tensors = {f"model/{k}": v for k, v in model.state_dict().items()}
+    optim_rest = None
+    if optimizer is not None:
+        optim_tensors, optim_rest = _split_optimizer(optimizer.state_dict())
+        tensors.update(optim_tensors)
+    tensors.update(extra_tensors)
+    # safetensors wants contiguous, unshared CPU tensors
+    tensors = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in tensors.items()}
+    header = json.dumps({**meta, "optimizer": optim_rest})
+    atomic_write(path, st_save(tensors, metadata={_META_KEY: header}))
+
+
+def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """(tensors, meta) of a checkpoint; raises ValueError naming the file when it is not a cnnlab checkpoint."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist; the run has not saved one yet")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            header = (f.metadata() or {}).get(_META_KEY)
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ValueError(f"checkpoint {path} is unreadable ({exc}); resume from another run or start afresh") from None
+    if header is None:
+        raise ValueError(f"{path} is a safetensors file without cnnlab metadata; it is not a cnnlab checkpoint")
+    return tensors, json.loads(header)
+
+
+def restore(tensors: dict[str, torch.Tensor], meta: dict[str, Any], model: nn.Module,
+            optimizer: torch.optim.Optimizer | None) -> None:
+    """Load weights (strictly) and optimiser state from a loaded checkpoint into live objects."""
+    weights = {k[len("model/"):]: v for k, v in tensors.items() if k.startswith("model/")}
+    model.load_state_dict(weights, strict=True)
+    if optimizer is not None and meta.get("optimizer") is not None:
+        optimizer.load_state_dict(_join_optimizer(tensors, meta["optimizer"]))

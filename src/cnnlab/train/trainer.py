@@ -1,0 +1,513 @@
+"""Trainer: one run of TrainConfig in a run directory, resumable, on one process or many (torchrun + DDP).
+
+Run directory:
+    config.json         resolved config + environment (torch version, device, precision, processes)
+    metrics.jsonl       one line per logged step ({"kind": "step"}) and per epoch ({"kind": "epoch"})
+    checkpoints/        last.safetensors, best.safetensors (weights, optimiser, RNG states + JSON header)
+    summary.json        final numbers, written when the run ends
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import importlib
+import json
+import logging
+import math
+import os
+import platform
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cnnlab.data import ArrayDataset, Augment, BatchLoader, channel_stats, load_dataset
+from cnnlab.models import aux_loss
+from cnnlab.train.checkpoint import (
+    atomic_write,
+    load_checkpoint,
+    restore,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from cnnlab.train.config import TrainConfig, from_dict
+from cnnlab.train.optim import build_optimizer, lr_at, set_lr
+
+log = logging.getLogger(__name__)
+
+RESUMABLE_CHANGES = ("epochs", "max_steps", "log_every", "checkpoint_every", "eval_every", "compile")
+
+
+class NonFiniteLossError(ValueError):
+    """The loss became NaN or infinite; the last checkpoint on disk predates it."""
+
+
+class TrainingInterrupted(Exception):
+    """SIGINT or SIGTERM stopped the run after a checkpoint was written."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.signum = signum
+
+
+# ---------------------------------------------------------------- process group
+class _Dist:
+    """Rank, world size and the process group that torchrun's environment describes (one process otherwise)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.world_size = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.owns_group = False
+        if self.world_size > 1 and not torch.distributed.is_initialized():
+            backend = "nccl" if device.type == "cuda" else "gloo"
+            torch.distributed.init_process_group(backend=backend, timeout=datetime.timedelta(minutes=10))
+            self.owns_group = True
+
+    @property
+    def active(self) -> bool:
+        return self.world_size > 1
+
+    def any(self, flags: list[float], device: torch.device) -> list[float]:
+        """Elementwise max of ``flags`` over all ranks (so every rank stops on the same step)."""
+        if not self.active:
+            return flags
+        t = torch.tensor(flags, dtype=torch.float64, device=device)
+        torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
+        return t.tolist()
+
+    def sum_(self, t: torch.Tensor) -> torch.Tensor:
+        if self.active:
+            torch.distributed.all_reduce(t)
+        return t
+
+    def close(self) -> None:
+        if self.owns_group:
+            torch.distributed.destroy_process_group()
+
+
+# ---------------------------------------------------------------- helpers
+def resolve_device(name: str) -> torch.device:
+    """``auto``: the local CUDA device under torchrun or cuda:0 when present, else the CPU."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        return torch.device("cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} asked for but CUDA is not available; use --set device=cpu")
+    return device
+
+
+def resolve_precision(name: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype: ``auto`` picks bfloat16 where it runs (it measured fastest on CPU, see BENCHMARKS.md)."""
+    if name == "fp32":
+        return None
+    supported = torch.cuda.is_bf16_supported() if device.type == "cuda" else device.type == "cpu"
+    if name == "bf16" and not supported:
+        raise ValueError(f"bfloat16 is not supported on {device}; use --set precision=fp32")
+    return torch.bfloat16 if supported else None
+
+
+def build_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
+    """A zoo model by registry name, or ``package.module:callable`` called with ``num_classes`` and the options."""
+    if ":" in cfg.model:
+        module_name, attr = cfg.model.split(":", 1)
+        try:
+            factory = getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError) as exc:
+            raise ValueError(f"model {cfg.model!r} cannot be imported ({exc}); give package.module:callable") from None
+        return factory(num_classes=num_classes, **cfg.model_options)
+    from cnnlab.models import create_model, list_models
+
+    if cfg.model not in list_models():
+        raise ValueError(f"unknown model {cfg.model!r}; `cnnlab list` shows the zoo "
+                         f"({', '.join(list_models()[:8]) or 'empty'}...), or give package.module:callable")
+    return create_model(cfg.model, num_classes=num_classes, **cfg.model_options)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def _check_labels(ds: ArrayDataset, num_classes: int, split: str) -> None:
+    if len(ds) == 0:
+        raise ValueError(f"the {split} set is empty; check the data files")
+    lo, hi = int(ds.y.min()), int(ds.y.max())
+    if lo < 0 or hi >= num_classes:
+        bad = lo if lo < 0 else hi
+        raise ValueError(f"{split} label {bad} is outside 0..{num_classes - 1}; fix the labels or set num_classes "
+                         f"to at least {hi + 1}")
+
+
+def _environment(device: torch.device, precision: torch.dtype | None, world: int) -> dict[str, Any]:
+    return {"torch": torch.__version__, "python": platform.python_version(), "device": str(device),
+            "autocast": str(precision).replace("torch.", "") if precision else "fp32", "processes": world,
+            "threads": torch.get_num_threads(), "host": platform.node()}
+
+
+class _Metrics:
+    """metrics.jsonl, appended line by line by rank 0."""
+
+    def __init__(self, path: Path, enabled: bool) -> None:
+        self.path, self.enabled = path, enabled
+
+    def truncate_after(self, step: int) -> None:
+        """Drop lines past ``step`` and any half-written last line (a run killed mid-write resumes cleanly)."""
+        if not self.enabled or not self.path.exists():
+            return
+        kept = []
+        for line in self.path.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if record.get("step", 0) <= step:
+                kept.append(line)
+        atomic_write(self.path, "".join(k + "\n" for k in kept))
+
+    def write(self, record: dict[str, Any]) -> None:
+        if self.enabled:
+            with open(self.path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+
+
+# ---------------------------------------------------------------- the trainer
+class Trainer:
+    """Trains ``config`` into run directory ``out``; ``resume=True`` continues the run already in ``out``.
+
+    ``model``, ``train_data`` and ``test_data`` may be given directly (any nn.Module, any ArrayDataset);
+    otherwise they come from ``config.model`` and ``config.data``.
+    """
+
+    def __init__(self, config: TrainConfig, out: str | Path, *, resume: bool = False, model: nn.Module | None = None,
+                 train_data: ArrayDataset | None = None, test_data: ArrayDataset | None = None,
+                 progress: bool = True) -> None:
+        self.run_dir = Path(out)
+        self.ckpt_dir = self.run_dir / "checkpoints"
+        self.device = resolve_device(config.device)
+        self.dist = _Dist(self.device)
+        self.is_main = self.dist.rank == 0
+        try:
+            self._setup(config, resume, model, train_data, test_data, progress)
+        except BaseException:
+            self.dist.close()
+            raise
+
+    # -------------------------------------------------------- set-up
+    def _setup(self, config: TrainConfig, resume: bool, model: nn.Module | None, train_data: ArrayDataset | None,
+               test_data: ArrayDataset | None, progress: bool) -> None:
+        checkpoint = None
+        if resume:
+            config, checkpoint = self._resume_config(config)
+        else:
+            self._prepare_run_dir()
+        self.config = cfg = config
+        self.precision = resolve_precision(cfg.precision, self.device)
+        self.progress = progress and self.is_main
+
+        train = train_data if train_data is not None else self._load("train")
+        test = test_data if test_data is not None else self._load("test")
+        if cfg.subset is not None:
+            train = train.subset(cfg.subset)
+        self.num_classes = cfg.num_classes or max(train.num_classes, int(train.y.max()) + 1)
+        _check_labels(train, self.num_classes, "training")
+        _check_labels(test, self.num_classes, "test")
+        if train.x.shape[1:] != test.x.shape[1:]:
+            raise ValueError(f"training images are {train.x.shape[1:]} but test images {test.x.shape[1:]}; "
+                             f"both splits must share one size")
+        self.classes = train.classes if len(train.classes) == self.num_classes else tuple(
+            str(i) for i in range(self.num_classes))
+        self.mean, self.std = channel_stats(train.x) if checkpoint is None else (
+            tuple(checkpoint[1]["mean"]), tuple(checkpoint[1]["std"]))
+        data_device = self.device if self.device.type == "cuda" else "cpu"
+        common = dict(rank=self.dist.rank, world_size=self.dist.world_size, device=data_device,
+                      channels_last=cfg.channels_last)
+        augment = Augment(cfg.crop_padding, cfg.hflip) if (cfg.crop_padding or cfg.hflip) else None
+        self.train_loader = BatchLoader(train, cfg.batch_size, self.mean, self.std, train=True, augment=augment,
+                                        seed=cfg.seed, **common)
+        self.test_loader = BatchLoader(test, cfg.eval_batch_size, self.mean, self.std, train=False, **common)
+        if len(self.train_loader) == 0:
+            raise ValueError(f"the training set ({len(train)} images) is smaller than one batch of {cfg.batch_size}")
+        self.steps_per_epoch = len(self.train_loader)
+        self.total_steps = cfg.epochs * self.steps_per_epoch
+        if cfg.max_steps is not None:
+            self.total_steps = min(self.total_steps, cfg.max_steps)
+
+        torch.manual_seed(cfg.seed)  # weight init; the state is saved with every checkpoint
+        self.model = model if model is not None else build_model(cfg, self.num_classes)
+        self.model.to(self.device)
+        if cfg.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        self._check_input(train)
+        self.optimizer = build_optimizer(self.model, cfg)
+        self.generator = torch.Generator().manual_seed(cfg.seed)  # augmentation draws
+        self.step, self.best_acc = 0, -1.0
+        self.epoch_stats: list[float] = [0.0, 0, 0]  # this epoch so far: loss sum, correct, images
+        if checkpoint is not None:
+            tensors, meta = checkpoint
+            restore(tensors, meta, self.model, self.optimizer)
+            set_rng_state(tensors)
+            self.generator.set_state(tensors["rng/run"])
+            self.step, self.best_acc = int(meta["step"]), float(meta.get("best_acc", -1.0))
+            self.epoch_stats = list(meta["epoch_stats"])
+            log.info("resuming %s at step %d", self.run_dir, self.step)
+        self.metrics = _Metrics(self.run_dir / "metrics.jsonl", self.is_main)
+        self.metrics.truncate_after(self.step)
+        if self.is_main and not resume:
+            env = _environment(self.device, self.precision, self.dist.world_size)
+            atomic_write(self.run_dir / "config.json", json.dumps({"config": cfg.to_dict(), "environment": env},
+                                                                  indent=2))
+        self.forward_model: nn.Module = self.model
+        if cfg.compile:
+            self.forward_model = torch.compile(self.model)
+        if self.dist.active:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.forward_model = DistributedDataParallel(self.forward_model, device_ids=ids)
+
+    def _load(self, split: str) -> ArrayDataset:
+        cfg_file = self.config.train_file if split == "train" else self.config.test_file
+        return load_dataset(self.config.data, split, self.config.data_dir, file=cfg_file,
+                            download=self.config.download and self.is_main, image_size=self.config.image_size)
+
+    def _prepare_run_dir(self) -> None:
+        if self.is_main:
+            if (self.run_dir / "config.json").exists():
+                raise FileExistsError(f"{self.run_dir} already holds a run; continue it with --resume {self.run_dir} "
+                                      f"or choose another --out")
+            try:
+                self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+                probe = self.run_dir / ".write-test"
+                probe.write_bytes(b"")
+                probe.unlink()
+            except OSError as exc:
+                raise PermissionError(f"cannot write to run directory {self.run_dir} ({exc.strerror}); "
+                                      f"choose a writable --out") from None
+        if self.dist.active:
+            torch.distributed.barrier()
+
+    def _resume_config(self, config: TrainConfig) -> tuple[TrainConfig, tuple[dict, dict]]:
+        stored_path = self.run_dir / "config.json"
+        if not stored_path.is_file():
+            raise FileNotFoundError(f"{self.run_dir} holds no run (no config.json); check the --resume path")
+        stored = from_dict(json.loads(stored_path.read_text())["config"])
+        changed = {k: v for k, v in config.to_dict().items()
+                   if v != stored.to_dict()[k] and k in RESUMABLE_CHANGES}
+        checkpoint = load_checkpoint(self.ckpt_dir / "last.safetensors")
+        return stored.replace(**changed), checkpoint
+
+    def _check_input(self, train: ArrayDataset) -> None:
+        """Fail before training when the model cannot take these images (size or channels)."""
+        h, w, c = train.x.shape[1:]
+        probe = torch.zeros(2, c, h, w, device=self.device)
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                self.model(probe)
+        except (ValueError, RuntimeError) as exc:
+            raise ValueError(f"{self.config.model} cannot take the {c}x{h}x{w} images of {self.config.data}: "
+                             f"{_first_line(exc)}") from None
+        finally:
+            self.model.train(was_training)
+
+    # -------------------------------------------------------- checkpoints
+    def _save(self, name: str, epoch: int) -> None:
+        if not self.is_main:
+            return
+        meta = {"step": self.step, "epoch": epoch, "best_acc": self.best_acc, "mean": list(self.mean),
+                "std": list(self.std), "epoch_stats": self.epoch_stats, "classes": list(self.classes), "num_classes": self.num_classes,
+                "scheduler": {"name": self.config.schedule, "step": self.step, "total_steps": self.total_steps},
+                "config": self.config.to_dict()}
+        extra = {**rng_state(), "rng/run": self.generator.get_state()}
+        save_checkpoint(self.ckpt_dir / f"{name}.safetensors", self.model, self.optimizer, extra, meta)
+
+    # -------------------------------------------------------- evaluation
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.precision is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.precision)
+
+    def evaluate(self) -> dict[str, Any]:
+        """Test-set accuracy, mean loss and confusion matrix (rows: true class, columns: predicted)."""
+        self.model.eval()
+        confusion = torch.zeros(self.num_classes * self.num_classes, dtype=torch.float64, device=self.device)
+        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        with torch.no_grad(), self._autocast():
+            for x, y in self.test_loader:
+                x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+                logits = self.model(x)
+                logits = logits[0] if isinstance(logits, tuple) else logits
+                loss_sum += F.cross_entropy(logits.float(), y, reduction="sum").double()
+                confusion += torch.bincount(y * self.num_classes + logits.argmax(1),
+                                            minlength=self.num_classes ** 2).double()
+        self.model.train()
+        self.dist.sum_(confusion)
+        self.dist.sum_(loss_sum)
+        matrix = confusion.view(self.num_classes, self.num_classes).long().cpu()
+        n = int(matrix.sum())
+        return {"accuracy": float(matrix.diagonal().sum()) / max(1, n), "loss": float(loss_sum) / max(1, n),
+                "images": n, "confusion": matrix.tolist(), "classes": list(self.classes)}
+
+    # -------------------------------------------------------- training
+    @contextlib.contextmanager
+    def _signals(self) -> Iterator[dict[str, int]]:
+        """SIGINT/SIGTERM set a flag; the loop finishes its step, saves, and stops."""
+        caught = {"signum": 0}
+        if threading.current_thread() is not threading.main_thread():
+            yield caught
+            return
+
+        def handler(signum, frame):
+            caught["signum"] = signum
+
+        previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield caught
+        finally:
+            for s, h in previous.items():
+                signal.signal(s, h)
+
+    def _train_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        cfg = self.config
+
+        def criterion(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+            return F.cross_entropy(logits.float(), target, label_smoothing=cfg.label_smoothing)
+
+        with self._autocast():
+            output = self.forward_model(x)
+            logits = output[0] if isinstance(output, tuple) else output
+            weights = 0.3 if cfg.aux_weights is None else cfg.aux_weights
+            loss = aux_loss(output, y, weights, criterion)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+        return loss.detach(), (logits.detach().argmax(1) == y).sum()
+
+    def fit(self, until_step: int | None = None) -> dict[str, Any]:
+        """Train to the end (or to ``until_step``, saving a checkpoint there); returns the summary."""
+        try:
+            return self._fit(until_step)
+        finally:
+            self.dist.close()
+
+    def _fit(self, until_step: int | None) -> dict[str, Any]:
+        from tqdm import tqdm
+
+        cfg, spe = self.config, self.steps_per_epoch
+        stop_at = self.total_steps if until_step is None else min(until_step, self.total_steps)
+        quiet = not self.progress or os.environ.get("CI", "").lower() in ("1", "true", "yes")
+        bar = tqdm(total=self.total_steps, initial=self.step, disable=quiet, file=sys.stderr, unit="step",
+                   dynamic_ncols=True)
+        self.model.train()
+        order_epoch, order = -1, None
+        last_eval: dict[str, Any] = {}
+        window_images, window_start = 0, time.perf_counter()
+        with self._signals() as caught:
+            while self.step < stop_at:
+                epoch, index = divmod(self.step, spe)
+                if epoch != order_epoch:
+                    order_epoch, order = epoch, self.train_loader.epoch_order(epoch)
+                x, y = self.train_loader.batch(order, index, self.generator)
+                x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+                lr = lr_at(cfg, self.step, self.total_steps)
+                set_lr(self.optimizer, lr)
+                loss, correct = self._train_step(x, y)
+                loss_value = loss.item()
+                bad, stop = self.dist.any([float(not math.isfinite(loss_value)), float(caught["signum"])],
+                                          self.device)
+                if bad:
+                    raise NonFiniteLossError(
+                        f"loss became {loss_value} at step {self.step + 1}; training stopped, the last checkpoint "
+                        f"in {self.ckpt_dir} is from before it; lower the lr or set grad_clip")
+                self.optimizer.step()
+                self.step += 1
+                n = len(y) * self.dist.world_size
+                correct_value = int(correct)
+                window_images += n
+                self.epoch_stats = [self.epoch_stats[0] + loss_value * len(y),
+                                    self.epoch_stats[1] + correct_value, self.epoch_stats[2] + len(y)]
+                if self.step % cfg.log_every == 0:
+                    now = time.perf_counter()
+                    ips = window_images / max(now - window_start, 1e-9)
+                    window_images, window_start = 0, now
+                    self.metrics.write({"kind": "step", "step": self.step, "epoch": epoch, "loss": loss_value,
+                                        "acc": correct_value / len(y), "lr": lr, "images_per_s": ips})
+                    bar.set_postfix(loss=f"{loss_value:.3f}", acc=f"{correct_value / len(y):.3f}",
+                                    img_s=f"{ips:.0f}", refresh=False)
+                bar.update(1)
+                epoch_end = self.step % spe == 0 or self.step == self.total_steps
+                if epoch_end:
+                    record = {"kind": "epoch", "step": self.step, "epoch": epoch + 1,
+                              "train_loss": self.epoch_stats[0] / max(1, self.epoch_stats[2]),
+                              "train_acc": self.epoch_stats[1] / max(1, self.epoch_stats[2]), "lr": lr}
+                    self.epoch_stats = [0.0, 0, 0]
+                    if (epoch + 1) % cfg.eval_every == 0 or self.step == self.total_steps:
+                        last_eval = self.evaluate()
+                        record.update(test_loss=last_eval["loss"], test_acc=last_eval["accuracy"])
+                        if last_eval["accuracy"] > self.best_acc:
+                            self.best_acc = last_eval["accuracy"]
+                            self._save("best", epoch + 1)
+                    self.metrics.write(record)
+                if epoch_end or (cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0) \
+                        or self.step == stop_at or stop:
+                    self._save("last", self.step // spe)
+                if stop:
+                    bar.close()
+                    name = signal.Signals(int(stop)).name
+                    raise TrainingInterrupted(f"{name} at step {self.step}: checkpoint saved; continue with "
+                                              f"--resume {self.run_dir}", int(stop))
+        bar.close()
+        summary = {"step": self.step, "total_steps": self.total_steps, "finished": self.step >= self.total_steps,
+                   "best_test_acc": self.best_acc if self.best_acc >= 0 else None,
+                   "final_test_acc": last_eval.get("accuracy"), "final_test_loss": last_eval.get("loss"),
+                   "run_dir": str(self.run_dir)}
+        if self.is_main:
+            atomic_write(self.run_dir / "summary.json", json.dumps(summary, indent=2))
+        return summary
+
+
+def evaluate_run(run_dir: str | Path, which: str = "best", test_data: ArrayDataset | None = None,
+                 model: nn.Module | None = None) -> dict[str, Any]:
+    """Test accuracy and confusion matrix of a run's ``best`` (or ``last``) checkpoint."""
+    run_dir = Path(run_dir)
+    path = run_dir / "checkpoints" / f"{which}.safetensors"
+    if which == "best" and not path.exists():
+        path = run_dir / "checkpoints" / "last.safetensors"
+    tensors, meta = load_checkpoint(path)
+    cfg = from_dict(meta["config"])
+    device = resolve_device(cfg.device)
+    test = test_data if test_data is not None else load_dataset(
+        cfg.data, "test", cfg.data_dir, file=cfg.test_file, download=cfg.download, image_size=cfg.image_size)
+    num_classes = int(meta["num_classes"])
+    _check_labels(test, num_classes, "test")
+    net = model if model is not None else build_model(cfg, num_classes)
+    restore(tensors, meta, net, None)
+    net.to(device)
+    loader = BatchLoader(test, cfg.eval_batch_size, meta["mean"], meta["std"], train=False,
+                         device=device if device.type == "cuda" else "cpu", channels_last=cfg.channels_last)
+    precision = resolve_precision(cfg.precision, device)
+    net.eval()
+    confusion = torch.zeros(num_classes, num_classes, dtype=torch.long)
+    autocast = torch.autocast(device.type, dtype=precision) if precision else contextlib.nullcontext()
+    with torch.no_grad(), autocast:
+        for x, y in loader:
+            logits = net(x.to(device))
+            pred = (logits[0] if isinstance(logits, tuple) else logits).argmax(1).cpu()
+            confusion += torch.bincount(y.cpu() * num_classes + pred, minlength=num_classes ** 2).view(
+                num_classes, num_classes)
+    n = int(confusion.sum())
+    return {"checkpoint": str(path), "step": meta["step"], "accuracy": float(confusion.diagonal().sum()) / max(1, n),
+            "images": n, "confusion": confusion.tolist(), "classes": meta["classes"]}
