@@ -10,8 +10,9 @@ from cnnlab.design.bottleneck import add_bottleneck
 from cnnlab.design.factorize import factorize
 from cnnlab.design.head import gap_head
 from cnnlab.design.preact import to_preactivation
+from cnnlab.design.recipe import apply_transforms, load_transformed, save_transformed
 from cnnlab.design.report import Cost, Replacement, TransformReport
 from cnnlab.design.residual import to_residual
 
-__all__ = ["Cost", "Replacement", "TransformReport", "add_bottleneck", "factorize", "gap_head",
-           "to_preactivation", "to_residual"]
+__all__ = ["Cost", "Replacement", "TransformReport", "add_bottleneck", "apply_transforms", "factorize", "gap_head",
+           "load_transformed", "save_transformed", "to_preactivation", "to_residual"]

@@ -124,16 +124,6 @@ def clone_model(model: nn.Module) -> nn.Module:
     return copy.deepcopy(model)
 
 
-def meta_copy(model: nn.Module) -> nn.Module:
-    """A copy of ``model`` whose parameters and buffers live on the meta device (no memory, shapes only)."""
-    memo: dict[int, object] = {}
-    for tensor in list(model.parameters()) + list(model.buffers()):
-        meta = torch.empty_like(tensor, device="meta")
-        memo[id(tensor)] = nn.Parameter(meta, requires_grad=tensor.requires_grad) if isinstance(
-            tensor, nn.Parameter) else meta
-    return copy.deepcopy(model, memo)
-
-
 def activation_of(unit: nn.Module) -> nn.Module | None:
     """The activation module of a ConvNormAct (``None`` when it has none)."""
     return unit._modules.get("act")

@@ -13,7 +13,8 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from cnnlab.design._graph import clone_model, describe, like, meta_copy, param_count
+from cnnlab.analysis import meta_copy
+from cnnlab.design._graph import clone_model, describe, like, param_count
 from cnnlab.design.report import Replacement, TransformReport, build_report, resolve_input_size
 
 _POOLS = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.AvgPool2d, nn.MaxPool2d)

@@ -8,6 +8,7 @@ from typing import Any
 
 from torch import nn
 
+from cnnlab.analysis import CostReport, analyze
 from cnnlab.design._graph import param_count
 
 
@@ -118,35 +119,46 @@ def _num(value: int | None) -> str:
 def measure(model: nn.Module, input_size: Sequence[int] | None) -> tuple[Cost, list[str]]:
     """Parameters always; MACs and receptive field via ``cnnlab.analysis.analyze`` when ``input_size`` is known.
 
-    Returns the cost and notes explaining anything that could not be measured.
+    Returns the cost and notes explaining anything that could not be measured. Analysis runs on a meta copy,
+    so measuring costs no memory and leaves ``model`` untouched.
     """
     params = param_count(model)
     if input_size is None:
         return Cost(params), ["no input size: MACs and receptive field not measured (pass input_size)"]
     try:
-        from cnnlab.analysis import analyze  # TEMPORARY until cnnlab.analysis lands
-    except ImportError:
-        return Cost(params), ["cnnlab.analysis unavailable"]
-
-    try:
         cost = analyze(model, input_size=tuple(input_size))
     except ValueError as exc:  # e.g. an input too small for the network
         return Cost(params), [f"analysis failed at {tuple(input_size)}: {exc}"]
-    return Cost(params, int(cost.total.macs), feature_receptive_field(cost)), []
+    return Cost(params, int(cost.macs), feature_receptive_field(cost)), []
 
 
-def feature_receptive_field(cost: Any) -> tuple[int, int] | None:
-    """Receptive field of the last 4-D feature map of an analysed network (before any global pooling)."""
+_GLOBAL_TYPES = ("AdaptiveAvgPool2d", "AdaptiveMaxPool2d", "AvgPool2d", "MaxPool2d")
+
+
+def feature_receptive_field(cost: CostReport) -> tuple[int, int] | None:
+    """Receptive field (height, width) of the network's last feature map, before any global pooling/flatten.
+
+    Walks the leaf layers in execution order and stops at the first one that leaves the 4-D feature maps
+    (flatten, linear) or pools a map larger than 1x1 down to 1x1: past that point every unit sees the whole
+    input, which says nothing about the design.
+    """
     best = None
-    for layer in cost.to_dict()["layers"]:
-        shape = layer.get("output_shape")
-        rf = layer.get("rf")
-        if rf is None or not shape or len(shape) != 4 or layer.get("depth", 1) == 0:
+    for layer in cost.layers:
+        if not layer.is_leaf or layer.rf is None or layer.output_shape is None:
             continue
-        if shape[-1] * shape[-2] == 1 and best is not None:
-            break  # a global pooling: everything after sees the whole (clipped) input
-        best = (int(rf["size"][0]), int(rf["size"][1]))
+        out = layer.output_shape
+        if len(out) != 4:
+            break
+        inp = layer.input_shape
+        if (layer.type in _GLOBAL_TYPES and out[-1] * out[-2] == 1 and inp is not None and len(inp) == 4
+                and inp[-1] * inp[-2] > 1):
+            break
+        best = (_int(layer.rf.size[0]), _int(layer.rf.size[1]))
     return best
+
+
+def _int(value: float) -> int:
+    return int(round(value))
 
 
 def resolve_input_size(model: nn.Module, input_size: Sequence[int] | None) -> tuple[int, int, int] | None:

@@ -1,0 +1,127 @@
+"""Save a transformed model safely and rebuild it: weights as a state dict + a JSON recipe of the transforms.
+
+The whole module is never pickled: loading a pickled ``nn.Module`` runs arbitrary code from the file. Instead
+the weights go to safetensors (or a plain ``.pt`` state dict, loaded with ``torch.load(weights_only=True)``)
+and ``<name>.json`` records the zoo model and the transforms applied to it, so that ``load_transformed``
+rebuilds the architecture from cnnlab's own code and then loads the weights into it, strictly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from cnnlab.design.bottleneck import add_bottleneck
+from cnnlab.design.factorize import factorize
+from cnnlab.design.head import gap_head
+from cnnlab.design.preact import to_preactivation
+from cnnlab.design.report import TransformReport
+from cnnlab.design.residual import to_residual
+
+RECIPE_FORMAT = "cnnlab-transform-recipe/1"
+TRANSFORMS: dict[str, Callable[..., tuple[nn.Module, TransformReport]]] = {
+    "to_residual": to_residual,
+    "to_preactivation": to_preactivation,
+    "factorize": factorize,
+    "add_bottleneck": add_bottleneck,
+    "gap_head": gap_head,
+}
+WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth")
+
+
+def apply_transforms(model: nn.Module, steps: Sequence[Mapping[str, Any]],
+                     input_size: tuple[int, int, int] | None = None) -> tuple[nn.Module, list[TransformReport]]:
+    """Apply ``[{"name": "factorize", "args": {...}}, ...]`` in order; returns the last model and every report."""
+    reports = []
+    for step in steps:
+        name = step.get("name")
+        if name not in TRANSFORMS:
+            raise ValueError(f"unknown transform {name!r} in recipe; known: {sorted(TRANSFORMS)}")
+        args = dict(step.get("args", {}))
+        model, report = TRANSFORMS[name](model, **args, input_size=input_size)
+        reports.append(report)
+    return model, reports
+
+
+def recipe_path(weights_path: str | os.PathLike) -> Path:
+    """The JSON recipe that sits next to a weights file: ``model.safetensors`` -> ``model.json``."""
+    return Path(weights_path).with_suffix(".json")
+
+
+def save_transformed(model: nn.Module, weights_path: str | os.PathLike, recipe: Mapping[str, Any]) -> Path:
+    """Write the state dict (safetensors, or a ``.pt`` tensor dict) and the recipe JSON; returns the JSON path.
+
+    ``recipe`` holds ``model`` (a zoo name), ``model_options`` (``create_model`` keywords), ``transforms`` (as
+    ``apply_transforms`` takes them) and ``input_size``. Both files are written atomically (temp file + rename).
+    """
+    path = Path(weights_path)
+    if path.suffix not in WEIGHT_SUFFIXES:
+        raise ValueError(f"output file {str(path)!r} must end in one of {WEIGHT_SUFFIXES} (weights as safetensors "
+                         f"or a plain state dict; the whole module is never pickled)")
+    if not path.parent.exists():
+        raise FileNotFoundError(f"output directory {str(path.parent)!r} does not exist; create it first")
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    if path.suffix == ".safetensors":
+        from safetensors.torch import save_file
+
+        _atomic_write(path, lambda tmp: save_file(_unshare(state), tmp))
+    else:
+        _atomic_write(path, lambda tmp: torch.save(state, tmp))
+    meta = {"format": RECIPE_FORMAT, "weights": path.name, **recipe}
+    json_path = recipe_path(path)
+    _atomic_write(json_path, lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=2) + "\n"))
+    return json_path
+
+
+def load_transformed(weights_path: str | os.PathLike) -> nn.Module:
+    """Rebuild a transformed zoo model from its recipe JSON and load its weights (strictly, no pickled code)."""
+    path = Path(weights_path)
+    json_path = recipe_path(path)
+    if not path.is_file() or not json_path.is_file():
+        raise FileNotFoundError(f"need both {str(path)!r} and its recipe {str(json_path)!r} (written by "
+                                f"save_transformed / cnnlab transform -o)")
+    recipe = json.loads(json_path.read_text())
+    if recipe.get("format") != RECIPE_FORMAT:
+        raise ValueError(f"{str(json_path)!r} is not a {RECIPE_FORMAT} recipe (format={recipe.get('format')!r})")
+    from cnnlab.models import create_model
+
+    model = create_model(recipe["model"], **recipe.get("model_options", {}))
+    size = recipe.get("input_size")
+    model, _ = apply_transforms(model, recipe.get("transforms", []), tuple(size) if size else None)
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        state = load_file(str(path))
+    else:
+        state = torch.load(path, map_location="cpu", weights_only=True)  # tensors only: no code runs
+    model.load_state_dict(state, strict=True)
+    return model
+
+
+def _unshare(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    # safetensors refuses tensors that share storage (tied weights); a copy per key keeps every entry loadable
+    seen: set[int] = set()
+    out = {}
+    for key, tensor in state.items():
+        ptr = tensor.untyped_storage().data_ptr() if tensor.numel() else -1
+        out[key] = tensor.clone() if ptr in seen else tensor
+        seen.add(ptr)
+    return out
+
+
+def _atomic_write(path: Path, write: Callable[[str], object]) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
