@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
+import torch
 from torch import nn
 
 from cnnlab.blocks import ConvNormAct
@@ -41,13 +42,19 @@ def to_preactivation(
     """
     size = resolve_input_size(resnet, input_size)
     new_model = clone_model(resnet)
-    units = [(name, m) for name, m in new_model.named_modules() if type(m) in (BasicBlock, Bottleneck)]
+    post = [(name, m) for name, m in new_model.named_modules() if type(m) in (BasicBlock, Bottleneck)]
+    # pre-activation is about the shortcut path; a plain unit has none (to_residual gives it one first)
+    units = [(name, m) for name, m in post if m.shortcut is not None]
+    notes: list[str] = []
+    if len(units) < len(post):
+        notes.append(f"{len(post) - len(units)} unit(s) without a shortcut left as they are; "
+                     f"apply to_residual first")
     if not units:
         return new_model, build_report(
             "to_preactivation", {}, size, resnet, new_model, (),
-            ["no post-activation residual unit (BasicBlock / Bottleneck) found; model unchanged"])
+            ["no post-activation residual unit (BasicBlock / Bottleneck with a shortcut) found; model unchanged",
+             *notes])
     replaced: list[Replacement] = []
-    notes: list[str] = []
     for name, unit in units:
         new = _preact_unit(unit)
         _set(new_model, name, new)
@@ -98,9 +105,12 @@ def _preact_unit(unit: nn.Module) -> nn.Module:
     else:
         new = PreActBasicBlock(in_channels, out_channels, stride, shortcut=option, act=act_cls)
     new_convs = [new.conv1.conv, new.conv2.conv] + ([new.conv3.conv] if isinstance(new, PreActBottleneck) else [])
-    for old, fresh in zip(convs, new_convs):
-        fresh.weight.data.copy_(old.weight.data)  # same shapes: the learned filters carry over
-    return like(new, convs[0].weight)
+    new = like(new, convs[0].weight)
+    if not convs[0].weight.is_meta:
+        with torch.no_grad():
+            for old, fresh in zip(convs, new_convs):
+                fresh.weight.copy_(old.weight)  # same shapes: the learned filters carry over
+    return new
 
 
 def _network_ends(net: Network, notes: list[str]) -> list[Replacement]:

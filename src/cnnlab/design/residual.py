@@ -47,11 +47,11 @@ def to_residual(
     for name, unit in list(new_model.named_modules()):
         if isinstance(unit, RESIDUAL_UNITS) and unit.shortcut is None:
             replaced.append(_add_unit_shortcut(name, unit, shortcut, notes))
-    for name, container in list(new_model.named_modules()):
-        if _inside_residual_unit(new_model, name):
-            continue
-        if type(container) is nn.Sequential or isinstance(container, Network):
-            replaced.extend(_pair_units(name, container, shortcut, notes))
+    # containers are listed before any pairing renames children (pairs hold ConvNormAct units, never containers)
+    containers = [(name, m) for name, m in new_model.named_modules()
+                  if (type(m) is nn.Sequential or isinstance(m, Network)) and not _inside_residual_unit(new_model, name)]
+    for name, container in containers:
+        replaced.extend(_pair_units(name, container, shortcut, notes))
     if not replaced:
         notes.insert(0, "no residual unit without a shortcut and no pair of consecutive conv units "
                         "(ConvNormAct children of a Sequential) found; model unchanged")
