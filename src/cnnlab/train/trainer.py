@@ -302,8 +302,11 @@ class Trainer:
         if not stored_path.is_file():
             raise FileNotFoundError(f"{self.run_dir} holds no run (no config.json); check the --resume path")
         stored = from_dict(json.loads(stored_path.read_text())["config"])
-        changed = {k: v for k, v in config.to_dict().items()
-                   if v != stored.to_dict()[k] and k in RESUMABLE_CHANGES}
+        changed = {k: v for k, v in config.to_dict().items() if v != stored.to_dict()[k]}
+        fixed = sorted(set(changed) - set(RESUMABLE_CHANGES))
+        if fixed:
+            raise ValueError(f"cannot change {', '.join(fixed)} when resuming {self.run_dir} (only "
+                             f"{', '.join(RESUMABLE_CHANGES)} may change); start a new run instead")
         checkpoint = load_checkpoint(self.ckpt_dir / "last.safetensors")
         return stored.replace(**changed), checkpoint
 

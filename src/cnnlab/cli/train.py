@@ -1,0 +1,131 @@
+"""``cnnlab train`` and ``cnnlab eval``: train a model into a run directory; report a run's test accuracy."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from cnnlab.cli import CLIError
+
+# command-line flag -> config key (flags left unset do not override the config file or --set)
+_FLAGS = {"data": "data", "data_dir": "data_dir", "train_file": "train_file", "test_file": "test_file",
+          "epochs": "epochs", "max_steps": "max_steps", "subset": "subset", "batch_size": "batch_size",
+          "lr": "lr", "seed": "seed"}
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``train`` and ``eval`` subcommands."""
+    from cnnlab.data import DATASETS
+
+    p = subparsers.add_parser("train", help="train a model on an image data set into a run directory",
+                              description="Train a zoo model (or package.module:callable) with TrainConfig; "
+                                          "works under torchrun for several processes.")
+    p.add_argument("model", nargs="?", help="registry name (cnnlab list) or package.module:callable")
+    p.add_argument("--data", choices=DATASETS, help="data set (default cifar10)")
+    p.add_argument("--data-dir", help="folder with the official files (default ./data)")
+    p.add_argument("--train-file", help="--data npz/imagefolder: training .npz or folder")
+    p.add_argument("--test-file", help="--data npz/imagefolder: test .npz or folder")
+    p.add_argument("--out", help="run directory (default runs/MODEL-DATA-TIME)")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--max-steps", type=int)
+    p.add_argument("--subset", type=int, help="train on the first N training images")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--config", help="YAML or JSON file of config keys")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
+    p.add_argument("--quiet", action="store_true", help="no progress bar (also when CI=true)")
+    p.set_defaults(handler=run_train)
+
+    e = subparsers.add_parser("eval", help="test accuracy and confusion matrix of a run",
+                              description="Evaluate a run's best (or last) checkpoint on its test set.")
+    e.add_argument("run_dir")
+    e.add_argument("--checkpoint", choices=("best", "last"), default="best")
+    e.add_argument("--json", action="store_true", help="print the result as JSON")
+    e.set_defaults(handler=run_eval)
+
+
+def _config(args: argparse.Namespace, base: dict[str, Any] | None = None):
+    from cnnlab.train import TrainConfig, from_dict, load_config_file, parse_override
+
+    values: dict[str, Any] = load_config_file(args.config) if args.config else {}
+    if args.model:
+        values["model"] = args.model
+    for flag, key in _FLAGS.items():
+        if getattr(args, flag) is not None:
+            values[key] = getattr(args, flag)
+    for text in args.set:
+        key, value = parse_override(text)
+        values[key] = value
+    return from_dict(values, from_dict(base) if base is not None else TrainConfig())
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """Handler of ``cnnlab train``."""
+    from cnnlab.train import Trainer, TrainingInterrupted
+
+    rank = int(os.environ.get("RANK", "0"))
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    if args.resume:
+        out = Path(args.resume)
+        stored = out / "config.json"
+        if not stored.is_file():
+            raise CLIError(f"{out} holds no run (no config.json); check the --resume path")
+        base = json.loads(stored.read_text())["config"]
+        if args.model and args.model != base["model"]:
+            raise CLIError(f"{out} trains {base['model']!r}, not {args.model!r}; drop MODEL when resuming")
+        config = _config(args, base)
+    else:
+        if not args.model:
+            raise CLIError("give a MODEL (cnnlab list shows them) or --resume RUN_DIR")
+        config = _config(args)
+        if args.out is None and distributed:
+            raise CLIError("under torchrun every process must agree on the run directory: pass --out RUN_DIR")
+        out = Path(args.out or f"runs/{config.model.replace(':', '_')}-{config.data}-{time.strftime('%Y%m%d-%H%M%S')}")
+    quiet = args.quiet or os.environ.get("CI", "").lower() in ("1", "true", "yes")
+    try:
+        summary = Trainer(config, out, resume=bool(args.resume), progress=not quiet).fit()
+    except TrainingInterrupted as exc:
+        if rank == 0:
+            print(f"cnnlab train: {exc}", file=sys.stderr)
+        return 128 + exc.signum  # the shell convention for a process ended by a signal
+    if rank == 0:
+        acc = summary["final_test_acc"]
+        best = summary["best_test_acc"]
+        print(f"{out}: {summary['step']} steps, test accuracy "
+              f"{'n/a' if acc is None else f'{acc:.4f}'} (best {'n/a' if best is None else f'{best:.4f}'})")
+    return 0
+
+
+def format_confusion(result: dict[str, Any]) -> str:
+    """The confusion matrix as text: rows are true classes, columns predictions."""
+    classes = [str(c)[:10] for c in result["classes"]]
+    width = max(6, *(len(c) for c in classes), len(str(max(max(r) for r in result["confusion"]))))
+    lines = [" " * (width + 1) + " ".join(c.rjust(width) for c in classes)]
+    for name, row in zip(classes, result["confusion"]):
+        lines.append(name.rjust(width) + " " + " ".join(str(v).rjust(width) for v in row))
+    return "\n".join(lines)
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    """Handler of ``cnnlab eval``."""
+    from cnnlab.train import evaluate_run
+
+    run = Path(args.run_dir)
+    if not (run / "checkpoints").is_dir():
+        raise CLIError(f"{run} is not a run directory (no checkpoints/); give the --out of a cnnlab train run")
+    result = evaluate_run(run, args.checkpoint)
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(f"{result['checkpoint']} (step {result['step']}): test accuracy {result['accuracy']:.4f} "
+          f"on {result['images']} images")
+    print("confusion matrix (rows: true class, columns: predicted)")
+    print(format_confusion(result))
+    return 0

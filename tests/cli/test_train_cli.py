@@ -1,0 +1,193 @@
+"""``cnnlab train`` / ``cnnlab eval``: runs, bad input (one line, exit 2, run data intact), signals, SIGKILL."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from cnnlab.cli import main
+from cnnlab.train import load_checkpoint
+
+TINY = '''
+import torch
+from torch import nn
+
+
+class Tiny(nn.Module):
+    def __init__(self, num_classes=4, nan_after=None, in_channels=3):
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, 6, 3, padding=1)
+        self.bn = nn.BatchNorm2d(6)
+        self.fc = nn.Linear(6, num_classes)
+        self.nan_after, self.calls = nan_after, 0
+
+    def forward(self, x):
+        h = torch.relu(self.bn(self.conv(x))).mean((2, 3))
+        out = self.fc(h)
+        if self.training and self.nan_after is not None:
+            self.calls += 1
+            if self.calls > self.nan_after:
+                out = out * float("nan")
+        return out
+
+
+def tiny(num_classes=4, **options):
+    return Tiny(num_classes, **options)
+'''
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def work(tmp_path, monkeypatch):
+    """tmp_path with tinymodel_cli.py importable and train.npz / test.npz written."""
+    (tmp_path / "tinymodel_cli.py").write_text(TINY)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    rng = np.random.default_rng(0)
+    for name, n in (("train", 64), ("test", 32)):
+        y = rng.integers(0, 4, n)
+        x = rng.integers(0, 256, (n, 8, 8, 3), dtype=np.uint8)
+        np.savez(tmp_path / f"{name}.npz", x=x, y=y, classes=np.array(["a", "b", "c", "d"]))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CI", "true")
+    return tmp_path
+
+
+def _train_args(out: str, *extra: str) -> list[str]:
+    return ["train", "tinymodel_cli:tiny", "--data", "npz", "--train-file", "train.npz", "--test-file", "test.npz",
+            "--out", out, "--batch-size", "16", "--set", "precision=fp32", *extra]
+
+
+def _one_line_error(capsys, argv: list[str], pattern: str) -> str:
+    code = main(argv)
+    err = capsys.readouterr().err.strip()
+    assert code == 2, err
+    assert len(err.splitlines()) == 1 and pattern in err, err
+    return err
+
+
+def test_train_then_eval(work, capsys):
+    assert main(_train_args("run", "--epochs", "2", "--lr", "0.05", "--set", "schedule=cosine")) == 0
+    out = capsys.readouterr().out
+    assert "run: 8 steps, test accuracy" in out
+    config = json.loads((work / "run" / "config.json").read_text())["config"]
+    assert config["lr"] == 0.05 and config["schedule"] == "cosine" and config["batch_size"] == 16
+    assert main(["eval", "run"]) == 0
+    text = capsys.readouterr().out
+    assert "test accuracy" in text and "confusion matrix" in text
+    assert main(["eval", "run", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert np.array(result["confusion"]).sum() == 32
+    # --resume with a longer run continues from step 8
+    assert main(["train", "--resume", "run", "--epochs", "3", "--quiet"]) == 0
+    assert load_checkpoint(work / "run" / "checkpoints" / "last.safetensors")[1]["step"] == 12
+    _one_line_error(capsys, ["train", "--resume", "run", "--lr", "0.5"], "cannot change lr when resuming")
+
+
+def test_config_file_and_overrides(work, capsys):
+    (work / "c.yaml").write_text("epochs: 1\nlr: 0.2\n")
+    assert main(_train_args("r", "--config", "c.yaml", "--set", "lr=0.3")) == 0
+    assert json.loads((work / "r" / "config.json").read_text())["config"]["lr"] == 0.3
+    _one_line_error(capsys, _train_args("r2", "--set", "learning_rate=0.1"), "unknown config key 'learning_rate'")
+    _one_line_error(capsys, _train_args("r3", "--set", "epochs=two"), "'epochs' expects int")
+    assert not (work / "r2").exists() and not (work / "r3").exists()
+
+
+def test_bad_data(work, capsys):
+    _one_line_error(capsys, _train_args("a") + ["--train-file", "missing.npz"], "missing.npz does not exist")
+    (work / "junk.npz").write_bytes(b"junk")
+    _one_line_error(capsys, _train_args("b") + ["--train-file", "junk.npz"], "junk.npz")
+    rng = np.random.default_rng(1)
+    np.savez(work / "bad_labels.npz", x=rng.integers(0, 256, (16, 8, 8, 3), dtype=np.uint8), y=np.arange(16),
+             classes=np.array(["a", "b", "c", "d"]))
+    _one_line_error(capsys, _train_args("c") + ["--train-file", "bad_labels.npz", "--set", "num_classes=4"],
+                    "outside 0..3")
+    np.savez(work / "grey.npz", x=rng.integers(0, 256, (16, 8, 8, 1), dtype=np.uint8), y=np.arange(16) % 4)
+    _one_line_error(capsys, _train_args("d") + ["--train-file", "grey.npz", "--test-file", "grey.npz"],
+                    "cannot take the 1x8x8 images")
+    (work / "file").write_text("")
+    _one_line_error(capsys, _train_args("file/run"), "cannot write to run directory")
+    _one_line_error(capsys, ["train", "resnet20", "--data", "cifar10", "--data-dir", str(work / "nodata"),
+                             "--set", "download=false", "--out", "e"], "cifar-10-python.tar.gz")
+
+
+def test_zoo_model_rejects_grey_images(work, capsys):
+    rng = np.random.default_rng(2)
+    np.savez(work / "grey.npz", x=rng.integers(0, 256, (16, 8, 8, 1), dtype=np.uint8), y=np.arange(16) % 4)
+    _one_line_error(capsys, ["train", "resnet20", "--data", "npz", "--train-file", "grey.npz", "--test-file",
+                             "grey.npz", "--out", "z"], "cannot take the 1x8x8 images")
+
+
+def test_nan_loss_keeps_last_good_checkpoint(work, capsys):
+    err = _one_line_error(capsys, _train_args("n", "--epochs", "3", "--set", "checkpoint_every=1", "--set",
+                                              "model_options={'nan_after': 5}"), "at step 6")
+    assert "loss became nan" in err
+    tensors, meta = load_checkpoint(work / "n" / "checkpoints" / "last.safetensors")
+    assert meta["step"] == 5 and all(torch.isfinite(t).all() for k, t in tensors.items() if k.startswith("model/"))
+    lines = (work / "n" / "metrics.jsonl").read_text().splitlines()
+    assert all(json.loads(line)["step"] <= 5 for line in lines)
+
+
+def _spawn(work: Path, out: str, *extra: str) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(work), "OMP_NUM_THREADS": "1", "CI": "true"}
+    cmd = [sys.executable, "-m", "cnnlab", "train", "tinymodel_cli:tiny", "--data", "npz", "--train-file",
+           "train.npz", "--test-file", "test.npz", "--out", out, "--batch-size", "16", "--set", "precision=fp32",
+           "--set", "checkpoint_every=1", *extra]
+    return subprocess.Popen(cmd, cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for_step(run: Path, step: int, proc: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        metrics = run / "metrics.jsonl"
+        if metrics.exists() and sum(1 for _ in metrics.open()) >= step:
+            return
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.01)
+    raise AssertionError("the training process made no progress")
+
+
+@pytest.mark.slow
+def test_sigterm_saves_then_exits(work):
+    proc = _spawn(work, "t", "--max-steps", "100000", "--epochs", "100000")
+    _wait_for_step(work / "t", 3, proc)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "SIGTERM at step" in err and "--resume" in err
+    step = load_checkpoint(work / "t" / "checkpoints" / "last.safetensors")[1]["step"]
+    assert step >= 3 and f"step {step}:" in err
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_equals_straight_run(work):
+    steps = ["--max-steps", "30", "--epochs", "20"]
+    straight = _spawn(work, "straight", *steps)
+    killed = _spawn(work, "killed", *steps)
+    _wait_for_step(work / "killed", 7, killed)
+    killed.kill()  # SIGKILL: no handler runs, whatever was being written stays half-written
+    killed.communicate()
+    assert straight.wait(timeout=120) == 0, straight.communicate()
+    resumed = subprocess.run([sys.executable, "-m", "cnnlab", "train", "--resume", "killed", "--quiet"], cwd=work,
+                             env={**os.environ, "PYTHONPATH": str(work), "OMP_NUM_THREADS": "1"},
+                             capture_output=True, text=True, timeout=120)
+    assert resumed.returncode == 0, resumed.stderr
+    a, meta_a = load_checkpoint(work / "straight" / "checkpoints" / "last.safetensors")
+    b, meta_b = load_checkpoint(work / "killed" / "checkpoints" / "last.safetensors")
+    assert meta_a["step"] == meta_b["step"] == 30
+    assert all(torch.equal(a[k], b[k]) for k in a if k.startswith(("model/", "optim/")))
