@@ -88,11 +88,14 @@ def build_steps(args: argparse.Namespace) -> list[dict[str, Any]]:
 def run_transform(args: argparse.Namespace) -> int:
     import torch
 
-    from cnnlab.design.recipe import apply_transforms, save_transformed
+    from cnnlab.design.recipe import WEIGHT_SUFFIXES, apply_transforms, save_transformed
     from cnnlab.design.report import resolve_input_size
     from cnnlab.models import create_model
 
     steps = build_steps(args)
+    if args.output and not args.output.endswith(WEIGHT_SUFFIXES):
+        raise CLIError(f"-o {args.output!r}: the file must end in one of {WEIGHT_SUFFIXES} (weights as safetensors "
+                       f"or a plain state dict; the module itself is never pickled)")
     options = {} if args.num_classes is None else {"num_classes": args.num_classes}
     model = create_model(args.model, **options)
     size = parse_input_size(args.input) if args.input else resolve_input_size(model, None)
