@@ -140,3 +140,12 @@ def test_report_table_and_dict():
     assert data["replaced"][0]["old"].startswith("Conv2d 32->32 5x5")
     text = str(report)
     assert "18,432" in text and "25,600" in text and "(unchanged)" in text  # 18 * 32^2, 25 * 32^2
+
+
+@pytest.mark.parametrize(("c_in", "c_out"), [(16, 32), (32, 16)])
+def test_inner_width_is_the_smaller_side_so_widening_layers_get_cheaper(c_in, c_out):
+    model = nn.Sequential(nn.Conv2d(c_in, c_out, 5, padding=2, bias=False))
+    new, _ = factorize(model, input_size=(c_in, 8, 8))
+    small = min(c_in, c_out)
+    assert [m.weight.shape[:2] for m in new.modules() if isinstance(m, nn.Conv2d)] == [(small, c_in), (c_out, small)]
+    assert conv_weights(new) == 9 * c_in * small + 9 * small * c_out < 25 * c_in * c_out

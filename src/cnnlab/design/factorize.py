@@ -49,7 +49,7 @@ def factorize(
     """Replace every square ``k x k`` convolution with ``k >= min_kernel`` (matching ``where``) by smaller ones.
 
     ``style="stack3x3"``: ``(k - 1) / 2`` stacked 3x3 (odd ``k >= 5``); ``"asymmetric"``: ``1 x k`` then
-    ``k x 1`` (any ``k >= 2``). Intermediate widths equal the output width; a ConvNormAct becomes a stack of
+    ``k x 1`` (any ``k >= 2``). Intermediate widths are ``min(C_in, C_out)``; a ConvNormAct becomes a stack of
     ConvNormAct (norm and activation after each layer), a bare conv a stack of convs with ReLU between
     (Sec. 3.1: a nonlinearity between the factors works better than a linear factorisation).
     Returns a new model and its report; the input model is never modified.
@@ -142,7 +142,10 @@ def _layer_geometry(conv: nn.Conv2d, style: str) -> list[dict]:
 def _factorized(unit: nn.Module, style: str) -> nn.Module:
     conv = unit.conv if isinstance(unit, ConvNormAct) else unit
     geometry = _layer_geometry(conv, style)
-    widths = [conv.in_channels] + [conv.out_channels] * len(geometry)
+    # intermediate width min(C_in, C_out): equal channels give the papers' ratios, and a widening layer (an
+    # Inception 5x5 branch, 16 -> 32) still gets cheaper instead of paying C_out^2 for its inner factors
+    mid = min(conv.in_channels, conv.out_channels)
+    widths = [conv.in_channels] + [mid] * (len(geometry) - 1) + [conv.out_channels]
     has_bias = conv.bias is not None
     if isinstance(unit, ConvNormAct):
         new = _factorized_block(unit, geometry, widths, has_bias)

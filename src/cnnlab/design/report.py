@@ -144,7 +144,7 @@ def feature_receptive_field(cost: CostReport) -> tuple[int, int] | None:
     """
     best = None
     for layer in cost.layers:
-        if not layer.is_leaf or layer.rf is None or layer.output_shape is None:
+        if not layer.is_leaf or layer.output_shape is None:
             continue
         out = layer.output_shape
         if len(out) != 4:
@@ -153,7 +153,8 @@ def feature_receptive_field(cost: CostReport) -> tuple[int, int] | None:
         if (layer.type in _GLOBAL_TYPES and out[-1] * out[-2] == 1 and inp is not None and len(inp) == 4
                 and inp[-1] * inp[-2] > 1):
             break
-        best = (_int(layer.rf.size[0]), _int(layer.rf.size[1]))
+        # a layer the analyser cannot follow leaves the field unknown from there on: report None, not a stale value
+        best = None if layer.rf is None else (_int(layer.rf.size[0]), _int(layer.rf.size[1]))
     return best
 
 
