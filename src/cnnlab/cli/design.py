@@ -12,6 +12,7 @@ ORDER = "to_residual, to_preactivation, factorize, add_bottleneck, gap_head"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``transform`` subcommand."""
     parser = subparsers.add_parser(
         "transform",
         help="apply design transforms (factorize, bottleneck, residual, pre-activation, GAP head) to a model",
@@ -86,6 +87,7 @@ def build_steps(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def run_transform(args: argparse.Namespace) -> int:
+    """Build the model, apply the requested transforms, print the reports; optionally check and save."""
     import torch
 
     from cnnlab.design.recipe import WEIGHT_SUFFIXES, apply_transforms, save_transformed

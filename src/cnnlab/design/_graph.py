@@ -78,6 +78,7 @@ class ConvUnit:
 
     @property
     def is_block(self) -> bool:
+        """True when the convolution sits in a ConvNormAct (the whole unit is replaced)."""
         return isinstance(self.module, ConvNormAct)
 
 
@@ -130,6 +131,7 @@ def activation_of(unit: nn.Module) -> nn.Module | None:
 
 
 def norm_of(unit: nn.Module) -> nn.Module | None:
+    """The norm module of a ConvNormAct (``None`` when it has none)."""
     return unit._modules.get("bn")
 
 

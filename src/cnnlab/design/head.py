@@ -63,7 +63,8 @@ def gap_head(
     new_model = clone_model(model)
     head = new_model.get_submodule(head_name) if head_name else new_model
     replaced = _rewrite(head, head_name, flatten_key, channels)
-    notes = [f"the classifier now reads the {channels} channels averaged over the {height}x{width} map"]
+    notes = [f"the classifier now reads the {channels} channels of the last feature map, averaged over all "
+             f"positions (any input size now runs)"]
     return new_model, build_report("gap_head", {}, size, model, new_model, replaced, notes)
 
 

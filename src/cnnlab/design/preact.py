@@ -58,7 +58,7 @@ def to_preactivation(
     for name, unit in units:
         new = _preact_unit(unit)
         _set(new_model, name, new)
-        replaced.append(Replacement(name, describe_unit(unit), describe_unit(new), param_count(unit),
+        replaced.append(Replacement(name, _describe_unit(unit), _describe_unit(new), param_count(unit),
                                     param_count(new)))
     if isinstance(new_model, Network):
         replaced.extend(_network_ends(new_model, notes))
@@ -67,7 +67,7 @@ def to_preactivation(
     return new_model, build_report("to_preactivation", {}, size, resnet, new_model, replaced, notes)
 
 
-def describe_unit(unit: nn.Module) -> str:
+def _describe_unit(unit: nn.Module) -> str:
     shortcut = unit.shortcut
     kind = "none" if shortcut is None else (
         "identity" if isinstance(shortcut, nn.Identity) else

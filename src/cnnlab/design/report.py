@@ -23,6 +23,7 @@ class Replacement:
     params_after: int
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict with the same keys as the fields."""
         return {"name": self.name, "old": self.old, "new": self.new, "params_before": self.params_before,
                 "params_after": self.params_after}
 
@@ -40,6 +41,7 @@ class Cost:
     receptive_field: tuple[int, int] | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        """``{"params", "macs", "receptive_field": [h, w] or None}``."""
         rf = list(self.receptive_field) if self.receptive_field is not None else None
         return {"params": self.params, "macs": self.macs, "receptive_field": rf}
 
@@ -132,15 +134,16 @@ def measure(model: nn.Module, input_size: Sequence[int] | None) -> tuple[Cost, l
     return Cost(params, int(cost.macs), feature_receptive_field(cost)), []
 
 
-_GLOBAL_TYPES = ("AdaptiveAvgPool2d", "AdaptiveMaxPool2d", "AvgPool2d", "MaxPool2d")
+_ADAPTIVE = ("AdaptiveAvgPool2d", "AdaptiveMaxPool2d")
+_POOL_TYPES = ("AvgPool2d", "MaxPool2d")
 
 
 def feature_receptive_field(cost: CostReport) -> tuple[int, int] | None:
     """Receptive field (height, width) of the network's last feature map, before any global pooling/flatten.
 
     Walks the leaf layers in execution order and stops at the first one that leaves the 4-D feature maps
-    (flatten, linear) or pools a map larger than 1x1 down to 1x1: past that point every unit sees the whole
-    input, which says nothing about the design.
+    (flatten, linear), at adaptive pooling (a head's resizing to a fixed grid) and at a pooling of a map larger
+    than 1x1 down to 1x1: past that point the field depends on the input size, not on the design.
     """
     best = None
     for layer in cost.layers:
@@ -150,9 +153,9 @@ def feature_receptive_field(cost: CostReport) -> tuple[int, int] | None:
         if len(out) != 4:
             break
         inp = layer.input_shape
-        if (layer.type in _GLOBAL_TYPES and out[-1] * out[-2] == 1 and inp is not None and len(inp) == 4
-                and inp[-1] * inp[-2] > 1):
-            break
+        if layer.type in _ADAPTIVE or (layer.type in _POOL_TYPES and out[-1] * out[-2] == 1 and inp is not None
+                                       and len(inp) == 4 and inp[-1] * inp[-2] > 1):
+            break  # adaptive pooling resizes maps for the head (VGG's 7x7); global pooling mixes everything
         # a layer the analyser cannot follow leaves the field unknown from there on: report None, not a stale value
         best = None if layer.rf is None else (_int(layer.rf.size[0]), _int(layer.rf.size[1]))
     return best
