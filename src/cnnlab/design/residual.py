@@ -106,8 +106,9 @@ def _same_padded(unit: ConvNormAct) -> bool:
 
 
 def _pairable(module: nn.Module) -> bool:
+    # square strides only: option A subsamples both axes alike
     return (isinstance(module, ConvNormAct) and not module.preact and module.conv.groups == 1
-            and _same_padded(module))
+            and module.conv.stride[0] == module.conv.stride[1] and _same_padded(module))
 
 
 def _pair_units(name: str, container: nn.Module, option: str, notes: list[str]) -> list[Replacement]:
