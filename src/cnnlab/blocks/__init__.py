@@ -19,3 +19,16 @@ from cnnlab.blocks.heads import GoogLeNetAux, InceptionV3Aux  # noqa: E402
 from cnnlab.blocks.inception import InceptionV1, InceptionV1Widths, MultiBranch  # noqa: E402
 
 __all__ += ["GoogLeNetAux", "InceptionV1", "InceptionV1Widths", "InceptionV3Aux", "MultiBranch"]
+
+# Residual family (ResNet v1/v2 units, shortcut options) and highway layers
+from cnnlab.blocks.highway import HighwayConv, HighwayLinear  # noqa: E402
+from cnnlab.blocks.residual import (  # noqa: E402
+           BasicBlock,
+           Bottleneck,
+           PreActBasicBlock,
+           PreActBottleneck,
+           ZeroPadShortcut,
+)
+
+__all__ += ["BasicBlock", "Bottleneck", "HighwayConv", "HighwayLinear", "PreActBasicBlock", "PreActBottleneck",
+            "ZeroPadShortcut"]
