@@ -167,11 +167,16 @@ def test_macs_equal_flop_counter_mode_on_mixed_net(training):
     assert analyze(net, (3, 33, 33), batch_size=3).macs == flop_counter_macs(net, (3, 33, 33), batch=3)
 
 
-def zoo_names() -> list[str]:
-    return cnnlab.list_models()
+def zoo_params() -> list:
+    """Every registered model; those 100 layers deep or more are marked slow (FlopCounterMode is ~1 ms/op)."""
+    params = []
+    for name in cnnlab.list_models():
+        depth = int("".join(ch for ch in name.split("_")[-1] if ch.isdigit()) or 0)
+        params.append(pytest.param(name, marks=pytest.mark.slow) if depth >= 100 else name)
+    return params
 
 
-@pytest.mark.parametrize("name", zoo_names())
+@pytest.mark.parametrize("name", zoo_params())
 def test_zoo_model_macs_equal_flop_counter_mode(name):
     card = cnnlab.model_card(name)
     with torch.device("meta"):

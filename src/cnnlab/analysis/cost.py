@@ -529,6 +529,8 @@ class _Tracer(TorchDispatchMode):
                     pass
 
 
+# modules that normalise across channels only, implemented with views that hide the grid from the op rules
+_PER_POSITION_MODULES = (nn.LocalResponseNorm, nn.CrossMapLRN2d)
 _PAD_OPS = {"constant_pad_nd", "reflection_pad1d", "reflection_pad2d", "reflection_pad3d", "replication_pad1d",
             "replication_pad2d", "replication_pad3d"}
 _LAYOUT_OPS = {"permute", "transpose", "t", "movedim", "swapaxes", "as_strided", "permute_copy", "transpose_copy"}
@@ -536,6 +538,10 @@ _LAYOUT_OPS = {"permute", "transpose", "t", "movedim", "swapaxes", "as_strided",
 
 # ---------------------------------------------------------------------------------------------------------
 def _tensors(value: Any) -> list[torch.Tensor]:
+    if isinstance(value, torch.Tensor):  # the common cases first: pytree is ~50 us a call
+        return [value]
+    if isinstance(value, (tuple, list)) and all(isinstance(v, torch.Tensor) for v in value):
+        return list(value)
     flat, _ = tree_flatten(value)
     return [t for t in flat if isinstance(t, torch.Tensor)]
 
@@ -668,6 +674,7 @@ def _trace(model: nn.Module, name: str, size: tuple[int, ...], batch_size: int, 
     state_ids = {id(b) for b in model.buffers()} | {id(p) for p in model.parameters()}
     unknown: dict[tuple[str, str], dict] = {}
     tracer = _Tracer(state_ids, len(size) - 1, unknown)
+    carried: dict[int, Any] = {}
 
     def pre_hook(module: nn.Module, inputs: Any) -> None:
         qual = names[module]
@@ -678,6 +685,9 @@ def _trace(model: nn.Module, name: str, size: tuple[int, ...], batch_size: int, 
             record.input_shape = _shapes(inputs)
         record.calls += 1
         tracer.stack.append(record)
+        if isinstance(module, _PER_POSITION_MODULES):
+            first = _tensors(inputs)
+            carried[id(module)] = getattr(first[0], _RF_ATTR, None) if first else None
 
     def post_hook(module: nn.Module, inputs: Any, output: Any) -> None:
         record = tracer.stack.pop()
@@ -686,8 +696,12 @@ def _trace(model: nn.Module, name: str, size: tuple[int, ...], batch_size: int, 
             record.output_shape = _shapes(output)
             record.out_bytes = sum(t.numel() * t.element_size() for t in outs)
         if outs and all(t.numel() == 0 for t in outs) and any(t.numel() for t in _tensors(inputs)):
+            # a layer that turns a non-empty input into nothing: the input is too small
             raise EmptyOutputError(record.name, f"layer {record.name or '(model)'} ({type(module).__name__}) "
                                                 f"produces an empty output {list(outs[0].shape)}")
+        if id(module) in carried and outs:
+            # the op-level route through a 5-D view would lose the grid; the module maps position to position
+            tracer._set_rf(outs[0], carried.pop(id(module)))
         entry = getattr(outs[0], _RF_ATTR, None) if outs else None
         field = entry[0] if isinstance(entry, tuple) else None
         if field is not None and (record.rf is None or max(field.size) >= max(record.rf.size)):
@@ -722,9 +736,13 @@ def _raise_too_small(model: nn.Module, name: str, size: tuple[int, ...], batch_s
         else None
     spatial = "x".join(map(str, size[1:]))
     if smallest is not None and smallest > min(size[1:]):
-        where = f"layer {layer!r} ({type(model.get_submodule(layer)).__name__})" if layer else name
-        raise ValueError(f"input {spatial} is too small for {name}: {where} would produce an empty output "
-                         f"({reason}); the smallest valid size is {smallest}x{smallest}") from exc
+        if layer:
+            where = f": layer {layer!r} ({type(model.get_submodule(layer)).__name__}) would produce an empty output"
+        else:
+            where = ""
+        raise ValueError(f"input {spatial} is too small for {name}{where} ({reason}); the smallest valid size "
+                         f"is {smallest}x{smallest} (found by search, {'train' if model.training else 'eval'} "
+                         f"mode)") from exc
     raise ValueError(f"{name} failed on a {spatial} input in {('layer ' + repr(layer)) if layer else 'the model'}: "
                      f"{reason}") from exc
 
