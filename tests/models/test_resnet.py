@@ -74,7 +74,8 @@ def test_family_is_complete():
     assert set(NAMES) == expected
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow if n in ("resnet1202", "preact_resnet1001")
+                                               else ()) for n in NAMES])
 def test_params_match_card_on_meta(name):
     model = on_meta(name)
     assert all(p.is_meta for p in model.parameters())
