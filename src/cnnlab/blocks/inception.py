@@ -18,18 +18,23 @@ import torch
 from torch import nn
 
 from cnnlab.blocks._validate import check_positive
-from cnnlab.blocks.conv import ConvNormAct
+from cnnlab.blocks.conv import AsymmetricConv, ConvNormAct, make_activation
 
 # (out_channels, kernel, stride, padding); padding None = "same" at stride 1, 0 = "valid" (the papers' V)
 Layer = tuple[int, int | tuple[int, int], int, int | None]
 
 
 def _check_widths(widths: object) -> None:
-    """Every field of a widths dataclass is a positive int or a tuple of positive ints."""
+    """Every field of a widths dataclass is a positive int, or a tuple of as many positive ints as annotated."""
     for f in dataclasses.fields(widths):  # type: ignore[arg-type]
-        value = getattr(widths, f.name)
+        name, value = f"{type(widths).__name__}.{f.name}", getattr(widths, f.name)
+        annotation = str(f.type)
+        if annotation.startswith("tuple"):
+            length = annotation.count("int")
+            if not isinstance(value, tuple) or len(value) != length:
+                raise ValueError(f"{name} must be a tuple of {length} positive ints, got {value!r}")
         for v in value if isinstance(value, tuple) else (value,):
-            check_positive(v, f"{type(widths).__name__}.{f.name}")
+            check_positive(v, name)
 
 
 def _chain(in_channels: int, layers: Sequence[Layer], **conv_kwargs) -> nn.Module:
@@ -119,3 +124,467 @@ class InceptionV1(MultiBranch):
         self.add_branch(_chain(in_channels, [(w.b5_reduce, 1, 1, None), (w.b5, branch5_kernel, 1, None)], **kw),
                         w.b5)
         self.add_branch(_pool_proj(in_channels, w.pool_proj, "max", **kw), w.pool_proj)
+
+
+def _check_type(widths: object, cls: type) -> None:
+    if not isinstance(widths, cls):
+        raise TypeError(f"widths must be a {cls.__name__}, got {type(widths).__name__}")
+
+
+def _frozen_widths(cls: type) -> type:
+    """A frozen dataclass whose fields are checked to be positive ints (or tuples of them) on creation."""
+    cls.__post_init__ = _check_widths  # type: ignore[attr-defined]
+    return dataclass(frozen=True)(cls)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Inception-v3 (Szegedy et al. 2016, "Rethinking the Inception Architecture for Computer Vision")
+
+
+@_frozen_widths
+class InceptionV3AWidths:
+    """35x35 module (Fig. 5, 5x5 kept as in the released model): 1x1 | 1x1->5x5 | 1x1->3x3->3x3 | pool->1x1."""
+
+    b1: int
+    b5: tuple[int, int]           # (1x1 reduce, 5x5)
+    b3dbl: tuple[int, int, int]   # (1x1 reduce, 3x3, 3x3)
+    pool_proj: int
+
+
+class InceptionV3A(MultiBranch):
+    """Inception-v3's 35x35 module (torchvision ``InceptionA``; also Inception-ResNet-v2's ``Mixed_5b``).
+
+    Szegedy et al. 2016, Fig. 5: the 5x5 of v1 factorized into two 3x3 (Sec. 3.1); the released model keeps
+    one 5x5 branch besides the double 3x3. ``pool_count_include_pad`` as torchvision (True) or timm (False).
+    Params, ``C = in_channels``: ``w(1,C,b1) + w(1,C,r5) + w(25,r5,b5) + w(1,C,d0) + w(9,d0,d1) +
+    w(9,d1,d2) + w(1,C,pp)``. Output depth ``b1 + b5 + d2 + pp``.
+    """
+
+    def __init__(self, in_channels: int, widths: InceptionV3AWidths, pool_count_include_pad: bool = True,
+                 **conv_kwargs) -> None:
+        super().__init__(in_channels)
+        _check_type(widths, InceptionV3AWidths)
+        w, c, kw = widths, in_channels, conv_kwargs
+        self.widths = w
+        self.add_branch(_chain(c, [(w.b1, 1, 1, None)], **kw), w.b1)
+        self.add_branch(_chain(c, [(w.b5[0], 1, 1, None), (w.b5[1], 5, 1, None)], **kw), w.b5[1])
+        self.add_branch(_chain(c, [(w.b3dbl[0], 1, 1, None), (w.b3dbl[1], 3, 1, None), (w.b3dbl[2], 3, 1, None)],
+                               **kw), w.b3dbl[2])
+        self.add_branch(_pool_proj(c, w.pool_proj, "avg", pool_count_include_pad, **kw), w.pool_proj)
+
+
+@_frozen_widths
+class InceptionV3BWidths:
+    """17x17 module (Fig. 6, n = 7): 1x1 | 1x1->1x7->7x1 | 1x1->7x1->1x7->7x1->1x7 | pool->1x1."""
+
+    b1: int
+    b7: tuple[int, int, int]                 # (1x1 reduce, 1x7, 7x1)
+    b7dbl: tuple[int, int, int, int, int]    # (1x1 reduce, 7x1, 1x7, 7x1, 1x7)
+    pool_proj: int
+
+    @classmethod
+    def uniform(cls, mid: int, out: int = 192) -> InceptionV3BWidths:
+        """torchvision's ``InceptionC(channels_7x7=mid)``: every inner width ``mid``, every output ``out``."""
+        return cls(out, (mid, mid, out), (mid, mid, mid, mid, out), out)
+
+
+class InceptionV3B(MultiBranch):
+    """Inception-v3's 17x17 module with n x n convolutions factorized into 1 x n and n x 1 (n = 7).
+
+    Szegedy et al. 2016, Fig. 6 and Sec. 3.2 (torchvision ``InceptionC``); with Inception-v4's widths
+    (``INCEPTION_V4_B``, ``pool_count_include_pad=False``) it is Inception-v4's Inception-B (2017, Fig. 5).
+    Params: ``w(1,C,b1) + w(1,C,r) + w(7,r,a) + w(7,a,o) + w(1,C,r') + w(7,r',a') + w(7,a',b') +
+    w(7,b',c') + w(7,c',o') + w(1,C,pp)``. Output depth ``b1 + o + o' + pp``.
+    """
+
+    def __init__(self, in_channels: int, widths: InceptionV3BWidths, pool_count_include_pad: bool = True,
+                 **conv_kwargs) -> None:
+        super().__init__(in_channels)
+        _check_type(widths, InceptionV3BWidths)
+        w, c, kw = widths, in_channels, conv_kwargs
+        self.widths = w
+        h, v = (1, 7), (7, 1)  # the papers' 1x7 (horizontal) and 7x1 (vertical) kernels, as (height, width)
+        self.add_branch(_chain(c, [(w.b1, 1, 1, None)], **kw), w.b1)
+        self.add_branch(_chain(c, [(w.b7[0], 1, 1, None), (w.b7[1], h, 1, None), (w.b7[2], v, 1, None)], **kw),
+                        w.b7[2])
+        d = w.b7dbl
+        self.add_branch(_chain(c, [(d[0], 1, 1, None), (d[1], v, 1, None), (d[2], h, 1, None), (d[3], v, 1, None),
+                                   (d[4], h, 1, None)], **kw), d[4])
+        self.add_branch(_pool_proj(c, w.pool_proj, "avg", pool_count_include_pad, **kw), w.pool_proj)
+
+
+@_frozen_widths
+class InceptionV3CWidths:
+    """8x8 module (Fig. 7): 1x1 | 1x1->(1x3 || 3x1) | 1x1->3x3->(1x3 || 3x1) | pool->1x1."""
+
+    b1: int
+    b3: tuple[int, int]           # (1x1 reduce, width of each of 1x3 and 3x1)
+    b3dbl: tuple[int, int, int]   # (1x1 reduce, 3x3, width of each of 1x3 and 3x1)
+    pool_proj: int
+
+
+class InceptionV3C(MultiBranch):
+    """Inception-v3's 8x8 module with expanded filter banks: 1x3 and 3x1 side by side, concatenated.
+
+    Szegedy et al. 2016, Fig. 7 (torchvision ``InceptionE``): on the coarsest grid the factorized outputs
+    are widened, not chained, to promote high-dimensional representations (Sec. 2, principle 2).
+    The split uses ``AsymmetricConv(parallel=True)``. Params: ``w(1,C,b1) + w(1,C,r) + 2*w(3,r,o) +
+    w(1,C,r') + w(9,r',m) + 2*w(3,m,o') + w(1,C,pp)``. Output depth ``b1 + 2*o + 2*o' + pp``.
+    """
+
+    def __init__(self, in_channels: int, widths: InceptionV3CWidths, pool_count_include_pad: bool = True,
+                 **conv_kwargs) -> None:
+        super().__init__(in_channels)
+        _check_type(widths, InceptionV3CWidths)
+        w, c, kw = widths, in_channels, conv_kwargs
+        self.widths = w
+        self.add_branch(_chain(c, [(w.b1, 1, 1, None)], **kw), w.b1)
+        self.add_branch(nn.Sequential(ConvNormAct(c, w.b3[0], 1, **kw),
+                                      AsymmetricConv(w.b3[0], w.b3[1], 3, parallel=True, **kw)), 2 * w.b3[1])
+        r, m, o = w.b3dbl
+        self.add_branch(nn.Sequential(ConvNormAct(c, r, 1, **kw), ConvNormAct(r, m, 3, **kw),
+                                      AsymmetricConv(m, o, 3, parallel=True, **kw)), 2 * o)
+        self.add_branch(_pool_proj(c, w.pool_proj, "avg", pool_count_include_pad, **kw), w.pool_proj)
+
+
+@_frozen_widths
+class ReductionAWidths:
+    """Reduction-A's filter counts k, l, m, n (Szegedy et al. 2017, Fig. 7 and Table 1)."""
+
+    k: int
+    l: int  # noqa: E741 (the paper's name)
+    m: int
+    n: int
+
+
+class ReductionA(MultiBranch):
+    """35x35 -> 17x17 grid reduction: 3x3/2 (n) | 1x1 (k) -> 3x3 (l) -> 3x3/2 (m) | 3x3/2 max-pool.
+
+    Pooling and stride-2 convolutions side by side, concatenated: the grid shrinks without a
+    representational bottleneck (Szegedy et al. 2016, Sec. 5, Fig. 10). The same module is Inception-v3's
+    ``Mixed_6a`` (torchvision ``InceptionB``: k, l, m, n = 64, 96, 96, 384) and Inception-v4 /
+    Inception-ResNet's Reduction-A (2017, Fig. 7; Table 1 gives k, l, m, n per network). Unpadded ("V").
+    Params: ``w(9,C,n) + w(1,C,k) + w(9,k,l) + w(9,l,m)``. Output depth ``n + m + C``.
+    """
+
+    def __init__(self, in_channels: int, widths: ReductionAWidths, **conv_kwargs) -> None:
+        super().__init__(in_channels)
+        _check_type(widths, ReductionAWidths)
+        w, c, kw = widths, in_channels, conv_kwargs
+        self.widths = w
+        self.add_branch(_chain(c, [(w.n, 3, 2, 0)], **kw), w.n)
+        self.add_branch(_chain(c, [(w.k, 1, 1, None), (w.l, 3, 1, None), (w.m, 3, 2, 0)], **kw), w.m)
+        self.add_branch(nn.MaxPool2d(3, stride=2), c)
+
+
+@_frozen_widths
+class ReductionBWidths:
+    """17x17 -> 8x8 reduction: (1x1 reduce, 3x3/2) and (1x1 reduce, 1x7, 7x1, 3x3/2)."""
+
+    b3: tuple[int, int]
+    b7: tuple[int, int, int, int]
+
+
+class ReductionB(MultiBranch):
+    """17x17 -> 8x8 grid reduction: 1x1 -> 3x3/2 | 1x1 -> 1x7 -> 7x1 -> 3x3/2 | 3x3/2 max-pool.
+
+    Inception-v3's ``Mixed_7a`` (torchvision ``InceptionD``; Szegedy et al. 2016, Sec. 5) and, with its
+    widths, Inception-v4's Reduction-B (Szegedy et al. 2017, Fig. 8). Unpadded ("V") stride-2 layers.
+    Params: ``w(1,C,r) + w(9,r,o) + w(1,C,r') + w(7,r',a) + w(7,a,b) + w(9,b,o')``. Depth ``o + o' + C``.
+    """
+
+    def __init__(self, in_channels: int, widths: ReductionBWidths, **conv_kwargs) -> None:
+        super().__init__(in_channels)
+        _check_type(widths, ReductionBWidths)
+        w, c, kw = widths, in_channels, conv_kwargs
+        self.widths = w
+        self.add_branch(_chain(c, [(w.b3[0], 1, 1, None), (w.b3[1], 3, 2, 0)], **kw), w.b3[1])
+        r, a, b, o = w.b7
+        self.add_branch(_chain(c, [(r, 1, 1, None), (a, (1, 7), 1, None), (b, (7, 1), 1, None), (o, 3, 2, 0)], **kw),
+                        o)
+        self.add_branch(nn.MaxPool2d(3, stride=2), c)
+
+
+# torchvision 0.29.1 Inception3 (= the released TF model) rows
+INCEPTION_V3_REDUCTION_A = ReductionAWidths(64, 96, 96, 384)       # Mixed_6a (torchvision InceptionB)
+INCEPTION_V3_REDUCTION_B = ReductionBWidths((192, 320), (192, 192, 192, 192))  # Mixed_7a (InceptionD)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Inception-v4 (Szegedy, Ioffe, Vanhoucke & Alemi 2017, "Inception-v4, Inception-ResNet and the Impact of
+# Residual Connections on Learning", AAAI); widths and branch order as timm 1.0.31 inception_v4 (= TF-slim)
+
+
+def _valid(out: int, kernel: int | tuple[int, int] = 3, stride: int = 1) -> Layer:
+    return (out, kernel, stride, 0)
+
+
+class InceptionV4Stem(nn.Sequential):
+    """Inception-v4's (and Inception-ResNet-v2 paper's) stem: 299x299x3 -> 35x35x384 (2017, Fig. 3).
+
+    3x3/2 32 V, 3x3 32 V, 3x3 64; then three concatenations: [3x3/2 max-pool | 3x3/2 96 V] (160),
+    [1x1 64 -> 3x3 96 V | 1x1 64 -> 7x1 64 -> 1x7 64 -> 3x3 96 V] (192), [3x3/2 192 V | 3x3/2 max-pool]
+    (384); the order inside each concatenation is timm's. Params, ``C = in_channels``: ``w(9,C,32) +
+    w(9,32,32) + w(9,32,64) + w(9,64,96) + 2*w(1,160,64) + 2*w(9,64,96) + 2*w(7,64,64) + w(9,192,192)``.
+    """
+
+    def __init__(self, in_channels: int = 3, **conv_kwargs) -> None:
+        super().__init__()
+        kw = conv_kwargs
+        self.in_channels, self.out_channels = check_positive(in_channels, "in_channels"), 384
+        self.conv2d_1a = _chain(in_channels, [_valid(32, 3, 2)], **kw)   # 149x149x32
+        self.conv2d_2a = _chain(32, [_valid(32)], **kw)                  # 147x147x32
+        self.conv2d_2b = _chain(32, [(64, 3, 1, None)], **kw)            # 147x147x64
+        self.mixed_3a = MultiBranch(64)                                  # 73x73x160
+        self.mixed_3a.add_branch(nn.MaxPool2d(3, stride=2), 64)
+        self.mixed_3a.add_branch(_chain(64, [_valid(96, 3, 2)], **kw), 96)
+        self.mixed_4a = MultiBranch(160)                                 # 71x71x192
+        self.mixed_4a.add_branch(_chain(160, [(64, 1, 1, None), _valid(96)], **kw), 96)
+        self.mixed_4a.add_branch(_chain(160, [(64, 1, 1, None), (64, (1, 7), 1, None), (64, (7, 1), 1, None),
+                                              _valid(96)], **kw), 96)
+        self.mixed_5a = MultiBranch(192)                                 # 35x35x384
+        self.mixed_5a.add_branch(_chain(192, [_valid(192, 3, 2)], **kw), 192)
+        self.mixed_5a.add_branch(nn.MaxPool2d(3, stride=2), 192)
+
+
+@_frozen_widths
+class InceptionV4AWidths:
+    """Inception-v4's 35x35 module (Fig. 4): 1x1 | 1x1->3x3 | 1x1->3x3->3x3 | avg-pool->1x1."""
+
+    b1: int
+    b3: tuple[int, int]
+    b3dbl: tuple[int, int, int]
+    pool_proj: int
+
+
+class InceptionV4A(MultiBranch):
+    """Inception-v4's Inception-A (Szegedy et al. 2017, Fig. 4), 35x35 grid.
+
+    Average pooling excludes the padding (``count_include_pad=False``, as timm / TF-slim).
+    Params: ``w(1,C,b1) + w(1,C,r) + w(9,r,o) + w(1,C,d0) + w(9,d0,d1) + w(9,d1,d2) + w(1,C,pp)``.
+    Output depth ``b1 + o + d2 + pp`` (384 with the paper's widths).
+    """
+
+    def __init__(self, in_channels: int, widths: InceptionV4AWidths, pool_count_include_pad: bool = False,
+                 **conv_kwargs) -> None:
+        super().__init__(in_channels)
+        _check_type(widths, InceptionV4AWidths)
+        w, c, kw = widths, in_channels, conv_kwargs
+        self.widths = w
+        self.add_branch(_chain(c, [(w.b1, 1, 1, None)], **kw), w.b1)
+        self.add_branch(_chain(c, [(w.b3[0], 1, 1, None), (w.b3[1], 3, 1, None)], **kw), w.b3[1])
+        d = w.b3dbl
+        self.add_branch(_chain(c, [(d[0], 1, 1, None), (d[1], 3, 1, None), (d[2], 3, 1, None)], **kw), d[2])
+        self.add_branch(_pool_proj(c, w.pool_proj, "avg", pool_count_include_pad, **kw), w.pool_proj)
+
+
+@_frozen_widths
+class InceptionV4CWidths:
+    """Inception-v4's 8x8 module (Fig. 6): 1x1 | 1x1->(1x3 || 3x1) | 1x1->3x1->1x3->(1x3 || 3x1) | pool->1x1."""
+
+    b1: int
+    b3: tuple[int, int]                 # (1x1 reduce, width of each of 1x3 and 3x1)
+    b3dbl: tuple[int, int, int, int]    # (1x1 reduce, 3x1, 1x3, width of each of 1x3 and 3x1)
+    pool_proj: int
+
+
+class InceptionV4C(MultiBranch):
+    """Inception-v4's Inception-C (Szegedy et al. 2017, Fig. 6), 8x8 grid, expanded 1x3 / 3x1 outputs.
+
+    Like Inception-v3's 8x8 module with the inner 3x3 of the second branch factorized into 3x1 -> 1x3
+    (the order timm uses). Params: ``w(1,C,b1) + w(1,C,r) + 2*w(3,r,o) + w(1,C,r') + w(3,r',a) + w(3,a,b)
+    + 2*w(3,b,o') + w(1,C,pp)``. Output depth ``b1 + 2*o + 2*o' + pp`` (1536 with the paper's widths).
+    """
+
+    def __init__(self, in_channels: int, widths: InceptionV4CWidths, pool_count_include_pad: bool = False,
+                 **conv_kwargs) -> None:
+        super().__init__(in_channels)
+        _check_type(widths, InceptionV4CWidths)
+        w, c, kw = widths, in_channels, conv_kwargs
+        self.widths = w
+        self.add_branch(_chain(c, [(w.b1, 1, 1, None)], **kw), w.b1)
+        self.add_branch(nn.Sequential(ConvNormAct(c, w.b3[0], 1, **kw),
+                                      AsymmetricConv(w.b3[0], w.b3[1], 3, parallel=True, **kw)), 2 * w.b3[1])
+        r, a, b, o = w.b3dbl
+        self.add_branch(nn.Sequential(ConvNormAct(c, r, 1, **kw), ConvNormAct(r, a, (3, 1), **kw),
+                                      ConvNormAct(a, b, (1, 3), **kw),
+                                      AsymmetricConv(b, o, 3, parallel=True, **kw)), 2 * o)
+        self.add_branch(_pool_proj(c, w.pool_proj, "avg", pool_count_include_pad, **kw), w.pool_proj)
+
+
+# Szegedy et al. 2017: Fig. 4-6 and 8, Table 1 (Reduction-A k, l, m, n); B uses InceptionV3B's layout
+INCEPTION_V4_A = InceptionV4AWidths(96, (64, 96), (64, 96, 96), 96)
+INCEPTION_V4_B = InceptionV3BWidths(384, (192, 224, 256), (192, 192, 224, 224, 256), 128)
+INCEPTION_V4_C = InceptionV4CWidths(256, (384, 256), (384, 448, 512, 256), 256)
+INCEPTION_V4_REDUCTION_A = ReductionAWidths(192, 224, 256, 384)
+INCEPTION_V4_REDUCTION_B = ReductionBWidths((192, 192), (256, 256, 320, 320))
+
+
+# --------------------------------------------------------------------------------------------------------
+# Inception-ResNet (Szegedy et al. 2017, Sec. 3.2): Inception branches -> 1x1 linear expansion -> scaled add
+
+
+def _check_scale(scale: float) -> float:
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0.0 <= float(scale) < float("inf"):
+        raise ValueError(f"scale must be a finite number >= 0 (the paper scales residuals by 0.1-0.3), got {scale!r}")
+    return float(scale)
+
+
+class _ResidualInception(MultiBranch):
+    """Shared tail of the Inception-ResNet units: ``act(x + scale * expand(concat(branches)))``."""
+
+    def _finish(self, scale: float, activate: bool, act: str | None) -> None:
+        # the 1x1 "filter-expansion" conv has no activation and no BN (Sec. 3.2): it only matches depths
+        self.branch_channels = self.out_channels
+        self.expand = nn.Conv2d(self.branch_channels, self.in_channels, 1, bias=True)
+        self.out_channels = self.in_channels
+        self.scale = _check_scale(scale)
+        self.act = make_activation(act) if activate else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(x + self.scale * self.expand(super().forward(x)))
+
+
+@_frozen_widths
+class InceptionResNetAWidths:
+    """35x35 residual unit branches (Fig. 10 v1, Fig. 16 v2): 1x1 | 1x1->3x3 | 1x1->3x3->3x3."""
+
+    b1: int
+    b3: tuple[int, int]
+    b3dbl: tuple[int, int, int]
+
+
+@_frozen_widths
+class InceptionResNetBWidths:
+    """17x17 residual unit branches (Fig. 11 v1, Fig. 17 v2): 1x1 | 1x1->1x7->7x1."""
+
+    b1: int
+    b7: tuple[int, int, int]
+
+
+@_frozen_widths
+class InceptionResNetCWidths:
+    """8x8 residual unit branches (Fig. 13 v1, Fig. 19 v2): 1x1 | 1x1->1x3->3x1."""
+
+    b1: int
+    b3: tuple[int, int, int]
+
+
+class InceptionResNetA(_ResidualInception):
+    """Inception-ResNet-A: 35x35 Inception branches, 1x1 linear expansion to ``C``, scaled residual add, ReLU.
+
+    Szegedy et al. 2017, Figs. 10 (v1) / 16 (v2), Sec. 3.3: residuals scaled by ``scale`` (0.1-0.3) before
+    the addition keep very wide residual Inception nets from dying; ``activate=False`` drops the final ReLU.
+    Params: ``w(1,C,b1) + w(1,C,r) + w(9,r,o) + w(1,C,d0) + w(9,d0,d1) + w(9,d1,d2) + (b1+o+d2)*C + C``.
+    """
+
+    def __init__(self, in_channels: int, widths: InceptionResNetAWidths, scale: float = 1.0,
+                 activate: bool = True, act: str | None = "relu", **conv_kwargs) -> None:
+        super().__init__(in_channels)
+        _check_type(widths, InceptionResNetAWidths)
+        w, c, kw = widths, in_channels, conv_kwargs
+        self.widths = w
+        self.add_branch(_chain(c, [(w.b1, 1, 1, None)], **kw), w.b1)
+        self.add_branch(_chain(c, [(w.b3[0], 1, 1, None), (w.b3[1], 3, 1, None)], **kw), w.b3[1])
+        d = w.b3dbl
+        self.add_branch(_chain(c, [(d[0], 1, 1, None), (d[1], 3, 1, None), (d[2], 3, 1, None)], **kw), d[2])
+        self._finish(scale, activate, act)
+
+
+class InceptionResNetB(_ResidualInception):
+    """Inception-ResNet-B: 17x17 branches 1x1 | 1x1->1x7->7x1, linear 1x1 expansion, scaled add, ReLU.
+
+    Szegedy et al. 2017, Figs. 11 (v1) / 17 (v2). Params: ``w(1,C,b1) + w(1,C,r) + w(7,r,a) + w(7,a,o)
+    + (b1+o)*C + C``.
+    """
+
+    def __init__(self, in_channels: int, widths: InceptionResNetBWidths, scale: float = 1.0,
+                 activate: bool = True, act: str | None = "relu", **conv_kwargs) -> None:
+        super().__init__(in_channels)
+        _check_type(widths, InceptionResNetBWidths)
+        w, c, kw = widths, in_channels, conv_kwargs
+        self.widths = w
+        r, a, o = w.b7
+        self.add_branch(_chain(c, [(w.b1, 1, 1, None)], **kw), w.b1)
+        self.add_branch(_chain(c, [(r, 1, 1, None), (a, (1, 7), 1, None), (o, (7, 1), 1, None)], **kw), o)
+        self._finish(scale, activate, act)
+
+
+class InceptionResNetC(_ResidualInception):
+    """Inception-ResNet-C: 8x8 branches 1x1 | 1x1->1x3->3x1, linear 1x1 expansion, scaled add, ReLU.
+
+    Szegedy et al. 2017, Figs. 13 (v1) / 19 (v2). Params: ``w(1,C,b1) + w(1,C,r) + w(3,r,a) + w(3,a,o)
+    + (b1+o)*C + C``.
+    """
+
+    def __init__(self, in_channels: int, widths: InceptionResNetCWidths, scale: float = 1.0,
+                 activate: bool = True, act: str | None = "relu", **conv_kwargs) -> None:
+        super().__init__(in_channels)
+        _check_type(widths, InceptionResNetCWidths)
+        w, c, kw = widths, in_channels, conv_kwargs
+        self.widths = w
+        r, a, o = w.b3
+        self.add_branch(_chain(c, [(w.b1, 1, 1, None)], **kw), w.b1)
+        self.add_branch(_chain(c, [(r, 1, 1, None), (a, (1, 3), 1, None), (o, (3, 1), 1, None)], **kw), o)
+        self._finish(scale, activate, act)
+
+
+@_frozen_widths
+class InceptionResNetReductionBWidths:
+    """Inception-ResNet's Reduction-B (Fig. 12 v1, Fig. 18 v2): three conv branches besides the max-pool."""
+
+    b3a: tuple[int, int]            # 1x1 -> 3x3/2 V
+    b3b: tuple[int, int]            # 1x1 -> 3x3/2 V
+    b3dbl: tuple[int, int, int]     # 1x1 -> 3x3 -> 3x3/2 V
+
+
+class InceptionResNetReductionB(MultiBranch):
+    """17x17 -> 8x8 reduction of Inception-ResNet: 1x1->3x3/2 | 1x1->3x3/2 | 1x1->3x3->3x3/2 | max-pool.
+
+    Szegedy et al. 2017, Figs. 12 / 18 (timm ``Mixed_7a``). Params: ``w(1,C,r1) + w(9,r1,o1) + w(1,C,r2)
+    + w(9,r2,o2) + w(1,C,r3) + w(9,r3,m) + w(9,m,o3)``. Output depth ``o1 + o2 + o3 + C``.
+    """
+
+    def __init__(self, in_channels: int, widths: InceptionResNetReductionBWidths, **conv_kwargs) -> None:
+        super().__init__(in_channels)
+        _check_type(widths, InceptionResNetReductionBWidths)
+        w, c, kw = widths, in_channels, conv_kwargs
+        self.widths = w
+        for r, o in (w.b3a, w.b3b):
+            self.add_branch(_chain(c, [(r, 1, 1, None), _valid(o, 3, 2)], **kw), o)
+        r, m, o = w.b3dbl
+        self.add_branch(_chain(c, [(r, 1, 1, None), (m, 3, 1, None), _valid(o, 3, 2)], **kw), o)
+        self.add_branch(nn.MaxPool2d(3, stride=2), c)
+
+
+class InceptionResNetV1Stem(nn.Sequential):
+    """Inception-ResNet-v1's stem (Szegedy et al. 2017, Fig. 14): 299x299x3 -> 35x35x256.
+
+    3x3/2 32 V, 3x3 32 V, 3x3 64, 3x3/2 max-pool V, 1x1 80, 3x3 192 V, 3x3/2 256 V.
+    Params: ``w(9,C,32) + w(9,32,32) + w(9,32,64) + w(1,64,80) + w(9,80,192) + w(9,192,256)``.
+    """
+
+    def __init__(self, in_channels: int = 3, **conv_kwargs) -> None:
+        super().__init__()
+        kw = conv_kwargs
+        self.in_channels, self.out_channels = check_positive(in_channels, "in_channels"), 256
+        self.conv2d_1a = _chain(in_channels, [_valid(32, 3, 2)], **kw)  # 149x149x32
+        self.conv2d_2a = _chain(32, [_valid(32)], **kw)                 # 147x147x32
+        self.conv2d_2b = _chain(32, [(64, 3, 1, None)], **kw)           # 147x147x64
+        self.maxpool_3a = nn.MaxPool2d(3, stride=2)                     # 73x73x64
+        self.conv2d_3b = _chain(64, [(80, 1, 1, None)], **kw)           # 73x73x80
+        self.conv2d_4a = _chain(80, [_valid(192)], **kw)                # 71x71x192
+        self.conv2d_4b = _chain(192, [_valid(256, 3, 2)], **kw)         # 35x35x256
+
+
+# Szegedy et al. 2017, Figs. 10-13 (v1) and 16-19 (v2), Table 1 (Reduction-A k, l, m, n)
+INCEPTION_RESNET_V1_A = InceptionResNetAWidths(32, (32, 32), (32, 32, 32))
+INCEPTION_RESNET_V1_B = InceptionResNetBWidths(128, (128, 128, 128))
+INCEPTION_RESNET_V1_C = InceptionResNetCWidths(192, (192, 192, 192))
+INCEPTION_RESNET_V1_REDUCTION_A = ReductionAWidths(192, 192, 256, 384)
+INCEPTION_RESNET_V1_REDUCTION_B = InceptionResNetReductionBWidths((256, 384), (256, 256), (256, 256, 256))
+INCEPTION_RESNET_V2_A = InceptionResNetAWidths(32, (32, 32), (32, 48, 64))
+INCEPTION_RESNET_V2_B = InceptionResNetBWidths(192, (128, 160, 192))
+INCEPTION_RESNET_V2_C = InceptionResNetCWidths(192, (192, 224, 256))
+INCEPTION_RESNET_V2_REDUCTION_A = ReductionAWidths(256, 256, 384, 384)
+INCEPTION_RESNET_V2_REDUCTION_B = InceptionResNetReductionBWidths((256, 384), (256, 288), (256, 288, 320))

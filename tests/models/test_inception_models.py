@@ -1,0 +1,201 @@
+"""Inception-v3, Inception-v4, Inception-ResNet-v1/v2: counts vs cards, input sizes, aux heads, conversions."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from cnnlab.models import ModelOutput, Network, create_model, model_card
+
+# name -> (smallest input without aux, smallest with aux or None when the model has no aux head)
+SMALLEST = {
+    "inception_v3": (75, 299),
+    "inception_v4": (75, None),
+}
+NAMES = list(SMALLEST)
+
+
+def no_aux(name: str) -> dict:
+    """Options that build ``name`` without auxiliary heads (models without any take no aux_logits option)."""
+    return {"aux_logits": False} if SMALLEST[name][1] is not None else {}
+
+
+def n_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def count_macs(model: nn.Module, size: int) -> int:
+    """Conv + linear multiply-adds of one eval-mode forward at size x size, on the meta device."""
+    total = 0
+
+    def hook(m: nn.Module, _inp: tuple, out: torch.Tensor) -> None:
+        nonlocal total
+        if isinstance(m, nn.Conv2d):
+            total += out[0].numel() * m.in_channels // m.groups * m.kernel_size[0] * m.kernel_size[1]
+        else:
+            total += m.in_features * m.out_features
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    with torch.no_grad():
+        model.eval()(torch.empty(1, 3, size, size, device="meta"))
+    for h in handles:
+        h.remove()
+    return total
+
+
+def meta_model(name: str, **options) -> Network:
+    with torch.device("meta"):
+        return create_model(name, **options)  # type: ignore[return-value]
+
+
+def meta_input(size: int, batch: int = 2) -> torch.Tensor:
+    return torch.empty(batch, 3, size, size, device="meta")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_default_matches_card(name: str) -> None:
+    card = model_card(name)
+    model = meta_model(name)
+    assert n_params(model) == card.reference.params
+    assert count_macs(model, card.input_size[-1]) == card.reference.macs
+    assert model.min_input_size == (card.min_input_size, card.min_input_size)
+
+
+@pytest.mark.parametrize(("name", "variant"), [(n, v) for n in NAMES for v in model_card(n).variants])
+def test_variants_match_card(name: str, variant: str) -> None:
+    counts = model_card(name).variants[variant]
+    model = meta_model(name, **counts.options)
+    assert n_params(model) == counts.params
+    if counts.macs is not None:
+        assert count_macs(model, model_card(name).input_size[-1]) == counts.macs
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_smallest_input_is_tight_and_named(name: str) -> None:
+    for aux, smallest in zip((False, True), SMALLEST[name]):
+        if smallest is None:
+            continue
+        model = meta_model(name, num_classes=5, **({"aux_logits": aux} if SMALLEST[name][1] else {}))
+        assert model.min_input_size == (smallest, smallest)
+        out = model.train()(meta_input(smallest))  # train mode runs the aux head too
+        assert (out.logits if aux else out).shape == (2, 5)
+        with pytest.raises(ValueError, match=f"smallest valid size is {smallest}x{smallest}"):
+            model.eval()(meta_input(smallest - 1))
+        model.min_input_size = (1, 1)  # without the guard one pixel less fails inside the network
+        with pytest.raises(RuntimeError):
+            model.train()(meta_input(smallest - 1))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_forward_on_cpu_at_smallest_input(name: str) -> None:
+    torch.manual_seed(0)
+    size = SMALLEST[name][0]
+    model = create_model(name, num_classes=3, **no_aux(name)).eval()
+    with torch.no_grad():
+        out = model(torch.randn(1, 3, size, size))
+    assert out.shape == (1, 3) and torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if SMALLEST[n][1] is not None])
+def test_train_mode_returns_model_output_eval_a_tensor(name: str) -> None:
+    model = meta_model(name, num_classes=6)
+    size = SMALLEST[name][1]
+    out = model.train()(meta_input(size))
+    assert isinstance(out, ModelOutput) and out.logits.shape == (2, 6)
+    assert [a.shape for a in out.aux_logits] == [(2, 6)] * len(model.aux_heads)
+    assert isinstance(model.eval()(meta_input(size)), torch.Tensor)
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if SMALLEST[n][1] is not None])
+def test_aux_logits_false_removes_aux_heads(name: str) -> None:
+    model = meta_model(name, aux_logits=False)
+    assert model.aux_heads is None and not any("aux" in k for k in model.state_dict())
+    assert isinstance(model.train()(meta_input(SMALLEST[name][0])), torch.Tensor)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_num_classes_changes_only_classifiers(name: str) -> None:
+    a, b = meta_model(name, num_classes=1000).state_dict(), meta_model(name, num_classes=10).state_dict()
+    assert a.keys() == b.keys()
+    changed = {k for k in a if a[k].shape != b[k].shape}
+    classifiers = {k for k in a if k.startswith("head.fc.") or (k.startswith("aux_heads.") and ".fc." in k)}
+    assert changed == classifiers and {"head.fc.weight", "head.fc.bias"} <= changed
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_builds_on_meta_without_materializing(name: str) -> None:
+    model = meta_model(name)
+    assert all(t.is_meta for t in [*model.parameters(), *model.buffers()])
+
+
+def test_inception_v3_stages_and_bn_eps() -> None:
+    model = meta_model("inception_v3")
+    names = [n for n, _ in model.named_children()]
+    assert names[:7] == ["Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "maxpool1", "Conv2d_3b_1x1",
+                         "Conv2d_4a_3x3", "maxpool2"]
+    assert [n for n in names if n.startswith("Mixed")] == [
+        "Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b", "Mixed_6c", "Mixed_6d", "Mixed_6e", "Mixed_7a",
+        "Mixed_7b", "Mixed_7c"]
+    assert {m.eps for m in model.modules() if isinstance(m, nn.BatchNorm2d)} == {1e-3}
+    assert list(model.aux_heads) == ["Mixed_6e"]
+
+
+# ---------------------------------------------------------------------------------------------- references
+
+
+def _randomize_bn(model: nn.Module) -> None:
+    """Non-trivial BN statistics and affine terms, so that a wrong eps or a swapped tensor shows."""
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.normal_()
+            m.running_var.uniform_(0.5, 2.0)
+            nn.init.normal_(m.weight)
+            nn.init.normal_(m.bias)
+
+
+def _compare(ref: nn.Module, ours: nn.Module, size: int) -> None:
+    assert n_params(ours) == n_params(ref)
+    x = torch.randn(2, 3, size, size)
+    with torch.no_grad():
+        r, o = ref.eval()(x), ours.eval()(x)
+    assert (r - o).abs().max() < 1e-5
+
+
+@pytest.mark.reference
+@pytest.mark.slow
+@pytest.mark.parametrize("aux", [True, False])
+def test_torchvision_inception_v3_conversion(aux: bool) -> None:
+    tv = pytest.importorskip("torchvision")
+    from cnnlab.models import from_torchvision
+
+    torch.manual_seed(0)
+    # transform_input=False: cnnlab has no built-in re-normalization; init_weights=False: PyTorch's default
+    # init (keeps activations moderate) and no FutureWarning
+    ref = tv.models.inception_v3(weights=None, aux_logits=aux, transform_input=False, init_weights=False)
+    _randomize_bn(ref)
+    ours = from_torchvision("inception_v3", ref.state_dict(), aux_logits=aux)
+    assert n_params(ours) == (27_161_264 if aux else 23_834_568)
+    _compare(ref, ours, 299)
+    if aux:  # train mode (batch statistics, dropout off): the aux logits agree too
+        ref.dropout.p = ours.head.dropout.p = 0.0
+        x = torch.randn(2, 3, 299, 299)
+        with torch.no_grad():
+            r, o = ref.train()(x), ours.train()(x)
+        assert (r.logits - o.logits).abs().max() < 1e-5
+        assert (r.aux_logits - o.aux_logits[0]).abs().max() < 1e-5
+
+
+@pytest.mark.reference
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["inception_v4"])
+def test_timm_conversion(name: str) -> None:
+    timm = pytest.importorskip("timm")
+    from cnnlab.models import from_timm
+
+    torch.manual_seed(0)
+    ref = timm.create_model(name, pretrained=False)
+    _randomize_bn(ref)
+    ours = from_timm(name, ref.state_dict())
+    assert n_params(ours) == model_card(name).reference.params
+    _compare(ref, ours, 299)
