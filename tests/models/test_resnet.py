@@ -115,7 +115,7 @@ def test_macs_match_card_and_models_md(name):
         assert abs(card.reference.macs - ref[0]) <= ref[1] / 2
 
 
-@pytest.mark.parametrize("name", [n for n in NAMES if model_card(n).variants and n not in DEEP])
+@pytest.mark.parametrize("name", _macs_params([n for n in NAMES if model_card(n).variants]))
 def test_variants_match_their_counts(name):
     card = model_card(name)
     for variant in card.variants.values():
