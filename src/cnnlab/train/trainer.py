@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import hashlib
 import importlib
 import json
 import logging
@@ -107,11 +108,21 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def native_cpu_bf16() -> bool:
+    """True when the CPU computes bfloat16 in hardware (AVX512-BF16 or AMX); elsewhere oneDNN emulates it."""
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
+
+
 def resolve_precision(name: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype: ``auto`` picks bfloat16 where it runs (it measured fastest on CPU, see BENCHMARKS.md)."""
+    """The autocast dtype. ``auto``: bfloat16 on GPUs that have it and on CPUs with native bfloat16; fp32 on
+    CPUs without it, where emulated bfloat16 convolutions measured 2x slower than fp32 (BENCHMARKS.md)."""
     if name == "fp32":
         return None
-    supported = torch.cuda.is_bf16_supported() if device.type == "cuda" else device.type == "cpu"
+    if device.type == "cuda":
+        supported = torch.cuda.is_bf16_supported()
+    else:
+        supported = device.type == "cpu" and (name == "bf16" or native_cpu_bf16())
     if name == "bf16" and not supported:
         raise ValueError(f"bfloat16 is not supported on {device}; use --set precision=fp32")
     return torch.bfloat16 if supported else None
@@ -363,6 +374,14 @@ class Trainer:
         return {"accuracy": float(matrix.diagonal().sum()) / max(1, n), "loss": float(loss_sum) / max(1, n),
                 "images": n, "confusion": matrix.tolist(), "classes": list(self.classes)}
 
+    def _ranks_identical(self) -> bool | None:
+        """Under DDP, whether every rank ended with bitwise-identical weights (None on one process)."""
+        if not self.dist.active:
+            return None
+        digests: list[str | None] = [None] * self.dist.world_size
+        torch.distributed.all_gather_object(digests, weights_digest(self.model))
+        return len(set(digests)) == 1
+
     # -------------------------------------------------------- training
     @contextlib.contextmanager
     def _signals(self) -> Iterator[dict[str, int]]:
@@ -473,13 +492,25 @@ class Trainer:
                     raise TrainingInterrupted(f"{name} at step {self.step}: checkpoint saved; continue with "
                                               f"--resume {self.run_dir}", int(stop))
         bar.close()
+        in_sync = self._ranks_identical()
         summary = {"step": self.step, "total_steps": self.total_steps, "finished": self.step >= self.total_steps,
                    "best_test_acc": self.best_acc if self.best_acc >= 0 else None,
                    "final_test_acc": last_eval.get("accuracy"), "final_test_loss": last_eval.get("loss"),
-                   "run_dir": str(self.run_dir)}
+                   "run_dir": str(self.run_dir), "processes": self.dist.world_size}
+        if in_sync is not None:
+            summary["ranks_identical"] = in_sync
         if self.is_main:
             atomic_write(self.run_dir / "summary.json", json.dumps(summary, indent=2))
         return summary
+
+
+def weights_digest(model: nn.Module) -> str:
+    """SHA-256 of every parameter and buffer's bytes, in state-dict order: equal digests mean bitwise-equal weights."""
+    h = hashlib.sha256()
+    for name, value in model.state_dict().items():
+        h.update(name.encode())
+        h.update(value.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
 
 
 def evaluate_run(run_dir: str | Path, which: str = "best", test_data: ArrayDataset | None = None,

@@ -1,0 +1,61 @@
+"""torchrun with 2 gloo processes on the CPU against 1 process with the same global batch."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from cnnlab.train import load_checkpoint
+
+# no BatchNorm: its batch statistics are per process under DDP, which would make the two runs differ
+NET = '''
+import torch
+from torch import nn
+
+
+def net(num_classes=4):
+    return nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                         nn.Dropout(0.0), nn.Linear(6, num_classes))
+'''
+
+
+def _train(tmp_path, out: str, processes: int) -> subprocess.CompletedProcess:
+    args = ["-m", "cnnlab", "train", "ddpnet:net", "--data", "npz", "--train-file", "train.npz", "--test-file",
+            "test.npz", "--out", out, "--batch-size", "16", "--epochs", "2", "--lr", "0.1", "--set",
+            "precision=fp32", "--set", "channels_last=false", "--quiet"]
+    if processes > 1:
+        args = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}", *args]
+    env = {**os.environ, "PYTHONPATH": str(tmp_path), "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, *args], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=300)
+
+
+@pytest.mark.slow
+def test_two_gloo_processes_match_one(tmp_path):
+    (tmp_path / "ddpnet.py").write_text(NET)
+    rng = np.random.default_rng(0)
+    for name, n in (("train", 64), ("test", 24)):
+        np.savez(tmp_path / f"{name}.npz", x=rng.integers(0, 256, (n, 8, 8, 3), dtype=np.uint8),
+                 y=rng.integers(0, 4, n))
+    one = _train(tmp_path, "one", 1)
+    assert one.returncode == 0, one.stderr
+    two = _train(tmp_path, "two", 2)
+    assert two.returncode == 0, two.stderr
+    summary = json.loads((tmp_path / "two" / "summary.json").read_text())
+    assert summary["processes"] == 2 and summary["ranks_identical"] is True and summary["step"] == 8
+    a, _ = load_checkpoint(tmp_path / "one" / "checkpoints" / "last.safetensors")
+    b, _ = load_checkpoint(tmp_path / "two" / "checkpoints" / "last.safetensors")
+    for key in (k for k in a if k.startswith("model/")):
+        # same images, same augmentation, averaged gradients: equal up to float summation order
+        torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5)
+    # metrics written once (rank 0), evaluation covers the whole test set across both ranks
+    lines = [json.loads(line) for line in (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()]
+    assert sum(r["kind"] == "step" for r in lines) == 8
+    assert json.loads((tmp_path / "one" / "summary.json").read_text())["final_test_acc"] == pytest.approx(
+        summary["final_test_acc"])
