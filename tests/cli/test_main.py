@@ -47,3 +47,10 @@ def test_tour_runs_offline_and_shows_measured_savings(capsys):
     out = capsys.readouterr().out
     # 5x5 -> two 3x3 at 64 channels: 102,400 -> 73,728 weights (18/25)
     assert "102,400" in out and "73,728" in out and "0.720" in out
+    # VGG-16's fc6 = 25088 x 4096 + 4096, counted by the analyser
+    assert f"first fully connected layer alone has {25088 * 4096 + 4096:,}" in out
+    # every zoo row shows a built count equal to its reference
+    zoo = out.split("2. The model zoo")[1].split("3. Costs")[0].splitlines()[3:]
+    rows = [line.split() for line in zoo if line.strip()]
+    assert len(rows) >= 5 and all(r[2] == r[3] for r in rows)
+    assert "receptive field 651x651 -> 651x651" in out

@@ -27,6 +27,10 @@ def _macs(module: nn.Module, channels: int, size: int) -> int:
     return counter.get_total_flops() // 2
 
 
+def _rf(rf: tuple[int, int] | None) -> str:
+    return "n/a" if rf is None else f"{rf[0]}x{rf[1]}"
+
+
 def _section(title: str, out: Callable[[str], None]) -> None:
     out("")
     out(title)
@@ -60,7 +64,76 @@ def tour_blocks(out: Callable[[str], None]) -> None:
     out("bottleneck's saving. `cnnlab summary` counts any network this way; `cnnlab lint` finds such savings.")
 
 
-SECTIONS: list[Callable[[Callable[[str], None]], None]] = [tour_blocks]
+def tour_zoo(out: Callable[[str], None]) -> None:
+    """The zoo: every network counted on the spot and compared with its paper's or reference's count."""
+    from cnnlab.models import create_model, list_models, model_card
+
+    names = list_models()
+    _section(f"2. The model zoo: {len(names)} networks, built from these blocks (cnnlab models lists them all)", out)
+    out(f"{'model':<20} {'input':>9} {'params (built now)':>19} {'reference':>13}  source")
+    for name in ("alexnet", "vgg16", "googlenet", "inception_v3", "inception_v4", "resnet50", "resnet56",
+                 "preact_resnet1001", "squeezenet1_0"):
+        if name not in names:
+            continue
+        card = model_card(name)
+        with torch.device("meta"):  # no memory: the 1001-layer network costs nothing to build
+            built = _params(create_model(name))
+        size = "x".join(str(v) for v in card.input_size[1:])
+        out(f"{name:<20} {size:>9} {built:>19,} {card.reference.params:>13,}  {card.reference.source[:60]}")
+
+
+def tour_costs(out: Callable[[str], None]) -> None:
+    """Costs per layer, the way the textbooks count them by hand, and receptive fields through branches."""
+    from cnnlab.analysis import analyze
+    from cnnlab.models import create_model
+
+    _section("3. Costs, counted per layer (cnnlab summary / compare / lint)", out)
+    vgg = analyze("vgg16")
+    fc6 = vgg.layer("head.fc6")
+    out(f"VGG-16: {vgg.params:,} parameters; its first fully connected layer alone has {fc6.params:,} "
+        f"(25088 x 4096 + 4096 = {25088 * 4096 + 4096:,}), {fc6.params / vgg.params:.0%} of the network.")
+    alex = analyze("alexnet")
+    with torch.device("meta"):
+        goog = analyze(create_model("googlenet", aux_logits=False).eval())
+    # Szegedy et al. 2015 (Sec. 1) claim "12x fewer parameters" than AlexNet; the counted tables give less
+    out(f"GoogLeNet vs AlexNet: {alex.params / goog.params:.1f}x fewer parameters ({goog.params:,} vs "
+        f"{alex.params:,}; the paper says 12x) and {goog.macs / alex.macs:.1f}x the multiply-adds "
+        f"({goog.macs / 1e9:.2f} G vs {alex.macs / 1e9:.2f} G; the paper says 1.5 G).")
+    res = analyze("resnet50")
+    rf = res.layer("layer4").rf
+    out(f"ResNet-50 at 224x224: {res.macs:,} MACs ({res.flops / 1e9:.2f} GFLOPs at 2 per MAC); the receptive "
+        f"field of layer4 is {rf.size[0]:.0f}x{rf.size[1]:.0f} pixels with a jump of {rf.jump[0]}.")
+
+
+def tour_design(out: Callable[[str], None]) -> None:
+    """The papers' rules applied as transforms, with what they buy."""
+    from cnnlab.design import factorize, gap_head
+    from cnnlab.models import create_model
+
+    _section("4. Design rules as transforms (cnnlab transform)", out)
+    with torch.device("meta"):
+        vgg, googlenet = create_model("vgg16"), create_model("googlenet", aux_logits=False)
+    _, report = gap_head(vgg)
+    out(f"gap_head(vgg16): params {report.before.params:,} -> {report.after.params:,} "
+        f"(x{report.after.params / report.before.params:.3f}); global average pooling replaces fc6/fc7.")
+    _, report = factorize(googlenet, style="stack3x3", min_kernel=5)
+    out(f"factorize(googlenet, 5x5 -> two 3x3): {len(report.replaced)} layers, MACs {report.before.macs:,} -> "
+        f"{report.after.macs:,} (x{report.after.macs / report.before.macs:.3f}), receptive field "
+        f"{_rf(report.before.receptive_field)} -> {_rf(report.after.receptive_field)}.")
+
+
+def tour_next(out: Callable[[str], None]) -> None:
+    """Where to go from here."""
+    _section("5. Next", out)
+    out("cnnlab summary resnet50 --depth 1          per-stage costs and receptive fields (--format html for a page)")
+    out("cnnlab compare alexnet googlenet vgg16     totals side by side with ratios")
+    out("cnnlab lint vgg16                          the Inception-v3 design principles, checked with numbers")
+    out("cnnlab transform plain56 --residual        add shortcuts to a plain network and see what changes")
+    out("cnnlab train resnet20 --data cifar10 --data-dir PATH   train with the paper's recipe (local files)")
+
+
+SECTIONS: list[Callable[[Callable[[str], None]], None]] = [tour_blocks, tour_zoo, tour_costs, tour_design,
+                                                           tour_next]
 
 
 def run_tour(args: argparse.Namespace) -> int:
