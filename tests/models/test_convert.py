@@ -1,0 +1,145 @@
+"""State-dict converters: registry errors on small fake data, and one reference test per registered
+torchvision / timm converter (random reference weights, convert, outputs and parameter counts equal)."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+import torch
+from torch import nn
+
+import cnnlab
+import cnnlab.models  # noqa: F401  (registers every family's converters)
+from cnnlab.models import convert
+from cnnlab.models.convert import (
+    convert_state_dict,
+    converters,
+    load_reference,
+    register_converter,
+    rename_keys,
+)
+
+
+@pytest.fixture
+def empty_registry(monkeypatch):
+    """A private converter table, so that these tests never touch the zoo's converters."""
+    monkeypatch.setattr(convert, "_CONVERTERS", {})
+
+
+def test_unknown_source_raises(empty_registry):
+    with pytest.raises(ValueError, match="source must be one of"):
+        register_converter("keras", "vgg16", rules=())
+
+
+def test_duplicate_converter_raises(empty_registry):
+    register_converter("timm", "tiny", rules=())
+    with pytest.raises(ValueError, match="already registered"):
+        register_converter("timm", ["other", "tiny"])
+
+
+def test_no_converter_lists_the_models_that_have_one(empty_registry):
+    register_converter("torchvision", ["a_net", "b_net"])
+    with pytest.raises(ValueError, match="no torchvision converter for 'c_net'.*a_net, b_net"):
+        convert_state_dict("torchvision", "c_net", {})
+    with pytest.raises(ValueError, match="no timm converter"):
+        convert_state_dict("timm", "a_net", {})
+
+
+def test_rename_rules_first_match_wins_and_unmatched_keys_stay():
+    sd = {"features.0.weight": torch.zeros(1), "features.10.weight": torch.ones(1), "fc.bias": torch.zeros(2)}
+    out = rename_keys(sd, ((r"^features\.0\.", "conv1."), (r"^features\.(\d+)\.", r"layer\1."),
+                           (r"^features\.", "never.")))
+    assert list(out) == ["conv1.weight", "layer10.weight", "fc.bias"]
+    assert out["layer10.weight"] is sd["features.10.weight"]
+
+
+def test_ambiguous_rules_raise():
+    with pytest.raises(ValueError, match="two source tensors map to 'x.weight'"):
+        rename_keys({"a.weight": torch.zeros(1), "b.weight": torch.zeros(1)}, ((r"^[ab]\.", "x."),))
+
+
+def test_fn_runs_after_the_rules(empty_registry):
+    register_converter("timm", "tiny", rules=((r"^old\.", "new."),),
+                       fn=lambda sd: {k: v * 2 for k, v in sd.items()})
+    out = convert_state_dict("timm", "tiny", {"old.weight": torch.ones(2)})
+    assert list(out) == ["new.weight"] and torch.equal(out["new.weight"], torch.full((2,), 2.0))
+
+
+def test_mismatching_state_dict_names_missing_and_unexpected_keys(empty_registry):
+    register_converter("torchvision", "squeezenet1_1", rules=((r"^renamed\.", "fire2."),))
+    sd = dict(cnnlab.create_model("squeezenet1_1").state_dict())
+    sd["renamed.squeeze.conv.weight"] = sd.pop("fire2.squeeze.conv.weight")  # maps back: loads fine
+    assert isinstance(load_reference("torchvision", "squeezenet1_1", sd), nn.Module)
+    sd["bogus.weight"] = sd.pop("fire3.expand3x3.conv.bias")
+    with pytest.raises(ValueError, match=r"missing \['fire3.expand3x3.conv.bias'\].*unexpected \['bogus.weight'\]"):
+        load_reference("torchvision", "squeezenet1_1", sd)
+
+
+def test_num_classes_is_read_from_the_classifier(empty_registry):
+    register_converter("torchvision", "alexnet", rules=())
+    with torch.device("meta"):
+        sd = cnnlab.create_model("alexnet", num_classes=10).state_dict()
+    sd = {k: torch.zeros(v.shape) for k, v in sd.items()}
+    assert load_reference("torchvision", "alexnet", sd).head.fc.out_features == 10
+
+
+# ---- reference tests: every registered converter against the library it converts from ----
+
+def _build_reference(source: str, reference_name: str, options: dict) -> nn.Module:
+    """The reference model with random weights; cnnlab options that the reference class also takes
+    (torchvision's names, e.g. aux_logits) are passed on, so both sides have the same tensors."""
+    if source == "torchvision":
+        tv = pytest.importorskip("torchvision")
+        assert reference_name in tv.models.list_models(), f"torchvision has no model {reference_name!r}"
+        build = lambda **kw: tv.models.get_model(reference_name, weights=None, **kw)  # noqa: E731
+    else:
+        timm = pytest.importorskip("timm")
+        assert reference_name in timm.list_models(), f"timm has no model {reference_name!r}"
+        build = lambda **kw: timm.create_model(reference_name, pretrained=False, **kw)  # noqa: E731
+    model = build()
+    accepted = inspect.signature(type(model).__init__).parameters
+    shared = {k: v for k, v in options.items() if k in accepted}
+    return build(**shared) if shared else model
+
+
+def _randomize_constants(model: nn.Module, generator: torch.Generator) -> None:
+    # default inits leave biases, BN scale/shift and running statistics constant; a swapped or dropped one
+    # would go unnoticed, so every constant tensor gets random values
+    with torch.no_grad():
+        for name, t in model.state_dict().items():
+            if not t.is_floating_point():
+                continue
+            if name.endswith("running_var"):
+                t.copy_(torch.rand(t.shape, generator=generator) + 0.5)
+            elif t.numel() == 1 or bool((t == t.flatten()[0]).all()):
+                t.add_(torch.rand(t.shape, generator=generator) * 0.2 - 0.1)
+
+
+@pytest.mark.reference
+@pytest.mark.parametrize("source, name", sorted(converters()), ids=lambda v: v)
+def test_converter_matches_reference(source, name):
+    conv = converters()[(source, name)]
+    generator = torch.Generator().manual_seed(0)
+    torch.manual_seed(0)
+    reference = _build_reference(source, conv.reference_name, dict(conv.options or {})).eval()
+    _randomize_constants(reference, generator)
+    model = load_reference(source, name, reference.state_dict()).eval()
+    assert sum(p.numel() for p in model.parameters()) == sum(p.numel() for p in reference.parameters())
+    x = torch.randn(1, *cnnlab.model_card(name).input_size, generator=generator)
+    with torch.no_grad():
+        expected, got = reference(x), model(x)
+    assert got.shape == expected.shape
+    # 1e-5 for logits of order 1; random pre-activation nets reach logits ~100, where float32 summation order
+    # alone moves the last digits (timm resnetv2_50: 5.3e-5 at 93), so the bound scales with the logits
+    scale = max(1.0, expected.abs().max().item())
+    assert (got - expected).abs().max().item() < 1e-5 * scale
+
+
+@pytest.mark.reference
+def test_every_torchvision_counterpart_has_a_converter():
+    tv = pytest.importorskip("torchvision")
+    have = {name for source, name in converters("torchvision")} | {
+        conv.reference_name for conv in converters("torchvision").values()}
+    shared = set(cnnlab.list_models()) & set(tv.models.list_models())
+    assert shared - have == set(), "zoo models with a torchvision namesake but no torchvision converter"
