@@ -118,6 +118,21 @@ class CostReport:
     def other_ops(self) -> int:
         return sum(self.other_ops_by_kind.values())
 
+    @property
+    def unused_params(self) -> int:
+        """Parameters of modules that never ran (auxiliary heads in eval mode): in ``params``, not in the pass."""
+        called = {""}
+        for r in self.layers:  # a container that is never called itself (ModuleDict) ran if a child did
+            if r.calls:
+                parts = r.name.split(".")
+                called.update(".".join(parts[:i]) for i in range(1, len(parts) + 1))
+        total = 0
+        for r in self.layers:
+            parent = r.name.rpartition(".")[0] if "." in r.name else ""
+            if r.name not in called and parent in called:
+                total += r.params
+        return total
+
     def layer(self, name: str) -> LayerCost:
         """The row of the module called ``name`` (``""`` is the whole model)."""
         for row in self.layers:
@@ -142,7 +157,7 @@ class CostReport:
             "conventions": CONVENTIONS,
             "total": {
                 "params": self.params, "trainable_params": self.trainable_params,
-                "frozen_params": self.params - self.trainable_params,
+                "frozen_params": self.params - self.trainable_params, "unused_params": self.unused_params,
                 "macs": self.macs, "flops": self.flops, "other_ops": self.other_ops,
                 "other_ops_by_kind": dict(self.other_ops_by_kind),
                 "activation_bytes": self.activation_bytes, "param_bytes": self.param_bytes,
@@ -177,9 +192,10 @@ class CostReport:
     def totals_lines(self) -> list[str]:
         """Human-readable totals, one per line."""
         frozen = self.params - self.trainable_params
+        unused = self.unused_params
         lines = [
             f"params            {self.params:,} ({self.trainable_params:,} trainable, {frozen:,} frozen; "
-            f"{_bytes(self.param_bytes)})",
+            f"{_bytes(self.param_bytes)})" + (f"; {unused:,} in modules that did not run" if unused else ""),
             f"MACs              {self.macs:,} ({_si(self.macs)}); FLOPs = 2 x MACs = {_si(self.flops)}",
             f"other ops         {self.other_ops:,} ("
             + ", ".join(f"{k} {_si(v)}" for k, v in self.other_ops_by_kind.items() if v) + ")",
@@ -322,7 +338,7 @@ def _bar_chart(stages: list[LayerCost]) -> str:
     max_macs = max(s.macs for s in stages) or 1
     max_params = max(s.params for s in stages) or 1
     row_h, label_w, bar_w = 34, 160, 420
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{label_w + bar_w + 120}" '
+    parts = [f'<svg width="{label_w + bar_w + 120}" '
              f'height="{row_h * len(stages) + 30}" font-family="sans-serif" font-size="12">',
              '<rect x="0" y="0" width="12" height="10" fill="#4c72b0"/><text x="16" y="10">MACs</text>',
              '<rect x="70" y="0" width="12" height="10" fill="#dd8452"/><text x="86" y="10">params</text>']
@@ -353,7 +369,7 @@ def _rf_chart(leaves: list[LayerCost]) -> str:
                       for i, s in enumerate(sizes))
     dots = "".join(f'<circle cx="{pad + i * step:.1f}" cy="{height - pad - (height - 2 * pad) * s / top:.1f}" r="2">'
                    f'<title>{html.escape(r.name)}: {s:g}</title></circle>' for i, (r, s) in enumerate(zip(leaves, sizes)))
-    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" '
+    return (f'<svg width="{width}" height="{height}" font-family="sans-serif" '
             f'font-size="12"><line x1="{pad}" y1="{height - pad}" x2="{width - pad}" y2="{height - pad}" '
             f'stroke="black"/><line x1="{pad}" y1="{pad}" x2="{pad}" y2="{height - pad}" stroke="black"/>'
             f'<text x="{pad}" y="{pad - 8}">receptive field size (pixels), max {top:g}</text>'

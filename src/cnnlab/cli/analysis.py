@@ -1,0 +1,217 @@
+"""``cnnlab summary``, ``cnnlab compare``, ``cnnlab lint``: the cost analyser on the command line."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from cnnlab.cli import CLIError
+
+_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "float64": torch.float64}
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``summary``, ``compare`` and ``lint`` subcommands."""
+    summary = subparsers.add_parser(
+        "summary", help="per-layer parameters, MACs, memory and receptive field of a model",
+        description="Analyse a zoo model (or MODULE.PATH:CALLABLE returning an nn.Module) on the meta device: "
+                    "no weights are allocated. Conventions: MACs of conv/linear, FLOPs = 2 x MACs, other ops "
+                    "(bias, norm, activation, pooling, elementwise) in their own column.")
+    _common(summary)
+    summary.add_argument("--depth", type=int, default=None, help="show rows down to this depth (1: stages)")
+    summary.add_argument("--format", choices=("table", "json", "csv", "md", "html"), default="table")
+    summary.add_argument("-o", "--output", default=None, metavar="FILE", help="write to FILE instead of stdout")
+    summary.set_defaults(handler=run_summary)
+
+    compare = subparsers.add_parser(
+        "compare", help="side-by-side totals of several models, with ratios to the first",
+        description="Totals of each model (each at its own default input unless --input is given) and their "
+                    "ratios to the first model.")
+    compare.add_argument("models", nargs="+", metavar="MODEL", help="zoo names or MODULE.PATH:CALLABLE")
+    compare.add_argument("--input", default=None, metavar="CxHxW", help="one input size for every model")
+    compare.add_argument("--train", action="store_true", help="analyse in training mode (aux heads counted)")
+    compare.add_argument("--format", choices=("table", "json", "md"), default="table")
+    compare.add_argument("-o", "--output", default=None, metavar="FILE", help="write to FILE instead of stdout")
+    compare.set_defaults(handler=run_compare)
+
+    lint = subparsers.add_parser(
+        "lint", help="check a model against the design principles of 'Rethinking the Inception Architecture'",
+        description="Representational bottlenecks, factorisable large kernels (5x5 -> two 3x3 saves 28%%, n x n "
+                    "-> 1 x n + n x 1 saves 1 - 2/n), fully connected layers that dominate the parameters (and "
+                    "what global average pooling saves), Inception branches without a 1x1 reduction.")
+    _common(lint)
+    lint.add_argument("--format", choices=("table", "json"), default="table")
+    lint.set_defaults(handler=run_lint)
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", help="zoo model name (see `cnnlab list`) or MODULE.PATH:CALLABLE")
+    parser.add_argument("--input", default=None, metavar="CxHxW",
+                        help="input size without the batch (default: the card's, else 3x224x224)")
+    parser.add_argument("--batch", type=int, default=1, help="batch size (default 1)")
+    parser.add_argument("--dtype", choices=sorted(_DTYPES), default="float32", help="activation/parameter dtype")
+    parser.add_argument("--train", action="store_true", help="analyse in training mode (aux heads counted)")
+
+
+def parse_size(text: str | None) -> tuple[int, ...] | None:
+    """``"3x224x224"`` -> ``(3, 224, 224)``; None stays None."""
+    if text is None:
+        return None
+    try:
+        size = tuple(int(p) for p in text.lower().split("x"))
+    except ValueError:
+        size = ()
+    if not size or min(size) < 1:
+        raise CLIError(f"--input must be CxHxW with positive integers, such as 3x224x224; got {text!r}")
+    return size
+
+
+def load_model(spec: str) -> nn.Module | str:
+    """A zoo name stays a name (built on meta by analyze); ``pkg.module:callable`` is imported and called."""
+    if ":" not in spec:
+        from cnnlab.models import model_card
+
+        model_card(spec)  # an unknown name raises UnknownModelError with the closest names
+        return spec
+    module_name, _, attr = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise CLIError(f"cannot import {module_name!r} from {spec!r}: {exc}; is the package installed?") from exc
+    target = module
+    for part in attr.split("."):
+        if not hasattr(target, part):
+            raise CLIError(f"{module_name!r} has no attribute {attr!r}; give MODULE.PATH:CALLABLE")
+        target = getattr(target, part)
+    if isinstance(target, nn.Module):
+        return target
+    if not callable(target):
+        raise CLIError(f"{spec!r} is neither an nn.Module nor a callable returning one")
+    with torch.device("meta"):  # build without allocating weights, as analyze does for zoo names
+        model = target()
+    if not isinstance(model, nn.Module):
+        raise CLIError(f"{spec}() returned {type(model).__name__}, not an nn.Module")
+    return model
+
+
+def _analyze(spec: str, args: argparse.Namespace):  # noqa: ANN202 (CostReport, imported lazily)
+    from cnnlab.analysis import analyze
+
+    return analyze(load_model(spec), parse_size(args.input), batch_size=getattr(args, "batch", 1),
+                   dtype=_DTYPES[getattr(args, "dtype", "float32")], training=True if args.train else None)
+
+
+def _emit(text: str, output: str | None) -> None:
+    if output is None:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+        return
+    path = Path(output)
+    if path.parent and not path.parent.exists():
+        raise FileNotFoundError(f"directory {path.parent} does not exist; create it or choose another -o path")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)  # atomic: a reader never sees half a report
+    print(f"wrote {path}", file=sys.stderr)
+
+
+def run_summary(args: argparse.Namespace) -> int:
+    """Handler of ``cnnlab summary``."""
+    if args.depth is not None and args.depth < 0:
+        raise CLIError(f"--depth must be >= 0, got {args.depth}")
+    report = _analyze(args.model, args)
+    _emit(report.render(args.format, args.depth), args.output)
+    return 0
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    """Handler of ``cnnlab compare``."""
+    reports = [_analyze(spec, args) for spec in args.models]
+    base = reports[0]
+    rows = []
+    for spec, r in zip(args.models, reports):
+        rf = r.layers[0].rf
+        rows.append({
+            "model": spec, "input_size": list(r.input_size), "params": r.params,
+            "params_run": r.params - r.unused_params, "macs": r.macs,
+            "other_ops": r.other_ops, "activation_bytes": r.activation_bytes,
+            # parameters of what ran: auxiliary heads that are off at inference are not compared
+            "params_ratio": (r.params - r.unused_params) / (base.params - base.unused_params)
+            if base.params - base.unused_params else None,
+            "macs_ratio": r.macs / base.macs if base.macs else None,
+            "rf_size": max(rf.size) if rf is not None else None,
+        })
+    if args.format == "json":
+        _emit(json.dumps({"baseline": args.models[0], "models": rows}, indent=1), args.output)
+        return 0
+    header = ["model", "input", "params", "params run", "x params", "MACs", "x MACs", "other ops", "activations"]
+    table = [[row["model"], "x".join(map(str, row["input_size"])), f"{row['params']:,}", f"{row['params_run']:,}",
+              _ratio(row["params_ratio"]),
+              f"{row['macs']:,}", _ratio(row["macs_ratio"]), f"{row['other_ops']:,}",
+              f"{row['activation_bytes'] / 2**20:.1f} MiB"] for row in rows]
+    lines = []
+    if args.format == "md":
+        lines.append("| " + " | ".join(header) + " |")
+        lines.append("|" + "|".join(["---"] * 2 + ["---:"] * (len(header) - 2)) + "|")
+        lines.extend("| " + " | ".join(cells) + " |" for cells in table)
+    else:
+        widths = [max(len(h), *(len(c[i]) for c in table)) for i, h in enumerate(header)]
+        lines.append("  ".join(h.ljust(w) if i < 2 else h.rjust(w) for i, (h, w) in enumerate(zip(header, widths))))
+        lines.extend("  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+                     for cells in table)
+    lines.append("")
+    for row in rows[1:]:
+        lines.append(f"{row['model']} vs {args.models[0]}: {_sentence(row['params_ratio'], 'parameters')}, "
+                     f"{_sentence(row['macs_ratio'], 'multiply-adds')}")
+    if any(row["params_run"] != row["params"] for row in rows):
+        lines.append("(params run: parameters of the modules that ran; auxiliary heads are off in eval mode)")
+    _emit("\n".join(lines), args.output)
+    return 0
+
+
+def _ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}x"
+
+
+def _sentence(ratio: float | None, what: str) -> str:
+    if ratio is None or ratio == 0:
+        return f"{what}: no baseline"
+    if ratio >= 1:
+        return f"{ratio:.1f}x more {what}"
+    return f"{1 / ratio:.1f}x fewer {what}"
+
+
+def run_lint(args: argparse.Namespace) -> int:
+    """Handler of ``cnnlab lint``."""
+    from cnnlab.analysis.principles import lint
+
+    report = _analyze(args.model, args)
+    findings = lint(report)
+    if args.format == "json":
+        _emit(json.dumps({"model": report.model, "params": report.params, "macs": report.macs,
+                          "findings": [f.to_dict() for f in findings]}, indent=1), None)
+        return 0
+    lines = [f"{report.model}: {report.params:,} params, {report.macs:,} MACs at "
+             f"{'x'.join(map(str, report.input_size))}"]
+    if not findings:
+        lines.append("no findings: no bottleneck, no kernel >= 5x5, no FC-heavy head, no unreduced branch")
+    for rule in ("bottleneck", "factorize", "fc_heavy", "reduce_1x1"):
+        group = [f for f in findings if f.rule == rule]
+        if not group:
+            continue
+        macs = sum(f.saving_macs for f in group)
+        params = sum(f.saving_params for f in group)
+        lines.append("")
+        lines.append(f"[{rule}] {len(group)} finding(s)" + (f"; up to {macs:,} MACs" if macs else "")
+                     + (f" and {params:,} params" if params else "") + (" saved" if macs or params else ""))
+        lines.extend(f"  - {f.message}" for f in group)
+    _emit("\n".join(lines), None)
+    return 0
