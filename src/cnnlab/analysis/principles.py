@@ -77,7 +77,7 @@ def _bottlenecks(report: CostReport, ratio: float) -> list[Finding]:
                 f"({size_in / size_out:.1f}x, channels {x[1]} -> {y[1]}) at an unchanged {_grid(x)} grid: "
                 f"a representational bottleneck (Rethinking Inception, principle 1)",
                 details={"input_values": size_in, "output_values": size_out, "grid": x[2:]}))
-        elif grid_out < grid_in and y[1] <= x[1] and size_out < ratio * size_in:
+        elif 1 < grid_out < grid_in and y[1] <= x[1] and size_out < ratio * size_in:  # global pooling is the head
             findings.append(Finding(
                 "bottleneck", r.name,
                 f"{r.name} ({r.type}) reduces the grid {_grid(x)} -> {_grid(y)} ({grid_in / grid_out:.0f}x) and "

@@ -1,0 +1,68 @@
+"""cnnlab summary / compare / lint on zoo names and MODULE:CALLABLE."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from torch import nn
+
+import cnnlab
+from cnnlab.cli import main
+
+
+def small_net() -> nn.Module:
+    """A callable for the MODULE.PATH:CALLABLE form."""
+    return nn.Sequential(nn.Conv2d(3, 8, 5, padding=2), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                         nn.Linear(8, 2))
+
+
+SPEC = f"{__name__}:small_net"
+
+
+def test_summary_json_of_callable(capsys):
+    assert main(["summary", SPEC, "--input", "3x10x10", "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["total"]["macs"] == 10 * 10 * 8 * 3 * 25 + 8 * 2
+    assert data["input_size"] == [3, 10, 10]
+
+
+@pytest.mark.parametrize("fmt,marker", [("table", "MACs"), ("csv", "rf_size_h"), ("md", "| layer"),
+                                        ("html", "<!DOCTYPE html>")])
+def test_summary_formats_to_file(tmp_path, fmt, marker):
+    out = tmp_path / f"report.{fmt}"
+    assert main(["summary", SPEC, "--input", "3x8x8", "--format", fmt, "-o", str(out), "--depth", "1"]) == 0
+    assert marker in out.read_text()
+
+
+def test_summary_errors_are_one_line(capsys):
+    assert main(["summary", SPEC, "--input", "3xfoo"]) == 2
+    assert "--input must be CxHxW" in capsys.readouterr().err
+    assert main(["summary", "no_such_model_xyz"]) == 2
+    assert "unknown model" in capsys.readouterr().err
+    assert main(["summary", "tests.nowhere:thing"]) == 2
+    assert "cannot import" in capsys.readouterr().err
+
+
+def test_compare_ratios(capsys):
+    assert main(["compare", SPEC, SPEC, "--input", "3x8x8", "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert [m["params_ratio"] for m in data["models"]] == [1.0, 1.0]
+
+
+@pytest.mark.skipif(not {"alexnet", "googlenet"} <= set(cnnlab.list_models()), reason="zoo models not registered")
+def test_compare_googlenet_alexnet_claims(capsys):
+    assert main(["compare", "alexnet", "googlenet", "--format", "json"]) == 0
+    alex, goog = json.loads(capsys.readouterr().out)["models"]
+    a, g = cnnlab.analyze("alexnet"), cnnlab.analyze("googlenet")
+    assert goog["macs_ratio"] == g.macs / a.macs and 1.8 < goog["macs_ratio"] < 2.5  # "about 2x more"
+    assert goog["params_ratio"] == (g.params - g.unused_params) / a.params
+    assert goog["params_ratio"] < 1 / 8  # several times fewer (paper: 12x, counting the 60M AlexNet)
+
+
+def test_lint_reports_factorisation(capsys):
+    assert main(["lint", SPEC, "--input", "3x8x8"]) == 0
+    out = capsys.readouterr().out
+    assert "[factorize]" in out and "28%" in out and "60%" in out
+    assert main(["lint", SPEC, "--input", "3x8x8", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["findings"][0]["rule"] == "factorize"
