@@ -120,6 +120,7 @@ def test_bad_data(work, capsys):
     np.savez(work / "grey.npz", x=rng.integers(0, 256, (16, 8, 8, 1), dtype=np.uint8), y=np.arange(16) % 4)
     _one_line_error(capsys, _train_args("d") + ["--train-file", "grey.npz", "--test-file", "grey.npz"],
                     "cannot take the 1x8x8 images")
+    assert not any((work / d).exists() for d in "abcd")  # failed set-ups leave no run directories
     (work / "file").write_text("")
     _one_line_error(capsys, _train_args("file/run"), "cannot write to run directory")
     _one_line_error(capsys, ["train", "resnet20", "--data", "cifar10", "--data-dir", str(work / "nodata"),

@@ -52,12 +52,15 @@ def crop_flip(x: torch.Tensor, augment: Augment, generator: torch.Generator) -> 
     flip = (torch.rand(b, generator=generator) < 0.5).to(device) if augment.hflip else None
     if p:
         x = F.pad(x, (0, 0, p, p, p, p))  # zero padding of H and W of an NHWC batch
-    rows = dy[:, None] + torch.arange(h, device=device)
+    c = x.shape[-1]
+    # two gathers (rows, then columns) are about 2x faster than one 3-index advanced-indexing gather
+    rows = (dy[:, None] + torch.arange(h, device=device)).view(b, h, 1, 1).expand(b, h, x.shape[2], c)
+    x = torch.gather(x, 1, rows)
     cols = torch.arange(w, device=device).expand(b, w)
     if flip is not None:
         cols = torch.where(flip[:, None], w - 1 - cols, cols)
-    cols = dx[:, None] + cols
-    return x[torch.arange(b, device=device)[:, None, None], rows[:, :, None], cols[:, None, :]]
+    cols = (dx[:, None] + cols).view(b, 1, w, 1).expand(b, h, w, c)
+    return torch.gather(x, 2, cols)
 
 
 def normalize(x: torch.Tensor, mean: Sequence[float], std: Sequence[float],

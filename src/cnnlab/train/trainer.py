@@ -208,11 +208,20 @@ class Trainer:
         self.device = resolve_device(config.device)
         self.dist = _Dist(self.device)
         self.is_main = self.dist.rank == 0
+        created = not self.run_dir.exists()
         try:
             self._setup(config, resume, model, train_data, test_data, progress)
         except BaseException:
             self.dist.close()
+            if created and self.is_main:
+                self._remove_empty_run_dir()
             raise
+
+    def _remove_empty_run_dir(self) -> None:
+        """A run that failed during set-up leaves nothing behind (only folders it made itself, still empty)."""
+        for folder in (self.ckpt_dir, self.run_dir):
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # rmdir refuses non-empty folders, so no data can be lost here
 
     # -------------------------------------------------------- set-up
     def _setup(self, config: TrainConfig, resume: bool, model: nn.Module | None, train_data: ArrayDataset | None,
