@@ -12,6 +12,8 @@ from cnnlab.models import ModelOutput, Network, create_model, model_card
 SMALLEST = {
     "inception_v3": (75, 299),
     "inception_v4": (75, None),
+    "inception_resnet_v1": (75, None),
+    "inception_resnet_v2": (75, None),
 }
 NAMES = list(SMALLEST)
 
@@ -71,20 +73,24 @@ def test_variants_match_card(name: str, variant: str) -> None:
         assert count_macs(model, model_card(name).input_size[-1]) == counts.macs
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_smallest_input_is_tight_and_named(name: str) -> None:
-    for aux, smallest in zip((False, True), SMALLEST[name]):
-        if smallest is None:
-            continue
-        model = meta_model(name, num_classes=5, **({"aux_logits": aux} if SMALLEST[name][1] else {}))
-        assert model.min_input_size == (smallest, smallest)
-        out = model.train()(meta_input(smallest))  # train mode runs the aux head too
-        assert (out.logits if aux else out).shape == (2, 5)
-        with pytest.raises(ValueError, match=f"smallest valid size is {smallest}x{smallest}"):
-            model.eval()(meta_input(smallest - 1))
-        model.min_input_size = (1, 1)  # without the guard one pixel less fails inside the network
-        with pytest.raises(RuntimeError):
-            model.train()(meta_input(smallest - 1))
+# (name, aux): v4 and the Inception-ResNets take 3-5 s of meta-device forwards on the 2-core machine, and
+# tests/models/test_zoo.py already checks their (only) configuration: slow here
+SMALLEST_CASES = [pytest.param(n, aux, marks=() if n == "inception_v3" else pytest.mark.slow)
+                  for n in NAMES for aux in (False, True) if SMALLEST[n][aux] is not None]
+
+
+@pytest.mark.parametrize(("name", "aux"), SMALLEST_CASES)
+def test_smallest_input_is_tight_and_named(name: str, aux: bool) -> None:
+    smallest = SMALLEST[name][aux]
+    model = meta_model(name, num_classes=5, **({"aux_logits": aux} if SMALLEST[name][1] else {}))
+    assert model.min_input_size == (smallest, smallest)
+    out = model.train()(meta_input(smallest))  # train mode runs the aux head too
+    assert (out.logits if aux else out).shape == (2, 5)
+    with pytest.raises(ValueError, match=f"smallest valid size is {smallest}x{smallest}"):
+        model.eval()(meta_input(smallest - 1))
+    model.min_input_size = (1, 1)  # without the guard one pixel less fails inside the network
+    with pytest.raises(RuntimeError):
+        model.train()(meta_input(smallest - 1))
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -141,6 +147,49 @@ def test_inception_v3_stages_and_bn_eps() -> None:
     assert list(model.aux_heads) == ["Mixed_6e"]
 
 
+def test_inception_v4_stages_follow_fig_9() -> None:
+    names = [n for n, _ in meta_model("inception_v4").named_children()]
+    assert names == ["stem", *(f"Mixed_5{s}" for s in "bcde"), "Mixed_6a", *(f"Mixed_6{s}" for s in "bcdefgh"),
+                     "Mixed_7a", *(f"Mixed_7{s}" for s in "bcd"), "head"]
+
+
+def w(k: int, a: int, b: int) -> int:
+    """A BN conv with kernel area k from a to b channels."""
+    return k * a * b + 2 * b
+
+
+def test_inception_resnet_v1_count_is_the_paper_closed_form() -> None:
+    # Figs. 14 (stem), 10 (A, x5 on 256), 7 (Reduction-A 192/192/256/384), 11 (B, x10 on 896),
+    # 12 (Reduction-B), 13 (C, x5 on 1792); expansions are biased 1x1 convs without BN
+    stem = w(9, 3, 32) + w(9, 32, 32) + w(9, 32, 64) + w(1, 64, 80) + w(9, 80, 192) + w(9, 192, 256)
+    unit_a = 3 * w(1, 256, 32) + 3 * w(9, 32, 32) + 96 * 256 + 256
+    red_a = w(9, 256, 384) + w(1, 256, 192) + w(9, 192, 192) + w(9, 192, 256)
+    unit_b = 2 * w(1, 896, 128) + 2 * w(7, 128, 128) + 256 * 896 + 896
+    red_b = 3 * w(1, 896, 256) + w(9, 256, 384) + 3 * w(9, 256, 256)
+    unit_c = 2 * w(1, 1792, 192) + 2 * w(3, 192, 192) + 384 * 1792 + 1792
+    expected = stem + 5 * unit_a + red_a + 10 * unit_b + red_b + 5 * unit_c + 1792 * 1000 + 1000
+    assert n_params(meta_model("inception_resnet_v1")) == expected == model_card("inception_resnet_v1").reference.params
+
+
+def test_inception_resnet_scales_option() -> None:
+    model = meta_model("inception_resnet_v2", scales=(0.3, 0.2, 0.1))
+    assert {u.scale for u in model.repeat} == {0.3} and {u.scale for u in model.repeat_2} == {0.1}
+    assert model.block8.scale == 1.0 and isinstance(model.block8.act, nn.Identity)
+    default = meta_model("inception_resnet_v1")
+    assert [default.repeat[0].scale, default.repeat_1[0].scale, default.repeat_2[0].scale] == [0.17, 0.10, 0.20]
+    with pytest.raises(ValueError, match="scales"):
+        meta_model("inception_resnet_v1", scales=(0.1, 0.1))
+    with pytest.raises(ValueError, match="scale"):
+        meta_model("inception_resnet_v1", scales=(0.1, -1.0, 0.1))
+
+
+def test_inception_resnet_v2_stages_are_timm_names() -> None:
+    names = [n for n, _ in meta_model("inception_resnet_v2").named_children()]
+    assert names == ["conv2d_1a", "conv2d_2a", "conv2d_2b", "maxpool_3a", "conv2d_3b", "conv2d_4a", "maxpool_5a",
+                     "mixed_5b", "repeat", "mixed_6a", "repeat_1", "mixed_7a", "repeat_2", "block8", "conv2d_7b",
+                     "head"]
+
+
 # ---------------------------------------------------------------------------------------------- references
 
 
@@ -188,7 +237,7 @@ def test_torchvision_inception_v3_conversion(aux: bool) -> None:
 
 @pytest.mark.reference
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["inception_v4"])
+@pytest.mark.parametrize("name", ["inception_v4", "inception_resnet_v2"])
 def test_timm_conversion(name: str) -> None:
     timm = pytest.importorskip("timm")
     from cnnlab.models import from_timm
