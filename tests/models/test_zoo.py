@@ -18,21 +18,24 @@ from cnnlab.models.network import Network
 
 ALL = cnnlab.list_models()
 
-# CPU forward at min_input_size (random init + eval forward, batch 2) measured under 3 s with pytest
-# --durations on the shared 2-core machine (load ~7); every other model, and any model added later until it
-# is measured, is marked slow. Measured: resnet20 0.45 s ... resnet50 2.5 s; vgg* 4.1-6.6 s (init of fc6),
-# resnet101/152 5.9/8.0 s, inception_v3 5.6 s, resnet1202 27.7 s, preact_resnet1001 11.5 s.
+# CPU forward at min_input_size (random init + eval forward, batch 2), measured with pytest --durations in two
+# runs on the shared 2-core machine (load 5-7; `python benchmarks/bench_zoo.py` repeats the measurement):
+# the models below took < 3 s in both (resnet20 0.4 s ... plain110 2.7 s; highway 0.7-0.8 s). Slow: vgg* 2.0-6.6 s
+# (init of fc6's 103M weights), resnet101/152 2.7-8.0 s, resnetv2_* 1.9-6.4 s, inception_v3 4.2-5.6 s,
+# inception_v4 4.6 s, inception_resnet_v1/v2 2.6 / 7.6 s, preact_resnet110/164 1.8-4.4 / 3.4-3.6 s,
+# preact_resnet1001 3.1-11.5 s, resnet1202 20.6-27.7 s. A model added later is slow until measured.
 FAST_FORWARD = frozenset({
     "alexnet", "googlenet", "squeezenet1_0", "squeezenet1_1", "squeezenet1_0_bypass",
     "resnet18", "resnet34", "resnet50",
     "resnet20", "resnet32", "resnet44", "resnet56", "resnet110",
     "plain20", "plain32", "plain44", "plain56", "plain110",
+    "highway19_cifar", "highway32_cifar",
 })
 # a meta-device forward costs Python shape functions per op: 7-8 s for resnet1202 / preact_resnet1001
-# (~5,000-6,000 modules) and 2.8-3.8 s for the MAC test of the others listed (measured under load ~7),
+# (~5,000-6,000 modules) and 2.8-3.8 s for the MAC or min-size test of the others listed (load 5-7),
 # so the tests that run one (or several builds) are slow for them
 DEEP = frozenset({"resnet1202", "preact_resnet1001", "resnet152", "resnetv2_101", "resnetv2_152", "resnetv2_200",
-                  "preact_resnet164"})
+                  "preact_resnet164", "inception_resnet_v2"})
 
 
 def forward_params():
