@@ -374,3 +374,39 @@ def test_inception_resnet_reduction_b_and_v1_stem() -> None:
     with torch.device("meta"):
         assert red.to("meta").eval()(torch.empty(1, 896, 17, 17)).shape == (1, 1792, 8, 8)
         assert stem.to("meta").eval()(torch.empty(1, 3, 299, 299)).shape == (1, 256, 35, 35)  # Fig. 14
+
+
+# ---------------------------------------------------------------------------------------------- MACs
+
+
+def conv_macs(module: nn.Module, x: torch.Tensor) -> int:
+    """Multiply-adds of every Conv2d in one forward: output elements x (C_in / groups) x k_h x k_w."""
+    total = 0
+
+    def hook(m: nn.Conv2d, _inp: tuple, out: torch.Tensor) -> None:
+        nonlocal total
+        total += out[0].numel() * m.in_channels // m.groups * m.kernel_size[0] * m.kernel_size[1]
+
+    handles = [m.register_forward_hook(hook) for m in module.modules() if isinstance(m, nn.Conv2d)]
+    with torch.no_grad():
+        module.eval()(x)
+    for h in handles:
+        h.remove()
+    return total
+
+
+def test_inception_v1_macs_formula() -> None:
+    c, r, hw = 192, ROW_3A, 28 * 28  # inception (3a) at a 224 input: Table 1 "ops" 128M
+    weights = c * r.b1 + c * r.b3_reduce + 9 * r.b3_reduce * r.b3 + c * r.b5_reduce + 25 * r.b5_reduce * r.b5 + (
+        c * r.pool_proj)
+    macs = conv_macs(InceptionV1(c, r), torch.randn(1, c, 28, 28))
+    assert macs == hw * weights
+    assert round(macs / 1e6) == 128  # RESEARCH.md 1.1: per-module MACs 3a 128M
+
+
+@pytest.mark.parametrize("size", [17, 35])
+def test_reduction_a_macs_formula(size: int) -> None:
+    x, c = ReductionAWidths(k=8, l=12, m=16, n=20), 10
+    out = (size - 3) // 2 + 1
+    expected = size * size * (c * x.k + 9 * x.k * x.l) + out * out * 9 * (c * x.n + x.l * x.m)
+    assert conv_macs(ReductionA(c, x), torch.randn(1, c, size, size)) == expected

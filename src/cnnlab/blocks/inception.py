@@ -265,6 +265,7 @@ class ReductionA(MultiBranch):
     ``Mixed_6a`` (torchvision ``InceptionB``: k, l, m, n = 64, 96, 96, 384) and Inception-v4 /
     Inception-ResNet's Reduction-A (2017, Fig. 7; Table 1 gives k, l, m, n per network). Unpadded ("V").
     Params: ``w(9,C,n) + w(1,C,k) + w(9,k,l) + w(9,l,m)``. Output depth ``n + m + C``.
+    MACs, input ``H x W``, output ``H' = (H - 3) // 2 + 1``: ``H*W*(C*k + 9*k*l) + H'*W'*9*(C*n + l*m)``.
     """
 
     def __init__(self, in_channels: int, widths: ReductionAWidths, **conv_kwargs) -> None:
@@ -291,6 +292,7 @@ class ReductionB(MultiBranch):
     Inception-v3's ``Mixed_7a`` (torchvision ``InceptionD``; Szegedy et al. 2016, Sec. 5) and, with its
     widths, Inception-v4's Reduction-B (Szegedy et al. 2017, Fig. 8). Unpadded ("V") stride-2 layers.
     Params: ``w(1,C,r) + w(9,r,o) + w(1,C,r') + w(7,r',a) + w(7,a,b) + w(9,b,o')``. Depth ``o + o' + C``.
+    MACs: ``H*W*(C*r + C*r' + 7*r'*a + 7*a*b) + H'*W'*9*(r*o + b*o')`` with ``H' = (H - 3) // 2 + 1``.
     """
 
     def __init__(self, in_channels: int, widths: ReductionBWidths, **conv_kwargs) -> None:
@@ -326,6 +328,7 @@ class InceptionV4Stem(nn.Sequential):
     [1x1 64 -> 3x3 96 V | 1x1 64 -> 7x1 64 -> 1x7 64 -> 3x3 96 V] (192), [3x3/2 192 V | 3x3/2 max-pool]
     (384); the order inside each concatenation is timm's. Params, ``C = in_channels``: ``w(9,C,32) +
     w(9,32,32) + w(9,32,64) + w(9,64,96) + 2*w(1,160,64) + 2*w(9,64,96) + 2*w(7,64,64) + w(9,192,192)``.
+    MACs: each conv's weights times its output grid (149, 147, 147, 73, 73/71, 35 at a 299 input).
     """
 
     def __init__(self, in_channels: int = 3, **conv_kwargs) -> None:
@@ -476,6 +479,7 @@ class InceptionResNetA(_ResidualInception):
     Szegedy et al. 2017, Figs. 10 (v1) / 16 (v2), Sec. 3.3: residuals scaled by ``scale`` (0.1-0.3) before
     the addition keep very wide residual Inception nets from dying; ``activate=False`` drops the final ReLU.
     Params: ``w(1,C,b1) + w(1,C,r) + w(9,r,o) + w(1,C,d0) + w(9,d0,d1) + w(9,d1,d2) + (b1+o+d2)*C + C``.
+    MACs (all layers keep ``H x W``): ``H*W`` times the weight part of the same sum; likewise for B and C.
     """
 
     def __init__(self, in_channels: int, widths: InceptionResNetAWidths, scale: float = 1.0,
@@ -543,6 +547,7 @@ class InceptionResNetReductionB(MultiBranch):
 
     Szegedy et al. 2017, Figs. 12 / 18 (timm ``Mixed_7a``). Params: ``w(1,C,r1) + w(9,r1,o1) + w(1,C,r2)
     + w(9,r2,o2) + w(1,C,r3) + w(9,r3,m) + w(9,m,o3)``. Output depth ``o1 + o2 + o3 + C``.
+    MACs: ``H*W*(C*(r1+r2+r3) + 9*r3*m) + H'*W'*9*(r1*o1 + r2*o2 + m*o3)`` with ``H' = (H - 3) // 2 + 1``.
     """
 
     def __init__(self, in_channels: int, widths: InceptionResNetReductionBWidths, **conv_kwargs) -> None:
@@ -562,6 +567,7 @@ class InceptionResNetV1Stem(nn.Sequential):
 
     3x3/2 32 V, 3x3 32 V, 3x3 64, 3x3/2 max-pool V, 1x1 80, 3x3 192 V, 3x3/2 256 V.
     Params: ``w(9,C,32) + w(9,32,32) + w(9,32,64) + w(1,64,80) + w(9,80,192) + w(9,192,256)``.
+    MACs: each conv's weights times its output grid (149, 147, 147, 73, 71, 35 at a 299 input).
     """
 
     def __init__(self, in_channels: int = 3, **conv_kwargs) -> None:

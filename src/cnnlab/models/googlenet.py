@@ -43,7 +43,11 @@ MIN_INPUT = {("paper", False): 31, ("paper", True): 79, ("torchvision", False): 
 def build_googlenet(num_classes: int = 1000, aux_logits: bool = True, layout: str = "paper",
                     branch5_kernel: int | None = None, dropout: float | None = None,
                     dropout_aux: float = 0.7, in_channels: int = 3) -> Network:
-    """GoogLeNet; ``layout`` picks the paper or torchvision's layout, ``branch5_kernel`` overrides its 5x5 size."""
+    """GoogLeNet; ``layout`` picks the paper or torchvision's layout, ``branch5_kernel`` overrides its 5x5 size.
+
+    ``aux_logits=True`` by default, as torchvision builds GoogLeNet without pretrained weights and as the
+    paper trains it; train mode then returns ``ModelOutput(logits, (aux_4a, aux_4d))``.
+    """
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
     paper = layout == "paper"
