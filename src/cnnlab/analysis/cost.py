@@ -11,7 +11,9 @@ Counting conventions (stated once; ``report.CONVENTIONS`` carries them into ever
 - MACs (multiply-accumulates) of a convolution: ``N * H_out * W_out * C_out * (C_in / groups) * k_h * k_w``;
   transposed: ``N * H_in * W_in * C_in * (C_out / groups) * k_h * k_w``; a matrix product ``m x k`` by
   ``k x n``: ``m * k * n`` (linear layers, ``matmul``, ``bmm``); attention kernels as FlopCounterMode / 2.
-  FLOPs = 2 x MACs. These are exactly ``torch.utils.flop_counter.FlopCounterMode``'s count / 2.
+  FLOPs = 2 x MACs. These are exactly ``torch.utils.flop_counter.FlopCounterMode``'s count / 2, except
+  that matrix-vector and dot products (``mv``, ``dot``: spectral norm's power iteration), which it skips,
+  are counted here (``m * n`` and ``n``).
 - Other ops, in a column of their own and never folded into MACs: bias 1 per output element;
   normalization 2 per element (the folded scale and shift); activation and elementwise ops (residual
   adds included) 1 per output element; pooling ``k_h * k_w`` per output element; adaptive pooling and
@@ -55,7 +57,7 @@ _UNKNOWN_RF = "unknown"
 # op tables: the op's overload-packet name (``func._opname``) decides its rule
 _CONV_OPS = {"convolution", "_convolution", "convolution_overrideable", "_slow_conv2d_forward",
              "cudnn_convolution", "mkldnn_convolution", "conv2d", "conv1d", "conv3d"}
-_MM_OPS = {"mm", "addmm", "bmm", "baddbmm"}
+_MM_OPS = {"mm", "addmm", "bmm", "baddbmm", "mv", "addmv", "dot", "vdot"}
 _NORM_OPS = {"native_batch_norm", "_native_batch_norm_legit", "_native_batch_norm_legit_no_training",
              "_native_batch_norm_legit_functional", "_batch_norm_with_update", "_batch_norm_no_update",
              "native_layer_norm", "native_group_norm", "_fused_rms_norm", "batch_norm", "layer_norm",
@@ -87,7 +89,7 @@ _FREE_OPS = {"view", "_unsafe_view", "reshape", "t", "transpose", "permute", "ex
              "resize_", "set_", "as_strided_", "_local_scalar_dense", "uniform_", "normal_", "random_", "detach_", "copy",
              "split_with_sizes_copy", "unbind_copy", "view_copy", "slice_copy", "permute_copy", "t_copy",
              "transpose_copy", "unsqueeze_copy", "squeeze_copy", "expand_copy", "_reshape_copy", "pad",
-             "_pad_circular", "_pad_enum"}
+             "_pad_circular", "_pad_enum", "unsafe_split", "unsafe_split_with_sizes", "unsafe_chunk"}
 
 
 def _classify(func: Any) -> str:
@@ -96,7 +98,7 @@ def _classify(func: Any) -> str:
     if name in _CONV_OPS:
         return "conv"
     if name in _MM_OPS:
-        return name
+        return {"addmv": "mv", "vdot": "dot"}.get(name, name)
     if name in _NORM_OPS:
         return "norm"
     if name in _POOL_OPS:
@@ -379,6 +381,11 @@ class _Tracer(TorchDispatchMode):
         if kind == "addmm":
             a, b = args[1], args[2]
             return a.shape[0] * a.shape[1] * b.shape[1], "bias", out.numel()
+        if kind == "mv":  # matrix-vector products (spectral norm's power iteration): FlopCounterMode skips them
+            a = args[1] if name == "addmv" else args[0]
+            return a.shape[0] * a.shape[1], "", 0
+        if kind == "dot":
+            return args[0].numel(), "", 0
         if kind == "bmm":
             a, b = args[0], args[1]
             return a.shape[0] * a.shape[1] * a.shape[2] * b.shape[2], "", 0
@@ -478,9 +485,12 @@ class _Tracer(TorchDispatchMode):
             result = (rfm.window(x_field, kernel, stride, padding, dilation), True)
         elif kind == "adaptive":
             result = (rfm.adaptive_window(x_field, tuple(x.shape[2:]), tuple(y.shape[2:])), True)
-        elif kind == "upsample":
+        elif kind == "upsample" or (name == "pixel_shuffle" and x_grid):  # pixel shuffle: nearest upsampling of positions
             scales = [o / i for o, i in zip(y.shape[2:], x.shape[2:])]
-            result = (rfm.resized(x_field, scales, bilinear="nearest" not in name), True)
+            result = (rfm.resized(x_field, scales, bilinear=kind == "upsample" and "nearest" not in name), True)
+        elif name == "pixel_unshuffle" and x_grid:
+            r = int(_arg(args, kwargs, 1, "downscale_factor"))
+            result = (rfm.window(x_field, (r,) * nd, (r,) * nd, (0,) * nd, (1,) * nd), True)
         elif name == "slice" and x_grid and int(_arg(args, kwargs, 1, "dim", 0)) % x.dim() >= 2:
             dim = int(_arg(args, kwargs, 1, "dim", 0)) % x.dim()
             begin = _arg(args, kwargs, 2, "start") or 0
@@ -703,6 +713,8 @@ def _analyze(model_or_name: nn.Module | str, input_size: Sequence[int] | None, b
     if training is None:
         training = False if fresh else model.training
     model.train(training)
+    if any(p.is_floating_point() and p.dtype != dtype for p in model.parameters()):
+        model.to(dtype)  # the private meta copy: floating parameters and buffers take the analysed dtype
     return _trace(model, name, size, batch_size, dtype, training)
 
 
