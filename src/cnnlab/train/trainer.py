@@ -69,6 +69,8 @@ class _Dist:
         self.rank = int(os.environ.get("RANK", "0"))
         self.owns_group = False
         if self.world_size > 1 and not torch.distributed.is_initialized():
+            if device.type == "cuda":
+                torch.cuda.set_device(device)  # NCCL collectives and all_gather_object use the current device
             backend = "nccl" if device.type == "cuda" else "gloo"
             torch.distributed.init_process_group(backend=backend, timeout=datetime.timedelta(minutes=10))
             self.owns_group = True
@@ -288,13 +290,13 @@ class Trainer:
             atomic_write(self.run_dir / "config.json", json.dumps({"config": cfg.to_dict(), "environment": env},
                                                                   indent=2))
         self.forward_model: nn.Module = self.model
-        if cfg.compile:
-            self.forward_model = torch.compile(self.model)
         if self.dist.active:
             from torch.nn.parallel import DistributedDataParallel
 
             ids = [self.device.index] if self.device.type == "cuda" else None
-            self.forward_model = DistributedDataParallel(self.forward_model, device_ids=ids)
+            self.forward_model = DistributedDataParallel(self.model, device_ids=ids)
+        if cfg.compile:  # after DDP, so that the compiler sees DDP's gradient buckets (PyTorch's advice)
+            self.forward_model = torch.compile(self.forward_model)
 
     def _load(self, split: str) -> ArrayDataset:
         cfg_file = self.config.train_file if split == "train" else self.config.test_file
