@@ -723,7 +723,10 @@ def _trace(model: nn.Module, name: str, size: tuple[int, ...], batch_size: int, 
     names = {m: n for n, m in model.named_modules(remove_duplicate=True)}
     records: dict[str, _Record] = {}
     order: list[_Record] = []
-    state_ids = {id(b) for b in model.buffers()} | {id(p) for p in model.parameters()}
+    state_ids = set()
+    for m in names:  # one walk over the plain dicts: ~5x cheaper than parameters() + buffers() generators
+        state_ids.update(id(t) for t in m._parameters.values() if t is not None)
+        state_ids.update(id(t) for t in m._buffers.values() if t is not None)
     unknown: dict[tuple[str, str], dict] = {}
     tracer = _Tracer(state_ids, len(size) - 1, unknown)
     carried: dict[int, Any] = {}
@@ -801,33 +804,39 @@ def _raise_too_small(model: nn.Module, name: str, size: tuple[int, ...], batch_s
 
 def _build_report(model: nn.Module, name: str, size: tuple[int, ...], batch_size: int, dtype: torch.dtype,
                   training: bool, names: dict[nn.Module, str], order: list[_Record], tracer: _Tracer) -> CostReport:
-    own: dict[str, list[int]] = {n: [0, 0] for n in names.values()}
-    param_bytes = 0
-    total = trainable = 0
-    for pname, p in model.named_parameters():
-        n = p.numel()
-        total += n
-        param_bytes += n * p.element_size()
-        if p.requires_grad:
-            trainable += n
-        parts = pname.split(".")[:-1]
-        for i in range(len(parts) + 1):
-            counts = own.get(".".join(parts[:i]))
-            if counts is not None:
-                counts[0] += n
-                counts[1] += n if p.requires_grad else 0
-    leaf = {n: not any(True for _ in m.children()) for m, n in names.items()}
+    # parameters per module (recursive), bottom-up over the pre-order walk; shared tensors counted once
+    own: dict[str, list[int]] = {}
+    seen_params: set[int] = set()
+    total = trainable = param_bytes = 0
+    for module, qual in names.items():
+        counts = own[qual] = [0, 0]
+        for p in module._parameters.values():
+            if p is None:
+                continue
+            n = p.numel()
+            counts[0] += n
+            counts[1] += n if p.requires_grad else 0
+            if id(p) not in seen_params:
+                seen_params.add(id(p))
+                total += n
+                trainable += n if p.requires_grad else 0
+                param_bytes += n * p.element_size()
+    for qual in reversed(list(own)):
+        if qual:
+            parent = own[qual.rpartition(".")[0]]
+            parent[0] += own[qual][0]
+            parent[1] += own[qual][1]
     seen = {r.name for r in order}
     rows = []
     for r in order + [_Record(n, m) for m, n in names.items() if n not in seen]:
-        module = r.module
+        qual = r.name
         rows.append(LayerCost(
-            name=r.name, type=type(module).__name__, depth=0 if r.name == "" else r.name.count(".") + 1,
+            name=qual, type=type(r.module).__name__, depth=0 if qual == "" else qual.count(".") + 1,
             calls=r.calls, input_shape=r.input_shape, output_shape=r.output_shape,
-            params=own[r.name][0], trainable_params=own[r.name][1], macs=r.macs,
+            params=own[qual][0], trainable_params=own[qual][1], macs=r.macs,
             other_ops_by_kind={k: v for k, v in r.other.items() if v}, activation_bytes=r.out_bytes, rf=r.rf,
-            is_leaf=leaf[r.name], self_macs=r.self_macs, self_other_ops=r.self_other, geometry=r.geometry,
-            unknown_ops=list(r.unknown)))
+            is_leaf=not r.module._modules, self_macs=r.self_macs, self_other_ops=r.self_other,
+            geometry=r.geometry, unknown_ops=r.unknown))
     return CostReport(
         model=name, input_size=size, batch_size=batch_size, dtype=str(dtype).replace("torch.", ""),
         training=training, layers=rows, params=total, trainable_params=trainable, macs=tracer.total_macs,
