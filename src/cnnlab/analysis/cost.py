@@ -297,16 +297,16 @@ class _Tracer(TorchDispatchMode):
         self.total_macs = 0
         self.total_other = dict.fromkeys(OTHER_KINDS, 0)
         self.alloc_bytes = 0
-        self.kinds: dict[Any, str] = {}
+        self.kinds: dict[Any, tuple] = {}
 
     # -------------------------------------------------------------- dispatch
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001 (torch's signature)
         kwargs = kwargs or {}
-        kind = self.kinds.get(func)
-        if kind is None:
-            kind = self.kinds[func] = _classify(func)
-        name = func._opname
-        fast = _FAST.get(name)
+        info = self.kinds.get(func)
+        if info is None:  # per op overload, once: its rule, name, fast path and whether it allocates
+            info = self.kinds[func] = (_classify(func), func._opname, _FAST.get(func._opname),
+                                       not func.is_view and not func._schema.is_mutable)
+        kind, name, fast, allocates = info
         if fast is not None:
             out = fast(func, args, kwargs)
         else:
@@ -331,7 +331,7 @@ class _Tracer(TorchDispatchMode):
             self._note_unknown(func, record, out)
         if kind in ("conv", "pool") and record is not None and record.geometry is None:
             record.geometry = self._geometry(kind, name, args, kwargs)
-        if not func.is_view and not func._schema.is_mutable:
+        if allocates:
             for t in (out if isinstance(out, (tuple, list)) else (out,)):
                 if isinstance(t, torch.Tensor):
                     self.alloc_bytes += t.numel() * t.element_size()
@@ -740,9 +740,10 @@ def _trace(model: nn.Module, name: str, size: tuple[int, ...], batch_size: int, 
             record.input_shape = _shapes(inputs)
         record.calls += 1
         tracer.stack.append(record)
-        if isinstance(module, _PER_POSITION_MODULES):
-            first = _tensors(inputs)
-            carried[id(module)] = getattr(first[0], _RF_ATTR, None) if first else None
+
+    def carry_hook(module: nn.Module, inputs: Any) -> None:
+        first = _tensors(inputs)
+        carried[id(module)] = getattr(first[0], _RF_ATTR, None) if first else None
 
     def post_hook(module: nn.Module, inputs: Any, output: Any) -> None:
         record = tracer.stack.pop()
@@ -767,6 +768,8 @@ def _trace(model: nn.Module, name: str, size: tuple[int, ...], batch_size: int, 
     try:
         for module in names:
             handles.append(module.register_forward_pre_hook(pre_hook))
+            if isinstance(module, _PER_POSITION_MODULES):
+                handles.append(module.register_forward_pre_hook(carry_hook))
             handles.append(module.register_forward_hook(post_hook))
         x = torch.empty(batch_size, *size, device="meta", dtype=dtype)
         setattr(x, _RF_ATTR, (rfm.input_field(len(size) - 1), True))
