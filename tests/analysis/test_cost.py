@@ -259,3 +259,39 @@ def test_meta_copy_is_cheap_for_large_models():
     rep = analyze(net, (64, 8, 8))
     assert rep.macs == 1000 * 64 * 64 * 9 * 64
     assert math.isclose(rep.param_bytes, 1000 * (64 * 64 * 9 + 64) * 4)
+
+
+def test_dtype_sets_parameter_and_activation_bytes():
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
+    half = analyze(net, (3, 8, 8), dtype=torch.float16)
+    full = analyze(net, (3, 8, 8))
+    assert half.param_bytes * 2 == full.param_bytes == (4 * 27 + 4 + 8) * 4
+    assert half.layer("0").activation_bytes == 4 * 6 * 6 * 2
+    assert half.macs == full.macs and half.dtype == "float16"
+    assert next(net.parameters()).dtype == torch.float32
+
+
+def test_matrix_vector_products_are_counted():
+    class PowerStep(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = nn.Parameter(torch.zeros(6, 5))
+
+        def forward(self, v):
+            return torch.dot(self.w @ v[0], self.w @ v[0])  # two mv (6*5 each) and one dot (6)
+
+    assert analyze(PowerStep(), (5,)).macs == 2 * 6 * 5 + 6
+
+
+def test_top_level_api_is_lazy_and_exported():
+    assert cnnlab.analyze is analyze
+    assert cnnlab.CostReport is CostReport
+
+
+@pytest.mark.skipif("googlenet" not in cnnlab.list_models(), reason="googlenet not registered")
+def test_aux_heads_counted_in_training_mode_only():
+    eval_rep, train_rep = analyze("googlenet"), analyze("googlenet", training=True)
+    aux = [r for r in train_rep.layers if r.depth == 2 and r.name.startswith("aux_heads.")]
+    assert aux and all(r.calls == 1 for r in aux)
+    assert train_rep.macs == eval_rep.macs + sum(r.macs for r in aux)
+    assert eval_rep.unused_params == sum(r.params for r in aux) and train_rep.unused_params == 0
