@@ -248,7 +248,7 @@ class CostReport:
         rows = self.at_depth(depth)
         stages = [r for r in self.layers if r.depth == 1]
         table_rows = "\n".join(
-            "<tr>" + "".join(f"<td{' class=num' if i >= 2 else ''} data-v=\"{html.escape(str(v))}\">"
+            "<tr>" + "".join(f"<td{_NUM_CELL if i >= 2 else ''} data-v=\"{html.escape(str(v))}\">"
                              f"{html.escape(c)}</td>" for i, (c, v) in enumerate(zip(_cells(r), _sort_keys(r))))
             + "</tr>" for r in rows)
         unknown = "".join(f"<li>{html.escape(u['op'])} in {html.escape(u['layer'] or '(model)')} "
@@ -277,6 +277,7 @@ class CostReport:
         return renderers[fmt](depth)
 
 
+_NUM_CELL = ' class="num"'
 _COLUMNS = ("layer", "type", "output", "params", "MACs", "other ops", "act. bytes", "RF size", "RF jump")
 
 
