@@ -114,3 +114,16 @@ def test_zoo_imagenet_field_equals_empirical(name):
     size = int(max(rf.size)) + 64
     measured = empirical_receptive_field(model, (3, size, size), output=last)
     assert tuple(int(v) for v in rf.size) == measured
+
+
+# google-research/receptive_field README (TF-slim end points), reference/MODELS.md: the zoo follows the same
+# layer layouts for these, so the analytic field at the last stage must match exactly.
+TF_SLIM_FIELDS = {"alexnet": 195, "vgg16": 212, "inception_v3": 1311, "inception_v4": 2071,
+                  "inception_resnet_v2": 3039}
+
+
+@pytest.mark.parametrize("name", [n for n in TF_SLIM_FIELDS if n in cnnlab.list_models()])
+def test_zoo_fields_match_tf_slim_table(name):
+    model = cnnlab.create_model(name)
+    rf = analyze(name).layer(model.stage_names[-1]).rf
+    assert rf.size == (TF_SLIM_FIELDS[name],) * 2
