@@ -127,3 +127,25 @@ def test_zoo_fields_match_tf_slim_table(name):
     model = cnnlab.create_model(name)
     rf = analyze(name).layer(model.stage_names[-1]).rf
     assert rf.size == (TF_SLIM_FIELDS[name],) * 2
+
+
+class Bottleneck(nn.Module):
+    """1x1 -> 3x3 (stride here, as TF-slim resnet_v1) -> 1x1, plus a (subsampling) shortcut."""
+
+    def __init__(self, c: int, stride: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(c, c, 1), nn.ReLU(), nn.Conv2d(c, c, 3, stride, 1), nn.ReLU(),
+                                  nn.Conv2d(c, c, 1))
+        self.shortcut = nn.MaxPool2d(1, stride) if stride > 1 else nn.Identity()
+
+    def forward(self, x):
+        return torch.relu(self.body(x) + self.shortcut(x))
+
+
+def test_tf_slim_resnet_v1_50_layout_gives_483():
+    # TF-slim resnet_v1_50: units (3, 4, 6, 3), stride 2 in the LAST unit of blocks 1-3 (the torchvision
+    # layout strides the first unit and gives 427); the table says 483. Widths do not change the field.
+    layers: list[nn.Module] = [nn.Conv2d(3, 4, 7, 2, 3), nn.MaxPool2d(3, 2, 1)]
+    for units, last_stride in ((3, 2), (4, 2), (6, 2), (3, 1)):
+        layers += [Bottleneck(4, 1) for _ in range(units - 1)] + [Bottleneck(4, last_stride)]
+    assert analyze(nn.Sequential(*layers), (3, 224, 224)).layer("").rf.size == (483, 483)
