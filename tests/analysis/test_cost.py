@@ -295,3 +295,22 @@ def test_aux_heads_counted_in_training_mode_only():
     assert aux and all(r.calls == 1 for r in aux)
     assert train_rep.macs == eval_rep.macs + sum(r.macs for r in aux)
     assert eval_rep.unused_params == sum(r.params for r in aux) and train_rep.unused_params == 0
+
+
+def test_network_declared_minimum_and_first_empty_layer():
+    from cnnlab.models.network import Network
+
+    def make() -> Network:
+        # conv 3x3 valid: H - 2; pool 4: (H - 2) // 4 >= 1 needs H >= 6; the network declares 10
+        return Network([("conv", nn.Conv2d(3, 4, 3)), ("pool", nn.MaxPool2d(4))], head=nn.Flatten(),
+                       min_input_size=10, name="tiny")
+
+    with pytest.raises(ValueError) as info:
+        analyze(make(), (3, 8, 8))  # layers would work; only the declared minimum refuses
+    assert "smallest valid size is 10x10" in str(info.value) and "layer" not in str(info.value)
+    with pytest.raises(ValueError) as info:
+        analyze(make(), (3, 4, 4))
+    assert "layer 'pool' (MaxPool2d)" in str(info.value) and "10x10" in str(info.value)
+    net = make()
+    analyze(net, (3, 10, 10))
+    assert net.min_input_size == (10, 10)

@@ -787,12 +787,49 @@ def _trace(model: nn.Module, name: str, size: tuple[int, ...], batch_size: int, 
     return _build_report(model, name, size, batch_size, dtype, training, names, order, tracer)
 
 
+def _first_failing_layer(model: nn.Module, size: tuple[int, ...], batch_size: int,
+                         dtype: torch.dtype) -> tuple[str, str] | None:
+    """(layer, reason) of the innermost module that fails or empties its output at ``size``; None if none."""
+    names = {m: n for n, m in model.named_modules()}
+    stack: list[str] = []
+
+    def pre(module: nn.Module, inputs: Any) -> None:
+        stack.append(names[module])
+
+    def post(module: nn.Module, inputs: Any, output: Any) -> None:
+        outs = _tensors(output)
+        if outs and all(t.numel() == 0 for t in outs) and any(t.numel() for t in _tensors(inputs)):
+            raise EmptyOutputError(stack[-1], f"output {list(outs[0].shape)}")
+        stack.pop()
+
+    handles = [h for m in names for h in (m.register_forward_pre_hook(pre), m.register_forward_hook(post))]
+    try:
+        with torch.no_grad():
+            model(torch.empty(batch_size, *size, device="meta", dtype=dtype))
+    except Exception as exc:  # noqa: BLE001 - any failure names the layer it happened in
+        return (stack[-1] if stack else ""), str(exc).split("\n")[0]
+    finally:
+        for h in handles:
+            h.remove()
+    return None
+
+
 def _raise_too_small(model: nn.Module, name: str, size: tuple[int, ...], batch_size: int, dtype: torch.dtype,
                      layer: str, reason: str, exc: Exception) -> None:
     """Turn a failure into an input-too-small error with the smallest valid size, or re-raise it."""
     smallest = smallest_input(model, size, batch_size, dtype) if not _runs(model, size, batch_size, dtype) \
         else None
     spatial = "x".join(map(str, size[1:]))
+    declared = getattr(model, "min_input_size", None)
+    if not layer and isinstance(declared, tuple):
+        # the model refused the size up front (cnnlab's Network); on this private copy, lift its check to
+        # find the first layer that would really produce an empty output
+        model.min_input_size = (1,) * len(declared)
+        found = _first_failing_layer(model, size, batch_size, dtype)
+        model.min_input_size = declared
+        if found is None:
+            raise ValueError(reason) from exc  # only the declared minimum is violated: the model's own message
+        layer, reason = found
     if smallest is not None and smallest > min(size[1:]):
         if layer:
             where = f": layer {layer!r} ({type(model.get_submodule(layer)).__name__}) would produce an empty output"
