@@ -95,8 +95,11 @@ def load_model(spec: str) -> nn.Module | str:
         return target
     if not callable(target):
         raise CLIError(f"{spec!r} is neither an nn.Module nor a callable returning one")
-    with torch.device("meta"):  # build without allocating weights, as analyze does for zoo names
-        model = target()
+    try:
+        with torch.device("meta"):  # build without allocating weights, as analyze does for zoo names
+            model = target()
+    except (NotImplementedError, RuntimeError):
+        model = target()  # an initialiser that needs real data: build on CPU; analyze copies it to meta
     if not isinstance(model, nn.Module):
         raise CLIError(f"{spec}() returned {type(model).__name__}, not an nn.Module")
     return model
