@@ -45,6 +45,7 @@ import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten, tree_map
+from torch.utils.flop_counter import flop_registry
 
 from cnnlab.analysis import receptive_field as rfm
 from cnnlab.analysis.receptive_field import ReceptiveField
@@ -116,20 +117,9 @@ def _classify(func: Any) -> str:
         return "elementwise"
     if torch.Tag.reduction in tags:
         return "reduction"
-    if func._overloadpacket in _flop_registry():
+    if func._overloadpacket in flop_registry:  # attention kernels and other ops torch knows the cost of
         return "registry"
     return "unknown"
-
-
-_REGISTRY: dict[Any, Callable[..., int]] | None = None
-
-
-def _flop_registry() -> dict[Any, Callable[..., int]]:
-    global _REGISTRY  # read-only cache of torch's table, filled once
-    if _REGISTRY is None:
-        from torch.utils.flop_counter import flop_registry
-        _REGISTRY = dict(flop_registry)
-    return _REGISTRY
 
 
 def _arg(args: Sequence[Any], kwargs: dict[str, Any], index: int, name: str, default: Any = None) -> Any:
@@ -409,7 +399,7 @@ class _Tracer(TorchDispatchMode):
             src = args[0] if args and isinstance(args[0], torch.Tensor) else first
             return 0, "reduction", src.numel()
         if kind == "registry":
-            flops = _flop_registry()[func._overloadpacket](*args, **kwargs, out_val=out)
+            flops = flop_registry[func._overloadpacket](*args, **kwargs, out_val=out)
             return int(flops) // 2, "", 0
         return 0, "", 0
 
