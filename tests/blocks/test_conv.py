@@ -8,15 +8,8 @@ import pytest
 import torch
 from torch import nn
 
+from _helpers import conv_weights, n_params
 from cnnlab.blocks import AsymmetricConv, ConvNormAct, ReducedConv, StackedConv
-
-
-def n_params(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
-
-
-def conv_weights(module: nn.Module) -> int:
-    return sum(m.weight.numel() for m in module.modules() if isinstance(m, nn.Conv2d))
 
 
 def empirical_rf(module: nn.Module, channels: int, size: int = 33) -> tuple[int, int]:

@@ -3,11 +3,8 @@
 import pytest
 import torch
 
+from _helpers import n_params
 from cnnlab.blocks import Fire
-
-
-def n_params(module: torch.nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
 
 
 @pytest.mark.parametrize("c_in, s, e1, e3", [(96, 16, 64, 64), (512, 64, 256, 256), (7, 3, 5, 2)])

@@ -6,11 +6,8 @@ import pytest
 import torch
 from torch import nn
 
+from _helpers import n_params
 from cnnlab.blocks.highway import HighwayConv, HighwayLinear
-
-
-def n_params(m: nn.Module) -> int:
-    return sum(p.numel() for p in m.parameters())
 
 
 @pytest.mark.parametrize("channels,size", [(1, 1), (8, 5), (16, 12)])

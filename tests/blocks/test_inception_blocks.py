@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from _helpers import n_params
 from cnnlab.blocks import GoogLeNetAux, InceptionV1, InceptionV1Widths, InceptionV3Aux
 from cnnlab.blocks.inception import (
     INCEPTION_RESNET_V1_A,
@@ -41,10 +42,6 @@ from cnnlab.blocks.inception import (
     ReductionB,
     ReductionBWidths,
 )
-
-
-def n_params(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
 
 
 def w(k: int, a: int, b: int, norm: bool = True) -> int:

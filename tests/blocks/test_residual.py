@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+from _helpers import n_params
 from cnnlab.blocks.residual import (
     BasicBlock,
     Bottleneck,
@@ -18,10 +19,6 @@ from cnnlab.blocks.residual import (
 )
 
 UNITS = [BasicBlock, Bottleneck, PreActBasicBlock, PreActBottleneck]
-
-
-def n_params(m: nn.Module) -> int:
-    return sum(p.numel() for p in m.parameters())
 
 
 def conv_macs(m: nn.Module, x: torch.Tensor) -> int:

@@ -8,14 +8,11 @@ import pytest
 import torch
 from torch import nn
 
+from _helpers import conv_weights
 from cnnlab.blocks import ConvNormAct
 from cnnlab.design import factorize
 
 C = 32  # "at equal channels"
-
-
-def conv_weights(model: nn.Module) -> int:
-    return sum(m.weight.numel() for m in model.modules() if isinstance(m, nn.Conv2d))
 
 
 @pytest.mark.parametrize(("kernel", "style", "min_kernel", "ratio"), [

@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+from _helpers import n_params
 from cnnlab.blocks import ConvNormAct
 from cnnlab.design import add_bottleneck, gap_head
 from cnnlab.models import create_model
@@ -17,10 +18,6 @@ FC6 = 512 * 7 * 7 * 4096 + 4096
 FC7 = 4096 * 4096 + 4096
 FC8 = 4096 * 1000 + 1000
 GAP_FC = 512 * 1000 + 1000
-
-
-def params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
 
 
 def test_gap_head_on_vgg16_removes_fc6_and_reports_it():
@@ -33,7 +30,7 @@ def test_gap_head_on_vgg16_removes_fc6_and_reports_it():
     assert rows["head.fc7"].params_before == FC7 and rows["head.fc7"].params_after == 0
     assert rows["head.fc"].params_before == FC8 and rows["head.fc"].params_after == GAP_FC
     assert report.before.params - report.after.params == FC6 + FC7 + FC8 - GAP_FC
-    assert params(vgg) - params(new) == FC6 + FC7 + FC8 - GAP_FC
+    assert n_params(vgg) - n_params(new) == FC6 + FC7 + FC8 - GAP_FC
     # MACs of the head: the weights of its linear layers (the pooling is an "other" op, not a MAC)
     assert report.before.macs - report.after.macs == (FC6 - 4096) + (FC7 - 4096) + (FC8 - 1000) - (GAP_FC - 1000)
     # the features are untouched: same receptive field (212 for VGG-16, google-research/receptive_field)

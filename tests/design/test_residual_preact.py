@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+from _helpers import n_params
 from cnnlab.blocks import ConvNormAct
 from cnnlab.blocks.residual import BasicBlock, PreActBasicBlock, ZeroPadShortcut
 from cnnlab.design import to_preactivation, to_residual
@@ -18,10 +19,6 @@ def signature(model: nn.Module) -> list[tuple[str, str, tuple]]:
     """Every module's name, type and own parameter shapes, in registration order."""
     return [(name, type(m).__name__, tuple(tuple(p.shape) for p in m.parameters(recurse=False)))
             for name, m in model.named_modules()]
-
-
-def params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
 
 
 def cifar_resnet_params(n: int, classes: int = 10) -> int:
@@ -44,7 +41,7 @@ def cifar_receptive_field(n: int) -> int:
 def test_to_residual_plain56_is_resnet56():
     plain, resnet = create_model("plain56"), create_model("resnet56")
     new, report = to_residual(plain)
-    assert params(new) == params(resnet) == cifar_resnet_params(9) == 853_018
+    assert n_params(new) == n_params(resnet) == cifar_resnet_params(9) == 853_018
     assert signature(new) == signature(resnet)
     assert report.before.receptive_field == report.after.receptive_field == (cifar_receptive_field(9),) * 2
     assert len(report.replaced) == 27  # every unit gets its shortcut
@@ -60,7 +57,7 @@ def test_to_residual_option_b_adds_the_projections():
     new, report = to_residual(create_model("plain20"), shortcut="B")
     # two stage transitions (16 -> 32, 32 -> 64), each a 1x1 stride-2 conv + BN
     assert report.after.params - report.before.params == (16 * 32 + 2 * 32) + (32 * 64 + 2 * 64)
-    assert params(new) == params(create_model("resnet20", shortcut="B"))
+    assert n_params(new) == n_params(create_model("resnet20", shortcut="B"))
 
 
 def test_to_residual_pairs_conv_units_of_a_sequential():
@@ -71,7 +68,7 @@ def test_to_residual_pairs_conv_units_of_a_sequential():
     # pairs from the end of the run: (3, 4) with an option A shortcut, (1, 2) with an identity; 0 (the stem) alone
     assert list(new._modules) == ["0", "1_2", "3_4"]
     assert isinstance(new[1].shortcut, nn.Identity) and isinstance(new[2].shortcut, ZeroPadShortcut)
-    assert params(new) == params(plain)
+    assert n_params(new) == n_params(plain)
     assert report.before.receptive_field == report.after.receptive_field == (1 + 2 * 4 + 2 * 2,) * 2
     # act(conv2(conv1(x)) + shortcut(x)) with the original units, the second one's ReLU after the sum
     x = torch.randn(1, 3, 16, 16)
@@ -97,10 +94,10 @@ def test_to_preactivation_resnet110_is_preact_resnet110():
     before = signature(resnet)
     new, report = to_preactivation(resnet)
     assert signature(new) == signature(preact)
-    assert params(new) == params(preact)
+    assert n_params(new) == n_params(preact)
     # post -> pre moves BN: the stem loses its 2 * 16, a final BN on 64 is added, and each unit's first BN moves
     # from its output width to its input width (16 instead of 32, 32 instead of 64 at the two transitions)
-    assert params(new) - params(resnet) == -2 * 16 + 2 * 64 + 2 * (16 - 32) + 2 * (32 - 64)
+    assert n_params(new) - n_params(resnet) == -2 * 16 + 2 * 64 + 2 * (16 - 32) + 2 * (32 - 64)
     new.load_state_dict(preact.state_dict())
     x = torch.randn(1, 3, 32, 32)
     assert torch.equal(new.eval()(x), preact.eval()(x))

@@ -6,32 +6,10 @@ import pytest
 import torch
 from torch import nn
 
+from _helpers import count_macs, n_params
 from cnnlab.models import ModelOutput, Network, create_model, model_card
 
 NAME = "googlenet"
-
-
-def n_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
-def count_macs(model: nn.Module, size: int) -> int:
-    """Conv + linear multiply-adds of one eval-mode forward at size x size, on the meta device."""
-    total = 0
-
-    def hook(m: nn.Module, _inp: tuple, out: torch.Tensor) -> None:
-        nonlocal total
-        if isinstance(m, nn.Conv2d):
-            total += out[0].numel() * m.in_channels // m.groups * m.kernel_size[0] * m.kernel_size[1]
-        else:
-            total += m.in_features * m.out_features
-
-    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-    with torch.no_grad():
-        model.eval()(torch.empty(1, 3, size, size, device="meta"))
-    for h in handles:
-        h.remove()
-    return total
 
 
 def meta_model(**options) -> Network:

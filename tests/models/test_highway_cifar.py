@@ -6,20 +6,12 @@ import pytest
 import torch
 from torch import nn
 
+from _helpers import meta_model, n_params
 from cnnlab.blocks.highway import HighwayConv
 from cnnlab.models import create_model, list_models, model_card
 
 NAMES = ["highway19_cifar", "highway32_cifar"]
 PAPER = {"highway19_cifar": (19, 2.3e6), "highway32_cifar": (32, 1.25e6)}  # Srivastava et al. 2015, CIFAR-10
-
-
-def n_params(m: nn.Module) -> int:
-    return sum(p.numel() for p in m.parameters())
-
-
-def on_meta(name: str, **options) -> nn.Module:
-    with torch.device("meta"):
-        return create_model(name, **options)
 
 
 def test_registered():
@@ -28,14 +20,14 @@ def test_registered():
 
 @pytest.mark.parametrize("name", NAMES)
 def test_params_match_card_and_paper_within_one_percent(name):
-    model = on_meta(name)
+    model = meta_model(name)
     assert n_params(model) == model_card(name).reference.params
     assert abs(n_params(model) / PAPER[name][1] - 1) < 0.01
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_depth_counts_convolutions_highway_layers_and_classifier(name):
-    model = on_meta(name)
+    model = meta_model(name)
     highway = sum(isinstance(m, HighwayConv) for m in model.modules())
     plain_convs = sum(isinstance(m, nn.Conv2d) for m in model.modules()) - 2 * highway  # each has 2 convs
     assert plain_convs + highway + 1 == PAPER[name][0]
@@ -52,7 +44,7 @@ def test_macs_match_card(name):
         else:
             total += m.in_features * m.out_features
 
-    model = on_meta(name).eval()
+    model = meta_model(name).eval()
     for m in model.modules():
         if isinstance(m, (nn.Conv2d, nn.Linear)):
             m.register_forward_hook(hook)
@@ -70,14 +62,14 @@ def test_forward_num_classes_and_gate_bias(name):
     assert all(torch.all(b == b[0]) and b[0] < 0 for b in gates)
     other = create_model(name, gate_bias=-3.0)
     assert all(torch.all(m.gate.bias == -3.0) for m in other.modules() if isinstance(m, HighwayConv))
-    a, b = on_meta(name, num_classes=10), on_meta(name, num_classes=100)
+    a, b = meta_model(name, num_classes=10), meta_model(name, num_classes=100)
     changed = {k for k, v in a.state_dict().items() if b.state_dict()[k].shape != v.shape}
     assert changed == {"head.fc.weight", "head.fc.bias"}
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_smallest_input(name):
-    model = on_meta(name).eval()
+    model = meta_model(name).eval()
     assert model_card(name).min_input_size == 4  # two 2x2 poolings
     assert model(torch.empty(1, 3, 4, 4, device="meta")).shape == (1, 10)
     with pytest.raises(ValueError, match="smallest valid size is 4x4"):

@@ -6,7 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from cnnlab.models import ModelOutput, Network, create_model, model_card
+from _helpers import count_macs, meta_model, n_params
+from cnnlab.models import ModelOutput, create_model, model_card
 
 # name -> (smallest input without aux, smallest with aux or None when the model has no aux head)
 SMALLEST = {
@@ -21,34 +22,6 @@ NAMES = list(SMALLEST)
 def no_aux(name: str) -> dict:
     """Options that build ``name`` without auxiliary heads (models without any take no aux_logits option)."""
     return {"aux_logits": False} if SMALLEST[name][1] is not None else {}
-
-
-def n_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
-def count_macs(model: nn.Module, size: int) -> int:
-    """Conv + linear multiply-adds of one eval-mode forward at size x size, on the meta device."""
-    total = 0
-
-    def hook(m: nn.Module, _inp: tuple, out: torch.Tensor) -> None:
-        nonlocal total
-        if isinstance(m, nn.Conv2d):
-            total += out[0].numel() * m.in_channels // m.groups * m.kernel_size[0] * m.kernel_size[1]
-        else:
-            total += m.in_features * m.out_features
-
-    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-    with torch.no_grad():
-        model.eval()(torch.empty(1, 3, size, size, device="meta"))
-    for h in handles:
-        h.remove()
-    return total
-
-
-def meta_model(name: str, **options) -> Network:
-    with torch.device("meta"):
-        return create_model(name, **options)  # type: ignore[return-value]
 
 
 def meta_input(size: int, batch: int = 2) -> torch.Tensor:

@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from _helpers import meta_model, n_params
 from cnnlab.blocks.residual import PreActBottleneck, ZeroPadShortcut
 from cnnlab.models import create_model, list_models, model_card
 from cnnlab.models.convert import from_timm, from_torchvision
@@ -27,15 +28,6 @@ MODELS_MD_MACS = {  # exact where MODELS.md is exact, else (value, rounding step
     "resnet56": (125.49e6, 0.01e6), "resnet110": (252.89e6, 0.01e6), "resnet1202": (2.83e9, 0.01e9),
     "preact_resnet164": (244.5e6, 0.1e6), "preact_resnet1001": (1.488e9, 0.001e9),
 }
-
-
-def n_params(m: nn.Module) -> int:
-    return sum(p.numel() for p in m.parameters())
-
-
-def on_meta(name: str, **options) -> nn.Module:
-    with torch.device("meta"):
-        return create_model(name, **options)
 
 
 def macs(model: nn.Module, size: int) -> int:
@@ -77,7 +69,7 @@ def test_family_is_complete():
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow if n in ("resnet1202", "preact_resnet1001")
                                                else ()) for n in NAMES])
 def test_params_match_card_on_meta(name):
-    model = on_meta(name)
+    model = meta_model(name)
     assert all(p.is_meta for p in model.parameters())
     card = model_card(name)
     assert n_params(model) == card.reference.params
@@ -95,7 +87,7 @@ def test_cifar_params_closed_form(n):
 def test_preact_bottleneck_params_without_bn_match_the_paper():
     # He et al. 2016b: ResNet-164 1.7M, ResNet-1001 10.2M; MODELS.md: 1,679,034 / 10,178,490 without BN
     for name, without_bn in (("preact_resnet164", 1_679_034), ("preact_resnet1001", 10_178_490)):
-        model = on_meta(name)
+        model = meta_model(name)
         bn = sum(p.numel() for m in model.modules() if isinstance(m, nn.BatchNorm2d) for p in m.parameters())
         assert n_params(model) - bn == without_bn
 
@@ -107,7 +99,7 @@ def _macs_params(names):
 @pytest.mark.parametrize("name", _macs_params(NAMES))
 def test_macs_match_card_and_models_md(name):
     card = model_card(name)
-    assert macs(on_meta(name), card.input_size[1]) == card.reference.macs
+    assert macs(meta_model(name), card.input_size[1]) == card.reference.macs
     ref = MODELS_MD_MACS.get(name)
     if isinstance(ref, int):
         assert card.reference.macs == ref
@@ -119,7 +111,7 @@ def test_macs_match_card_and_models_md(name):
 def test_variants_match_their_counts(name):
     card = model_card(name)
     for variant in card.variants.values():
-        model = on_meta(name, **variant.options)
+        model = meta_model(name, **variant.options)
         assert n_params(model) == variant.params
         assert macs(model, card.input_size[1]) == variant.macs
 
@@ -140,13 +132,13 @@ def test_forward_shape_and_num_classes(name, size):
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) for n in sorted(DEEP)])
 def test_deep_nets_forward_on_meta(name):
-    model = on_meta(name, num_classes=5).eval()
+    model = meta_model(name, num_classes=5).eval()
     assert model(torch.empty(2, 3, 32, 32, device="meta")).shape == (2, 5)
 
 
 @pytest.mark.parametrize("name", ["resnet20", "preact_resnet164", "resnet50", "resnetv2_50", "plain20"])
 def test_num_classes_changes_only_the_classifier(name):
-    a, b = on_meta(name, num_classes=10), on_meta(name, num_classes=100)
+    a, b = meta_model(name, num_classes=10), meta_model(name, num_classes=100)
     sa, sb = a.state_dict(), b.state_dict()
     assert sa.keys() == sb.keys()
     changed = {k for k in sa if sa[k].shape != sb[k].shape}
@@ -157,7 +149,7 @@ def test_num_classes_changes_only_the_classifier(name):
 
 @pytest.mark.parametrize("name", ["resnet20", "resnet18", "resnetv2_50"])
 def test_one_pixel_is_the_smallest_valid_input(name):
-    model = on_meta(name).eval()  # eval: train-mode BN needs more than one value per channel, whatever the size
+    model = meta_model(name).eval()  # eval: train-mode BN needs more than one value per channel, whatever the size
     assert model(torch.empty(1, 3, 1, 1, device="meta")).shape == (1, model_card(name).num_classes)
     with pytest.raises(ValueError, match="smallest valid size is 1x1"):
         model(torch.empty(1, 3, 0, 4, device="meta"))
@@ -172,16 +164,16 @@ def test_backward_reaches_every_parameter_and_the_input():
 
 
 def test_stage_names_and_structure():
-    r20 = on_meta("resnet20")
+    r20 = meta_model("resnet20")
     assert r20.stage_names == ["stem", "layer1", "layer2", "layer3"]
     assert [len(getattr(r20, s)) for s in r20.stage_names[1:]] == [3, 3, 3]
     assert isinstance(r20.layer2[0].shortcut, ZeroPadShortcut) and isinstance(r20.layer2[1].shortcut, nn.Identity)
-    assert all(u.shortcut is None for s in ("layer1", "layer2", "layer3") for u in getattr(on_meta("plain20"), s))
-    r50 = on_meta("resnet50")
+    assert all(u.shortcut is None for s in ("layer1", "layer2", "layer3") for u in getattr(meta_model("plain20"), s))
+    r50 = meta_model("resnet50")
     assert r50.stage_names == ["stem", "layer1", "layer2", "layer3", "layer4"]
     assert isinstance(r50.stem.pool, nn.MaxPool2d) and r50.layer2[0].conv2.conv.stride == (2, 2)
-    assert on_meta("resnet50", stride_in_1x1=True).layer2[0].conv1.conv.stride == (2, 2)
-    p164 = on_meta("preact_resnet164")
+    assert meta_model("resnet50", stride_in_1x1=True).layer2[0].conv1.conv.stride == (2, 2)
+    p164 = meta_model("preact_resnet164")
     assert p164.stage_names[-1] == "norm" and isinstance(p164.layer1[0], PreActBottleneck)
     # resnet-1k-layers: the first unit of every stage projects (and shares its BN-ReLU); the others are identity
     for stage in ("layer1", "layer2", "layer3"):

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 import cnnlab
+from _helpers import meta_model
 from cnnlab.blocks import Fire
 
 # Iandola et al. 2016 Table 1 (1.0) and DeepScale v1.1: ("conv", out, k, stride) / ("pool",) / (s1x1, e1x1, e3x3)
@@ -33,11 +34,6 @@ def closed_form(table, size: int = 224, classes: int = 1000) -> tuple[int, int]:
             macs += size * size * (c * s1 + s1 * e1 + 9 * s1 * e3)
             c = e1 + e3
     return params + c * classes + classes, macs + size * size * c * classes  # conv10 is 1x1 on the last map
-
-
-def meta_model(name: str, **kwargs) -> nn.Module:
-    with torch.device("meta"):
-        return cnnlab.create_model(name, **kwargs)
 
 
 @pytest.mark.parametrize("name, table", [("squeezenet1_0", V1_0), ("squeezenet1_1", V1_1),

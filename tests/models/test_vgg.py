@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 import cnnlab
+from _helpers import meta_model, n_params
 from cnnlab.models.vgg import FCHead
 
 # Simonyan & Zisserman 2015, Table 1, written out again here: conv widths, "M" = 2x2/2 max-pool
@@ -34,28 +35,19 @@ def closed_form(name: str, batch_norm: bool, size: int = 224) -> tuple[int, int]
     return params, macs
 
 
-def meta_model(name: str, **kwargs) -> nn.Module:
-    with torch.device("meta"):
-        return cnnlab.create_model(name, **kwargs)
-
-
-def count(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
 @pytest.mark.parametrize("name", list(TABLE_1))
 @pytest.mark.parametrize("batch_norm", [False, True])
 def test_params_and_macs_match_table_1(name, batch_norm):
     full = name + ("_bn" if batch_norm else "")
     params, macs = closed_form(name, batch_norm)
     card = cnnlab.model_card(full)
-    assert count(meta_model(full)) == params == card.reference.params
+    assert n_params(meta_model(full)) == params == card.reference.params
     assert card.reference.macs == macs
 
 
 def test_vgg16_fc6_and_depths():
     model = meta_model("vgg16")
-    assert count(model.head.fc6) == 25088 * 4096 + 4096 == 102_764_544
+    assert n_params(model.head.fc6) == 25088 * 4096 + 4096 == 102_764_544
     for name, depth in (("vgg11", 11), ("vgg13", 13), ("vgg16", 16), ("vgg19", 19)):
         weight_layers = [m for m in meta_model(name).modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
         assert len(weight_layers) == depth

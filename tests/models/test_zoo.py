@@ -14,6 +14,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 import cnnlab
+from _helpers import meta_model, n_params
 from cnnlab.models.network import Network
 
 ALL = cnnlab.list_models()
@@ -55,16 +56,7 @@ def meta_forward_params():
 @cache
 def default_meta_model(name: str) -> nn.Module:
     """The default configuration on the meta device, built once; tests only read it (and set eval mode)."""
-    return on_meta(name)
-
-
-def n_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
-def on_meta(name: str, **kwargs) -> nn.Module:
-    with torch.device("meta"):
-        return cnnlab.create_model(name, **kwargs)
+    return meta_model(name)
 
 
 def macs_on_meta(model: nn.Module, input_size: tuple[int, int, int]) -> int:
@@ -99,7 +91,7 @@ def test_params_match_card_built_on_meta(name):
 def test_variant_params_match_card(name):
     card = cnnlab.model_card(name)
     for variant, counts in card.variants.items():
-        got = n_params(on_meta(name, **dict(counts.options)))
+        got = n_params(meta_model(name, **dict(counts.options)))
         assert got == counts.params, f"variant {variant!r} ({dict(counts.options)}): {got:,} != {counts.params:,}"
 
 
@@ -117,7 +109,7 @@ def test_macs_match_card(name):
 def test_num_classes_changes_only_the_classifiers(name):
     default = cnnlab.model_card(name).num_classes
     k = 13  # a width no architecture uses, so the modules producing it are the classifiers
-    model = on_meta(name, num_classes=k)
+    model = meta_model(name, num_classes=k)
     classifiers = {
         qual: m for qual, m in model.named_modules()
         if (isinstance(m, nn.Linear) and m.out_features == k) or (isinstance(m, nn.Conv2d) and m.out_channels == k)
@@ -126,7 +118,7 @@ def test_num_classes_changes_only_the_classifiers(name):
     per_class = sum(m.weight[0].numel() + (m.bias is not None) for m in classifiers.values())
     assert n_params(default_meta_model(name)) - n_params(model) == per_class * (default - k)
     model.reset_classifier(7)
-    assert n_params(model) == n_params(on_meta(name, num_classes=7))
+    assert n_params(model) == n_params(meta_model(name, num_classes=7))
 
 
 @pytest.mark.parametrize("name", forward_params())
@@ -157,7 +149,7 @@ def test_min_input_size_is_the_smallest_that_works(name):
     """The card's bound is tight: it runs in train mode (aux heads included); one pixel less breaks a layer."""
     card = cnnlab.model_card(name)
     size, channels = card.min_input_size, card.input_size[0]
-    model = on_meta(name).train()
+    model = meta_model(name).train()
     assert isinstance(model, Network), "zoo models are cnnlab Networks"
     model(torch.empty(2, channels, size, size, device="meta"))  # batch 2: train-mode BN needs > 1 value
     if size == 1:
