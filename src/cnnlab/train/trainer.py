@@ -237,8 +237,12 @@ class Trainer:
         self.precision = resolve_precision(cfg.precision, self.device)
         self.progress = progress and self.is_main
 
+        if self.dist.active and not self.is_main:
+            torch.distributed.barrier()  # rank 0 downloads (if needed) first; torchrun ends all ranks if it fails
         train = train_data if train_data is not None else self._load("train")
         test = test_data if test_data is not None else self._load("test")
+        if self.dist.active and self.is_main:
+            torch.distributed.barrier()
         if cfg.subset is not None:
             train = train.subset(cfg.subset)
         self.num_classes = cfg.num_classes or max(train.num_classes, int(train.y.max()) + 1)
@@ -301,7 +305,7 @@ class Trainer:
     def _load(self, split: str) -> ArrayDataset:
         cfg_file = self.config.train_file if split == "train" else self.config.test_file
         return load_dataset(self.config.data, split, self.config.data_dir, file=cfg_file,
-                            download=self.config.download and self.is_main, image_size=self.config.image_size)
+                            download=self.config.download, image_size=self.config.image_size)
 
     def _prepare_run_dir(self) -> None:
         if self.is_main:
