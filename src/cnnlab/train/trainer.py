@@ -346,8 +346,10 @@ class Trainer:
             with torch.no_grad():
                 self.model(probe)
         except (ValueError, RuntimeError) as exc:
+            hint = (f"; for {c}-channel images try --set \"model_options={{'in_channels': {c}}}\""
+                    if c != 3 and "in_channels" not in self.config.model_options else "")
             raise ValueError(f"{self.config.model} cannot take the {c}x{h}x{w} images of {self.config.data}: "
-                             f"{_first_line(exc)}") from None
+                             f"{_first_line(exc)}{hint}") from None
         finally:
             self.model.train(was_training)
 
