@@ -63,7 +63,15 @@ def extract_tar(archive: str | Path, into: str | Path, top: str) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".{top}.", dir=into))
     try:
         with tarfile.open(archive) as tar:
-            tar.extractall(tmp, filter="data")  # the "data" filter refuses links and paths outside tmp
+            if hasattr(tarfile, "data_filter"):
+                tar.extractall(tmp, filter="data")  # the "data" filter refuses links and paths outside tmp
+            else:  # Python before 3.10.12 / 3.11.4: the same rule by hand
+                for member in tar.getmembers():
+                    parts = Path(member.name).parts
+                    if member.name.startswith("/") or ".." in parts or not (member.isfile() or member.isdir()):
+                        raise ValueError(f"{archive} holds an unsafe entry {member.name!r}; it is not the official "
+                                         f"archive")
+                tar.extractall(tmp)
         if not (tmp / top).is_dir():
             raise ValueError(f"{archive} does not contain the folder {top}/; it is not the official archive")
         os.replace(tmp / top, into / top)
