@@ -454,6 +454,7 @@ class Trainer:
         order_epoch, order = -1, None
         last_eval: dict[str, Any] = {}
         window_images, window_start = 0, time.perf_counter()
+        epoch_images, epoch_start = 0, window_start  # for the epoch line's images/s (training steps only)
         with self._signals() as caught:
             while self.step < stop_at:
                 epoch, index = divmod(self.step, spe)
@@ -476,6 +477,7 @@ class Trainer:
                 n = len(y) * self.dist.world_size
                 correct_value = int(correct)
                 window_images += n
+                epoch_images += n
                 self.epoch_stats = [self.epoch_stats[0] + loss_value * len(y),
                                     self.epoch_stats[1] + correct_value, self.epoch_stats[2] + len(y)]
                 if self.step % cfg.log_every == 0:
@@ -491,7 +493,8 @@ class Trainer:
                 if epoch_end:
                     record = {"kind": "epoch", "step": self.step, "epoch": epoch + 1,
                               "train_loss": self.epoch_stats[0] / max(1, self.epoch_stats[2]),
-                              "train_acc": self.epoch_stats[1] / max(1, self.epoch_stats[2]), "lr": lr}
+                              "train_acc": self.epoch_stats[1] / max(1, self.epoch_stats[2]), "lr": lr,
+                              "images_per_s": epoch_images / max(time.perf_counter() - epoch_start, 1e-9)}
                     self.epoch_stats = [0.0, 0, 0]
                     if (epoch + 1) % cfg.eval_every == 0 or self.step == self.total_steps:
                         last_eval = self.evaluate()
@@ -500,6 +503,7 @@ class Trainer:
                             self.best_acc = last_eval["accuracy"]
                             self._save("best", epoch + 1)
                     self.metrics.write(record)
+                    epoch_images, epoch_start = 0, time.perf_counter()
                 if epoch_end or (cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0) \
                         or self.step == stop_at or stop:
                     self._save("last", self.step // spe)
