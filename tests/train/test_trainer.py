@@ -149,6 +149,11 @@ def test_bad_input(tmp_path):
     assert (tmp_path / "c" / "checkpoints" / "last.safetensors").read_bytes() == before
     with pytest.raises(FileNotFoundError, match="holds no run"):
         _run(_cfg(), tmp_path / "nothing", resume=True)
+    # killed before its first checkpoint: resuming starts from step 0 with the stored config
+    (tmp_path / "c" / "checkpoints" / "last.safetensors").unlink()
+    (tmp_path / "c" / "checkpoints" / "best.safetensors").unlink()
+    _, summary = _run(_cfg(epochs=1), tmp_path / "c", resume=True)
+    assert summary["step"] == 3 and (tmp_path / "c" / "checkpoints" / "last.safetensors").read_bytes() == before
     (tmp_path / "c" / "checkpoints" / "last.safetensors").write_bytes(b"\x08\0\0\0\0\0\0\0{}garbage")
     with pytest.raises(ValueError, match="unreadable|not a cnnlab checkpoint"):
         _run(_cfg(epochs=2), tmp_path / "c", resume=True)

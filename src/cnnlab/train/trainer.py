@@ -323,7 +323,7 @@ class Trainer:
         if self.dist.active:
             torch.distributed.barrier()
 
-    def _resume_config(self, config: TrainConfig) -> tuple[TrainConfig, tuple[dict, dict]]:
+    def _resume_config(self, config: TrainConfig) -> tuple[TrainConfig, tuple[dict, dict] | None]:
         stored_path = self.run_dir / "config.json"
         if not stored_path.is_file():
             raise FileNotFoundError(f"{self.run_dir} holds no run (no config.json); check the --resume path")
@@ -333,7 +333,9 @@ class Trainer:
         if fixed:
             raise ValueError(f"cannot change {', '.join(fixed)} when resuming {self.run_dir} (only "
                              f"{', '.join(RESUMABLE_CHANGES)} may change); start a new run instead")
-        checkpoint = load_checkpoint(self.ckpt_dir / "last.safetensors")
+        last = self.ckpt_dir / "last.safetensors"
+        # a run killed before its first checkpoint starts again from step 0 with its stored config
+        checkpoint = load_checkpoint(last) if last.exists() else None
         return stored.replace(**changed), checkpoint
 
     def _check_input(self, train: ArrayDataset) -> None:
