@@ -22,14 +22,13 @@ import os
 import platform
 import statistics
 import time
-from pathlib import Path
 
 import torch
 
 import cnnlab
+from _markdown import write_section
 from cnnlab.analysis import analyze
 
-ROOT = Path(__file__).resolve().parents[1]
 SECTION = "## Cost analyser"
 
 
@@ -137,21 +136,6 @@ def render(first: float, medians: dict[str, float], cpu: dict[str, float], first
     return "\n".join(lines) + "\n"
 
 
-def write_section(text: str, path: Path = ROOT / "BENCHMARKS.md") -> None:
-    """Replace (or append) the ``## Cost analyser`` section, leaving the other sections alone."""
-    old = path.read_text() if path.exists() else "# Benchmarks\n\n"
-    lines = old.splitlines(keepends=True)
-    start = next((i for i, line in enumerate(lines) if line.strip() == SECTION), None)
-    if start is None:
-        new = old.rstrip("\n") + "\n\n" + text
-    else:
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-        new = "".join(lines[:start]) + text + ("\n" + "".join(lines[end:]) if end < len(lines) else "")
-    tmp = path.with_suffix(".md.analysis.tmp")
-    tmp.write_text(new)
-    os.replace(tmp, path)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3, help="runs per measurement (median reported)")
@@ -167,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     text = render(first, medians, cpu, first_sweep, rows, load_before, load_after, args.repeats)
     print(text)
     if args.write:
-        write_section(text)
+        write_section(SECTION, text)
     return 0
 
 

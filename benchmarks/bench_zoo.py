@@ -16,13 +16,12 @@ import os
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import torch
 
+from _markdown import write_section
 from cnnlab.models import create_model, list_models, model_card
 
-ROOT = Path(__file__).resolve().parents[1]
 SECTION = "## Zoo builds"
 SLOW_TEST_S = 3.0  # the project's threshold for @pytest.mark.slow
 
@@ -81,21 +80,6 @@ def markdown(r: dict) -> str:
     return "\n".join(lines)
 
 
-def write_section(text: str, path: Path = ROOT / "BENCHMARKS.md") -> None:
-    """Replace (or append) this benchmark's section, leaving the other sections alone."""
-    old = path.read_text() if path.exists() else "# Benchmarks\n\n"
-    lines = old.splitlines(keepends=True)
-    start = next((i for i, line in enumerate(lines) if line.strip() == SECTION), None)
-    if start is None:
-        new = old.rstrip("\n") + "\n\n" + text
-    else:
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-        new = "".join(lines[:start]) + text + ("\n" + "".join(lines[end:]) if end < len(lines) else "")
-    tmp = path.with_suffix(".md.tmp")
-    tmp.write_text(new)
-    os.replace(tmp, path)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("pattern", nargs="?", default=None, help="shell-style filter of model names")
@@ -107,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     text = markdown(run(args.pattern, args.rounds))
     print(text)
     if args.write:
-        write_section(text)
+        write_section(SECTION, text)
     return 0
 
 
