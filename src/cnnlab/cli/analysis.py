@@ -5,14 +5,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from cnnlab._io import atomic_write
 from cnnlab.cli import CLIError
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "float64": torch.float64}
@@ -119,10 +118,7 @@ def _emit(text: str, output: str | None) -> None:
     path = Path(output)
     if path.parent and not path.parent.exists():
         raise FileNotFoundError(f"directory {path.parent} does not exist; create it or choose another -o path")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)  # atomic: a reader never sees half a report
+    atomic_write(path, text)  # a reader never sees half a report
     print(f"wrote {path}", file=sys.stderr)
 
 

@@ -11,6 +11,8 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+from cnnlab._io import atomic_path
+
 Opener = Callable[..., object]
 
 
@@ -45,15 +47,10 @@ def download(url: str, dest: str | Path, expected: str, opener: Opener = urllib.
     """Fetch ``url`` to ``dest`` through a temp file in the same folder; verify; rename. Returns ``dest``."""
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    try:
-        with os.fdopen(fd, "wb") as out, opener(url, timeout=timeout) as response:  # type: ignore[attr-defined]
+    with atomic_path(dest, suffix=".part") as tmp:  # verified before it takes the real name
+        with open(tmp, "wb") as out, opener(url, timeout=timeout) as response:  # type: ignore[attr-defined]
             shutil.copyfileobj(response, out, 1 << 20)
         check_digest(tmp, expected)
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return dest
 
 

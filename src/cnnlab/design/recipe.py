@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from cnnlab._io import atomic_path, atomic_write
 from cnnlab.design.bottleneck import add_bottleneck
 from cnnlab.design.factorize import factorize
 from cnnlab.design.head import gap_head
@@ -71,12 +71,14 @@ def save_transformed(model: nn.Module, weights_path: str | os.PathLike, recipe: 
     if path.suffix == ".safetensors":
         from safetensors.torch import save_file
 
-        _atomic_write(path, lambda tmp: save_file(_unshare(state), tmp))
+        with atomic_path(path) as tmp:
+            save_file(_unshare(state), str(tmp))
     else:
-        _atomic_write(path, lambda tmp: torch.save(state, tmp))
+        with atomic_path(path) as tmp:
+            torch.save(state, tmp)
     meta = {"format": RECIPE_FORMAT, "weights": path.name, **recipe}
     json_path = recipe_path(path)
-    _atomic_write(json_path, lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=2) + "\n"))
+    atomic_write(json_path, json.dumps(meta, indent=2) + "\n")
     return json_path
 
 
@@ -114,14 +116,3 @@ def _unshare(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         out[key] = tensor.clone() if ptr in seen else tensor
         seen.add(ptr)
     return out
-
-
-def _atomic_write(path: Path, write: Callable[[str], object]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

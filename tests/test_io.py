@@ -1,0 +1,30 @@
+"""Atomic writes: all or nothing, usual permissions, no temp files left behind."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from cnnlab._io import atomic_path, atomic_write
+
+
+def test_atomic_write_replaces_whole_file_with_umask_permissions(tmp_path):
+    target = tmp_path / "report.json"
+    target.write_text("old")
+    atomic_write(target, "new ✓")
+    assert target.read_text(encoding="utf-8") == "new ✓"
+    mask = os.umask(0)
+    os.umask(mask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~mask
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.json"]
+
+
+def test_failure_keeps_old_content_and_removes_temp(tmp_path):
+    target = tmp_path / "weights.safetensors"
+    target.write_bytes(b"good")
+    with pytest.raises(RuntimeError, match="disk full"), atomic_path(target) as tmp:
+        tmp.write_bytes(b"half")
+        raise RuntimeError("disk full")
+    assert target.read_bytes() == b"good"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["weights.safetensors"]
