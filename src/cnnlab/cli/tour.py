@@ -79,7 +79,7 @@ def tour_zoo(out: Callable[[str], None]) -> None:
         with torch.device("meta"):  # no memory: the 1001-layer network costs nothing to build
             built = _params(create_model(name))
         size = "x".join(str(v) for v in card.input_size[1:])
-        out(f"{name:<20} {size:>9} {built:>19,} {card.reference.params:>13,}  {card.reference.source[:60]}")
+        out(f"{name:<20} {size:>9} {built:>19,} {card.reference.params:>13,}  {card.reference.source.split(';')[0]}")
 
 
 def tour_costs(out: Callable[[str], None]) -> None:
