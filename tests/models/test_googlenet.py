@@ -53,21 +53,36 @@ def test_stages_are_named_like_the_paper() -> None:
     assert names[-2:] == ["aux_heads", "head"]
 
 
-@pytest.mark.parametrize(("options", "smallest"), [({}, 79), ({"aux_logits": False}, 31),
-                                                    ({"layout": "torchvision"}, 15)])
-def test_smallest_input(options: dict, smallest: int) -> None:
+# options -> (smallest input of the main path: every mode, smallest with the aux heads: train mode, or None)
+SMALLEST = [({}, 31, 79), ({"aux_logits": False}, 31, None), ({"layout": "torchvision"}, 15, 15)]
+
+
+@pytest.mark.parametrize(("options", "main", "aux"), SMALLEST)
+def test_smallest_input(options: dict, main: int, aux: int | None) -> None:
     torch.manual_seed(0)
     model = create_model(NAME, num_classes=5, **options)
-    assert model.min_input_size == (smallest, smallest)
-    out = model.train()(torch.randn(2, 3, smallest, smallest))
+    assert model.min_input_size == (main, main)
+    assert model.eval()(torch.randn(1, 3, main, main)).shape == (1, 5)  # eval mode: the aux heads do not run
+    with pytest.raises(ValueError, match=f"smallest valid size is {main}x{main}"):
+        model(torch.randn(1, 3, main - 1, main - 1))
+    train = aux or main
+    out = model.train()(torch.randn(2, 3, train, train))
     assert (out.logits if isinstance(out, ModelOutput) else out).shape == (2, 5)
-    assert model.eval()(torch.randn(1, 3, smallest, smallest)).shape == (1, 5)
-    with pytest.raises(ValueError, match=f"smallest valid size is {smallest}x{smallest}"):
-        model(torch.randn(1, 3, smallest - 1, smallest - 1))
-    # the bound is tight: without the check, one pixel less fails inside the network
-    model.min_input_size = (1, 1)
+    assert isinstance(out, ModelOutput) == (aux is not None)
+    with pytest.raises(ValueError, match=f"smallest valid size is {train}x{train}"):
+        model(torch.randn(2, 3, train - 1, train - 1))
+    # the bounds are tight: without the checks, one pixel less fails inside the network in each mode
+    model.min_input_size, model.aux_min_input_size = (1, 1), None
     with pytest.raises(RuntimeError):
-        model.train()(torch.randn(2, 3, smallest - 1, smallest - 1))
+        model.eval()(torch.randn(1, 3, main - 1, main - 1))
+    with pytest.raises(RuntimeError):
+        model.train()(torch.randn(2, 3, train - 1, train - 1))
+
+
+def test_card_gives_the_eval_minimum_and_names_the_train_minimum() -> None:
+    card = model_card(NAME)
+    assert card.min_input_size == 31
+    assert "79x79" in card.differences and "31x31" in card.differences
 
 
 def test_train_mode_returns_aux_in_depth_order() -> None:

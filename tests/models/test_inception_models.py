@@ -54,16 +54,33 @@ SMALLEST_CASES = [pytest.param(n, aux, marks=() if n == "inception_v3" else pyte
 
 @pytest.mark.parametrize(("name", "aux"), SMALLEST_CASES)
 def test_smallest_input_is_tight_and_named(name: str, aux: bool) -> None:
-    smallest = SMALLEST[name][aux]
-    model = meta_model(name, num_classes=5, **({"aux_logits": aux} if SMALLEST[name][1] else {}))
-    assert model.min_input_size == (smallest, smallest)
-    out = model.train()(meta_input(smallest))  # train mode runs the aux head too
+    main, with_aux = SMALLEST[name]
+    train = with_aux if aux else main  # train mode runs the aux head too
+    model = meta_model(name, num_classes=5, **({"aux_logits": aux} if with_aux else {}))
+    assert model.min_input_size == (main, main)
+    assert model.eval()(meta_input(main)).shape == (2, 5)  # eval mode: the main path only
+    with pytest.raises(ValueError, match=f"smallest valid size is {main}x{main}"):
+        model.eval()(meta_input(main - 1))
+    out = model.train()(meta_input(train))
     assert (out.logits if aux else out).shape == (2, 5)
-    with pytest.raises(ValueError, match=f"smallest valid size is {smallest}x{smallest}"):
-        model.eval()(meta_input(smallest - 1))
-    model.min_input_size = (1, 1)  # without the guard one pixel less fails inside the network
+    with pytest.raises(ValueError, match=f"smallest valid size is {train}x{train}"):
+        model.train()(meta_input(train - 1))
+    model.min_input_size, model.aux_min_input_size = (1, 1), None  # without the guards one pixel less fails inside
     with pytest.raises(RuntimeError):
-        model.train()(meta_input(smallest - 1))
+        model.eval()(meta_input(main - 1))
+    if train != main:
+        with pytest.raises(RuntimeError):
+            model.train()(meta_input(train - 1))
+
+
+def test_inception_v3_with_aux_head_evaluates_below_the_aux_minimum() -> None:
+    # torchvision's Inception3 (aux_logits=True) evaluates 224x224 inputs; only training needs 299 for the aux head
+    model = meta_model("inception_v3", num_classes=5)
+    assert model.has_aux and isinstance(model.eval()(meta_input(224)), torch.Tensor)
+    with pytest.raises(ValueError, match="auxiliary classifier.*smallest valid size is 299x299.*down to 75x75"):
+        model.train()(meta_input(224))
+    card = model_card("inception_v3")
+    assert card.min_input_size == SMALLEST["inception_v3"][0] and "299x299" in card.differences
 
 
 @pytest.mark.parametrize("name", NAMES)

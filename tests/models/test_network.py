@@ -1,4 +1,5 @@
-"""Network: stage order, aux outputs by mode, input checks, reset_classifier, aux_loss weighting."""
+"""Network: stage order, aux outputs by mode, input checks (main path always, aux heads in train mode),
+reset_classifier, aux_loss weighting."""
 
 from __future__ import annotations
 
@@ -38,6 +39,50 @@ def test_input_checks_name_the_smallest_size_and_channels():
         net(torch.randn(1, 3, 3, 8))
     with pytest.raises(ValueError, match=r"\(N, 3, H, W\)"):
         net(torch.randn(1, 1, 8, 8))
+
+
+def aux_sized(aux_min: int | None = 12) -> Network:
+    """``tiny`` whose aux head declares its own minimum (main path: 4x4)."""
+    stages = [("conv1", ConvNormAct(3, 8, 3, stride=2)), ("conv2", ConvNormAct(8, 16, 3, stride=2))]
+    return Network(stages, ClassifierHead(16, 5), {"conv1": ClassifierHead(8, 5)}, min_input_size=4, name="tiny",
+                   aux_min_input_size=aux_min)
+
+
+def test_eval_mode_accepts_the_main_path_minimum_below_the_aux_minimum():
+    net = aux_sized().eval()
+    assert net.min_input_size == (4, 4) and net.aux_min_input_size == (12, 12)
+    assert net(torch.randn(1, 3, 4, 4)).shape == (1, 5)
+    with pytest.raises(ValueError, match="smallest valid size is 4x4"):
+        net(torch.randn(1, 3, 3, 8))
+
+
+def test_train_mode_with_aux_heads_raises_naming_the_aux_minimum():
+    net = aux_sized().train()
+    with pytest.raises(ValueError, match="smallest valid size is 12x12") as info:
+        net(torch.randn(2, 3, 11, 16))
+    message = str(info.value)
+    assert "auxiliary classifier" in message and "eval mode or aux_logits=False" in message and "4x4" in message
+    # below the main path's minimum too: train mode still names what train mode needs
+    with pytest.raises(ValueError, match="smallest valid size is 12x12"):
+        net(torch.randn(2, 3, 3, 3))
+    out = net(torch.randn(2, 3, 12, 12))
+    assert isinstance(out, ModelOutput) and len(out.aux_logits) == 1
+
+
+def test_aux_minimum_is_ignored_without_aux_heads_or_when_not_given():
+    stages = [("conv1", ConvNormAct(3, 8, 3, stride=2))]
+    no_heads = Network(stages, ClassifierHead(8, 5), min_input_size=4, aux_min_input_size=12)
+    assert no_heads.train()(torch.randn(2, 3, 4, 4)).shape == (2, 5)
+    default = aux_sized(None).train()
+    assert default.aux_min_input_size is None
+    assert isinstance(default(torch.randn(2, 3, 4, 4)), ModelOutput)
+    with pytest.raises(ValueError, match="smallest valid size is 4x4"):
+        default(torch.randn(2, 3, 3, 3))
+    # per side: (H, W) minima are checked independently
+    wide = aux_sized((4, 12)).train()
+    assert isinstance(wide(torch.randn(2, 3, 4, 12)), ModelOutput)
+    with pytest.raises(ValueError, match="smallest valid size is 4x12"):
+        wide(torch.randn(2, 3, 12, 11))
 
 
 def test_reset_classifier_changes_only_classifiers():

@@ -144,26 +144,40 @@ def test_smaller_input_raises_naming_the_smallest_size(name):
         model(torch.empty(1, channels, size + 8, size - 1 if size > 1 else 0, device="meta"))
 
 
-@pytest.mark.parametrize("name", meta_forward_params())
-def test_min_input_size_is_the_smallest_that_works(name):
-    """The card's bound is tight: it runs in train mode (aux heads included); one pixel less breaks a layer."""
-    card = cnnlab.model_card(name)
-    size, channels = card.min_input_size, card.input_size[0]
-    model = meta_model(name).train()
-    assert isinstance(model, Network), "zoo models are cnnlab Networks"
-    model(torch.empty(2, channels, size, size, device="meta"))  # batch 2: train-mode BN needs > 1 value
-    if size == 1:
-        return
+def breaks_below(model: Network, channels: int, size: int) -> bool:
+    """Whether one forward at ``size x size`` (batch 2, current mode) fails or empties a layer without the guard."""
     model._check_input = lambda x: None  # bypass the guard on this instance only to probe the layers below it
     empty: list[str] = []
     hooks = [m.register_forward_hook(
         lambda mod, args, out, qual=qual: empty.append(qual) if isinstance(out, torch.Tensor) and 0 in out.shape
         else None) for qual, m in model.named_modules()]
     try:
-        model(torch.empty(2, channels, size - 1, size - 1, device="meta"))
+        model(torch.empty(2, channels, size, size, device="meta"))
     except RuntimeError:
-        return
+        return True
     finally:
         for h in hooks:
             h.remove()
-    assert empty, f"{name} runs at {size - 1}x{size - 1}: min_input_size={size} is not the smallest size"
+        del model._check_input
+    return bool(empty)
+
+
+@pytest.mark.parametrize("name", meta_forward_params())
+def test_min_input_size_is_the_smallest_that_works(name):
+    """The card's bound is tight in eval mode (the main path); where the model has aux heads, train mode is tight
+    at the aux minimum the network declares (the card's bound when it declares none)."""
+    card = cnnlab.model_card(name)
+    size, channels = card.min_input_size, card.input_size[0]
+    model = meta_model(name).eval()
+    assert isinstance(model, Network), "zoo models are cnnlab Networks"
+    model(torch.empty(2, channels, size, size, device="meta"))
+    assert size == 1 or breaks_below(model, channels, size - 1), \
+        f"{name} runs at {size - 1}x{size - 1} in eval mode: min_input_size={size} is not the smallest size"
+    if not model.has_aux:
+        return
+    aux = max(size, *(model.aux_min_input_size or ()))  # train mode runs the main path too
+    model.train()(torch.empty(2, channels, aux, aux, device="meta"))  # batch 2: train-mode BN needs > 1 value
+    if aux > size:
+        assert breaks_below(model.train(), channels, aux - 1), \
+            f"{name} trains at {aux - 1}x{aux - 1}: aux_min_input_size={aux} is not the smallest size"
+        assert f"{aux}x{aux}" in card.differences, f"the card's differences should name the train-mode minimum {aux}"

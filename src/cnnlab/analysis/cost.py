@@ -812,11 +812,18 @@ def _raise_too_small(model: nn.Module, name: str, size: tuple[int, ...], batch_s
     spatial = "x".join(map(str, size[1:]))
     declared = getattr(model, "min_input_size", None)
     if not layer and isinstance(declared, tuple):
-        # the model refused the size up front (cnnlab's Network); on this private copy, lift its check to
-        # find the first layer that would really produce an empty output
+        # the model refused the size up front (cnnlab's Network); on this private copy, lift its check (and the
+        # train-mode one of its aux heads) to find the first layer that would really produce an empty output
+        declared_aux = getattr(model, "aux_min_input_size", None)
         model.min_input_size = (1,) * len(declared)
-        found = _first_failing_layer(model, size, batch_size, dtype)
-        model.min_input_size = declared
+        if declared_aux is not None:
+            model.aux_min_input_size = (1,) * len(declared_aux)
+        try:
+            found = _first_failing_layer(model, size, batch_size, dtype)
+        finally:
+            model.min_input_size = declared
+            if declared_aux is not None:
+                model.aux_min_input_size = declared_aux
         if found is None:
             raise ValueError(reason) from exc  # only the declared minimum is violated: the model's own message
         layer, reason = found

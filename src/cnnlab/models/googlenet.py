@@ -34,10 +34,12 @@ INCEPTION_TABLE: tuple[tuple[str, InceptionV1Widths | None], ...] = (
 )
 AUX_AFTER = ("inception4a", "inception4d")  # Sec. 5: aux classifiers on top of (4a) and (4d)
 LAYOUTS = ("paper", "torchvision")
-# smallest H = W that runs (found by trying sizes on the meta device, checked in tests): the paper's 3x3
-# pool before 5a needs a 3x3 map where torchvision's 2x2 pool takes 1x1; the paper's 5x5/3 aux pool
-# needs the 4a map to be at least 5x5, torchvision's adaptive aux pool takes any size
-MIN_INPUT = {("paper", False): 31, ("paper", True): 79, ("torchvision", False): 15, ("torchvision", True): 15}
+# smallest H = W that runs (found by trying sizes on the meta device, checked in tests), per layout. Main
+# path (every mode): the paper's 3x3 pool before 5a needs a 3x3 map where torchvision's 2x2 pool takes 1x1.
+# Aux heads (train mode only): the paper's 5x5/3 aux pool needs the 4a map to be at least 5x5; torchvision's
+# adaptive aux pool takes any size, so there the main path's minimum holds for the aux heads too
+MIN_INPUT = {"paper": 31, "torchvision": 15}
+AUX_MIN_INPUT = {"paper": 79, "torchvision": 15}
 
 
 def build_googlenet(num_classes: int = 1000, aux_logits: bool = True, layout: str = "paper",
@@ -81,7 +83,7 @@ def build_googlenet(num_classes: int = 1000, aux_logits: bool = True, layout: st
                                            norm=not paper)
     drop = (0.4 if paper else 0.2) if dropout is None else dropout  # Table 1 "dropout (40%)"; torchvision 0.2
     return Network(stages, ClassifierHead(channels, num_classes, drop), aux_heads, in_channels,
-                   MIN_INPUT[(layout, bool(aux_logits))], name="googlenet")
+                   MIN_INPUT[layout], name="googlenet", aux_min_input_size=AUX_MIN_INPUT[layout])
 
 
 _PAPER = "Szegedy et al. 2015, Going Deeper with Convolutions (CVPR), arXiv:1409.4842"
@@ -98,6 +100,8 @@ MODELS.register(ModelCard(
     differences=(
         "Default layout='paper': true 5x5 branches, biases, no BN, LRN after pool1/conv3, 3x3/2 pool before 5a. "
         "The aux heads' 5x5/3 pool is followed by an adaptive 4x4 pool (identity at 224) so other sizes run. "
+        "Inputs down to 31x31 run in eval mode; train mode with the paper's aux heads needs >= 79x79 (their 5x5/3 "
+        "pool on the 4a map), aux_logits=False trains down to 31x31 (layout='torchvision': 15x15 in every mode). "
         "Train mode returns ModelOutput(logits, (aux1, aux2)) in depth order (4a then 4d); torchvision returns "
         "(logits, aux_logits2, aux_logits1). Use aux weight 0.3 each (Sec. 5), e.g. cnnlab.aux_loss(out, y, 0.3). "
         "layout='torchvision' uses BN, a 3x3 '5x5' branch (pytorch/vision#906), no LRN, a 2x2 pool before 5a and "
@@ -110,7 +114,7 @@ MODELS.register(ModelCard(
         "torchvision_5x5_no_aux": Counts(7_005_832, 1_582_671_872, "torchvision 0.29.1 with kernel 5 (MODELS.md)",
                                          {"layout": "torchvision", "branch5_kernel": 5, "aux_logits": False}),
     },
-    min_input_size=MIN_INPUT[("paper", True)],
+    min_input_size=MIN_INPUT["paper"],  # the main path's (eval mode); train mode with aux heads: AUX_MIN_INPUT
     family="inception",
     tags=("imagenet", "aux"),
 ), build_googlenet)

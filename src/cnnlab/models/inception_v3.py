@@ -56,10 +56,11 @@ MODULES: tuple[tuple[str, object], ...] = (
 _BLOCKS = {InceptionV3AWidths: InceptionV3A, InceptionV3BWidths: InceptionV3B, InceptionV3CWidths: InceptionV3C,
            type(INCEPTION_V3_REDUCTION_A): ReductionA, type(INCEPTION_V3_REDUCTION_B): ReductionB}
 AUX_AFTER = "Mixed_6e"
-# smallest H = W that runs (meta-device search, checked in tests): the 8x8 grid must be at least 1x1
-# without the aux head (torchvision's weights meta says 75); the aux head needs a 17x17 grid (pooled 5x5/3
-# to 5x5 for its unpadded 5x5 conv)
-MIN_INPUT = {False: 75, True: 299}
+# smallest H = W that runs (meta-device search, checked in tests): the main path needs the 8x8 grid to be at
+# least 1x1 (torchvision's weights meta says 75), in every mode; the aux head, which runs in train mode only,
+# needs a 17x17 grid (pooled 5x5/3 to 5x5 for its unpadded 5x5 conv)
+MIN_INPUT = 75
+AUX_MIN_INPUT = 299
 
 
 def build_inception_v3(num_classes: int = 1000, aux_logits: bool = True, dropout: float = 0.5,
@@ -83,7 +84,7 @@ def build_inception_v3(num_classes: int = 1000, aux_logits: bool = True, dropout
         if aux_logits and name == AUX_AFTER:
             aux_heads[name] = InceptionV3Aux(channels, num_classes, norm_eps=1e-3)
     return Network(stages, ClassifierHead(channels, num_classes, dropout), aux_heads, in_channels,
-                   MIN_INPUT[bool(aux_logits)], name="inception_v3")
+                   MIN_INPUT, name="inception_v3", aux_min_input_size=AUX_MIN_INPUT)
 
 
 MODELS.register(ModelCard(
@@ -99,11 +100,12 @@ MODELS.register(ModelCard(
         "3x3 conv to 192 followed by a 3x3/2 max-pool, where Table 1 lists conv 3x3 (80), conv 3x3/2 (192), "
         "conv 3x3 (288) with no pool. The 35x35 modules output 256/288/288 (Table 1: 288) and keep a 5x5 branch. "
         "The aux head's FC is not batch-normalized (the paper's 'BN-auxiliary' is). aux_logits=True by default as "
-        "torchvision; train mode returns ModelOutput(logits, (aux,)); the aux head needs inputs >= 299 "
-        "(aux_logits=False: >= 75). torchvision's transform_input is not built in."),
+        "torchvision; train mode returns ModelOutput(logits, (aux,)). Inputs down to 75x75 run in eval mode (as "
+        "torchvision); train mode with the aux head needs >= 299x299 (its 5x5/3 pool on the 17x17 grid), "
+        "aux_logits=False trains down to 75x75. torchvision's transform_input is not built in."),
     variants={"no_aux": Counts(23_834_568, 5_713_216_096, "torchvision 0.29.1 minus AuxLogits (MODELS.md)",
                                {"aux_logits": False})},
-    min_input_size=MIN_INPUT[True],
+    min_input_size=MIN_INPUT,  # the main path's (eval mode); train mode with the aux head: AUX_MIN_INPUT
     family="inception",
     tags=("imagenet", "aux"),
 ), build_inception_v3)

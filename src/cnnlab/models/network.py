@@ -23,6 +23,9 @@ class Network(nn.Module):
     Stages are direct children under their paper names (``conv1``, ``layer4``, ``inception5b``) so that
     analysis at ``depth=1`` shows the paper's table. In train mode a network with aux heads returns a
     ``ModelOutput``; in eval mode (or with ``aux_logits=False``) it returns the main logits only.
+
+    ``min_input_size`` is the smallest H, W of the main path, checked in every mode; ``aux_min_input_size``
+    (None: no more than the main path needs) is checked only when the aux heads run (train mode).
     """
 
     def __init__(
@@ -33,6 +36,7 @@ class Network(nn.Module):
         in_channels: int = 3,
         min_input_size: int | tuple[int, int] = 1,
         name: str = "",
+        aux_min_input_size: int | tuple[int, int] | None = None,
     ) -> None:
         super().__init__()
         self.stage_names: list[str] = []
@@ -48,8 +52,10 @@ class Network(nn.Module):
         self.aux_heads = nn.ModuleDict(aux_heads) if aux_heads else None
         self.head = head
         self.in_channels = in_channels
-        self.min_input_size = (min_input_size, min_input_size) if isinstance(min_input_size, int) else tuple(
-            min_input_size)
+        self.min_input_size = _pair(min_input_size)
+        # an aux head placed on a small grid (Inception-v3's 5x5/3 pool on the 17x17 map) can need a larger input
+        # than the main path; only train mode runs it, so only train mode is held to its minimum
+        self.aux_min_input_size = None if aux_min_input_size is None else _pair(aux_min_input_size)
         self.model_name = name
 
     @property
@@ -60,10 +66,19 @@ class Network(nn.Module):
         if x.dim() != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f"{self.model_name or 'model'} expects input of shape (N, {self.in_channels}, H, W), "
                              f"got {tuple(x.shape)}")
-        min_h, min_w = self.min_input_size
-        if x.shape[-2] < min_h or x.shape[-1] < min_w:
-            raise ValueError(f"input {x.shape[-2]}x{x.shape[-1]} is too small for {self.model_name or 'this model'}: "
-                             f"the smallest valid size is {min_h}x{min_w}")
+        height, width = x.shape[-2], x.shape[-1]
+        main_h, main_w = self.min_input_size
+        if self.training and self.aux_heads is not None and self.aux_min_input_size is not None:
+            # the main path runs too, so train mode needs the larger of both per side
+            aux_h, aux_w = max(self.aux_min_input_size[0], main_h), max(self.aux_min_input_size[1], main_w)
+            if (aux_h, aux_w) != (main_h, main_w) and (height < aux_h or width < aux_w):
+                raise ValueError(f"input {height}x{width} is too small for the auxiliary classifier of "
+                                 f"{self.model_name or 'this model'}, which runs in train mode: the smallest valid "
+                                 f"size is {aux_h}x{aux_w}; eval mode or aux_logits=False accepts inputs down to "
+                                 f"{main_h}x{main_w}")
+        if height < main_h or width < main_w:
+            raise ValueError(f"input {height}x{width} is too small for {self.model_name or 'this model'}: "
+                             f"the smallest valid size is {main_h}x{main_w}")
 
     def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Run the stages; returns the last feature map and aux logits (empty unless training with aux)."""
@@ -93,6 +108,10 @@ class Network(nn.Module):
             if not hasattr(module, "reset_classifier"):
                 raise TypeError(f"{type(module).__name__} has no reset_classifier(num_classes)")
             module.reset_classifier(num_classes)
+
+
+def _pair(size: int | tuple[int, int]) -> tuple[int, int]:
+    return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
 
 
 def aux_loss(
