@@ -314,3 +314,11 @@ def test_network_declared_minimum_and_first_empty_layer():
     net = make()
     analyze(net, (3, 10, 10))
     assert net.min_input_size == (10, 10)
+
+
+def test_aux_heads_need_their_own_minimum_only_in_training():
+    # the main path of Inception-v3 runs at 224 (eval); its aux head (5x5/3 pool, 5x5 conv) needs more in training
+    assert analyze("inception_v3", (3, 224, 224)).macs > 0
+    with pytest.raises(ValueError, match=r"aux_heads\.Mixed_6e\.conv1\.conv") as info:
+        analyze("inception_v3", (3, 224, 224), training=True)
+    assert "smallest valid size is" in str(info.value)
