@@ -43,3 +43,14 @@ def count_macs(model: nn.Module, size: int, channels: int = 3) -> int:
         for h in handles:
             h.remove()
     return total
+
+
+def randomize_batchnorm(model: nn.Module) -> None:
+    """Non-trivial BN statistics and affine terms, so that a wrong eps or a swapped tensor shows in outputs."""
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.normal_()
+                m.running_var.uniform_(0.5, 2.0)
+                nn.init.normal_(m.weight)
+                nn.init.normal_(m.bias)

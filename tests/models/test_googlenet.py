@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from _helpers import count_macs, n_params
+from _helpers import count_macs, n_params, randomize_batchnorm
 from cnnlab.models import ModelOutput, Network, create_model, model_card
 
 NAME = "googlenet"
@@ -144,16 +144,6 @@ def test_gradients_reach_input_and_every_parameter() -> None:
 # ---------------------------------------------------------------------------------------------- torchvision
 
 
-def _randomize_bn(model: nn.Module) -> None:
-    """Non-trivial BN statistics, so that a wrong eps or a swapped tensor shows in the outputs."""
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.normal_()
-            m.running_var.uniform_(0.5, 2.0)
-            nn.init.normal_(m.weight)
-            nn.init.normal_(m.bias)
-
-
 @pytest.mark.reference
 @pytest.mark.slow
 @pytest.mark.parametrize("aux", [True, False])
@@ -165,7 +155,7 @@ def test_torchvision_conversion(aux: bool) -> None:
     # transform_input=False: cnnlab has no built-in input re-normalization; init_weights explicit to silence
     # torchvision's FutureWarning
     ref = tv.models.googlenet(weights=None, aux_logits=aux, transform_input=False, init_weights=True)
-    _randomize_bn(ref)
+    randomize_batchnorm(ref)
     ours = from_torchvision(NAME, ref.state_dict(), aux_logits=aux)
     assert n_params(ours) == n_params(ref) == (13_004_888 if aux else 6_624_904)
     x = torch.randn(2, 3, 224, 224)

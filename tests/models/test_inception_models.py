@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from _helpers import count_macs, meta_model, n_params
+from _helpers import count_macs, meta_model, n_params, randomize_batchnorm
 from cnnlab.models import ModelOutput, create_model, model_card
 
 # name -> (smallest input without aux, smallest with aux or None when the model has no aux head)
@@ -183,16 +183,6 @@ def test_inception_resnet_v2_stages_are_timm_names() -> None:
 # ---------------------------------------------------------------------------------------------- references
 
 
-def _randomize_bn(model: nn.Module) -> None:
-    """Non-trivial BN statistics and affine terms, so that a wrong eps or a swapped tensor shows."""
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.normal_()
-            m.running_var.uniform_(0.5, 2.0)
-            nn.init.normal_(m.weight)
-            nn.init.normal_(m.bias)
-
-
 def _compare(ref: nn.Module, ours: nn.Module, size: int) -> None:
     assert n_params(ours) == n_params(ref)
     x = torch.randn(2, 3, size, size)
@@ -212,7 +202,7 @@ def test_torchvision_inception_v3_conversion(aux: bool) -> None:
     # transform_input=False: cnnlab has no built-in re-normalization; init_weights=False: PyTorch's default
     # init (keeps activations moderate) and no FutureWarning
     ref = tv.models.inception_v3(weights=None, aux_logits=aux, transform_input=False, init_weights=False)
-    _randomize_bn(ref)
+    randomize_batchnorm(ref)
     ours = from_torchvision("inception_v3", ref.state_dict(), aux_logits=aux)
     assert n_params(ours) == (27_161_264 if aux else 23_834_568)
     _compare(ref, ours, 299)
@@ -234,7 +224,7 @@ def test_timm_conversion(name: str) -> None:
 
     torch.manual_seed(0)
     ref = timm.create_model(name, pretrained=False)
-    _randomize_bn(ref)
+    randomize_batchnorm(ref)
     ours = from_timm(name, ref.state_dict())
     assert n_params(ours) == model_card(name).reference.params
     _compare(ref, ours, 299)
