@@ -20,6 +20,20 @@ class CLIError(Exception):
     """An error the user can fix; the message says what was wrong and what to do."""
 
 
+def parse_size(text: str | None, dims: int | None = None) -> tuple[int, ...] | None:
+    """``"3x224x224"`` -> ``(3, 224, 224)`` for ``--input``; None stays None; ``dims`` fixes the length."""
+    if text is None:
+        return None
+    try:
+        size = tuple(int(p) for p in text.lower().split("x"))
+    except ValueError:
+        size = ()
+    if not size or min(size) < 1 or (dims is not None and len(size) != dims):
+        count = f"{dims} " if dims else ""
+        raise CLIError(f"--input must be CxHxW with {count}positive integers, such as 3x224x224; got {text!r}")
+    return size
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cnnlab",

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from cnnlab._io import atomic_write
-from cnnlab.cli import CLIError
+from cnnlab.cli import CLIError, parse_size
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "float64": torch.float64}
 
@@ -60,17 +60,6 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--train", action="store_true", help="analyse in training mode (aux heads counted)")
 
 
-def parse_size(text: str | None) -> tuple[int, ...] | None:
-    """``"3x224x224"`` -> ``(3, 224, 224)``; None stays None."""
-    if text is None:
-        return None
-    try:
-        size = tuple(int(p) for p in text.lower().split("x"))
-    except ValueError:
-        size = ()
-    if not size or min(size) < 1:
-        raise CLIError(f"--input must be CxHxW with positive integers, such as 3x224x224; got {text!r}")
-    return size
 
 
 def load_model(spec: str) -> nn.Module | str:

@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from cnnlab.cli import CLIError
+from cnnlab.cli import CLIError, parse_size
 
 ORDER = "to_residual, to_preactivation, factorize, add_bottleneck, gap_head"
 
@@ -47,16 +47,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run_transform)
 
 
-def parse_input_size(text: str) -> tuple[int, int, int]:
-    """``"3x32x32"`` -> ``(3, 32, 32)``."""
-    parts = text.lower().split("x")
-    try:
-        size = tuple(int(p) for p in parts)
-    except ValueError:
-        size = ()
-    if len(size) != 3 or min(size) < 1:
-        raise CLIError(f"--input must be CxHxW with three positive integers, such as 3x32x32; got {text!r}")
-    return size  # type: ignore[return-value]
 
 
 def build_steps(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -100,7 +90,7 @@ def run_transform(args: argparse.Namespace) -> int:
                        f"or a plain state dict; the module itself is never pickled)")
     options = {} if args.num_classes is None else {"num_classes": args.num_classes}
     model = create_model(args.model, **options)
-    size = parse_input_size(args.input) if args.input else resolve_input_size(model, None)
+    size = parse_size(args.input, dims=3) if args.input else resolve_input_size(model, None)
     new_model, reports = apply_transforms(model, steps, size)
 
     if args.format == "json":
