@@ -38,8 +38,23 @@ CONVENTIONS = (
 OTHER_KINDS = ("bias", "norm", "activation", "pool", "elementwise", "reduction")
 
 
+class _DerivedTotals:
+    """FLOPs and the other-op total, derived from ``macs`` and ``other_ops_by_kind`` (never stored twice)."""
+
+    macs: int
+    other_ops_by_kind: dict[str, int]
+
+    @property
+    def flops(self) -> int:
+        return 2 * self.macs
+
+    @property
+    def other_ops(self) -> int:
+        return sum(self.other_ops_by_kind.values())
+
+
 @dataclass
-class LayerCost:
+class LayerCost(_DerivedTotals):
     """Costs of one module (a leaf layer or a container with the totals of everything it ran)."""
 
     name: str
@@ -59,14 +74,6 @@ class LayerCost:
     self_other_ops: int = 0
     geometry: dict[str, Any] | None = None
     unknown_ops: list[str] = field(default_factory=list)
-
-    @property
-    def flops(self) -> int:
-        return 2 * self.macs
-
-    @property
-    def other_ops(self) -> int:
-        return sum(self.other_ops_by_kind.values())
 
     @property
     def frozen_params(self) -> int:
@@ -93,7 +100,7 @@ class LayerCost:
 
 
 @dataclass
-class CostReport:
+class CostReport(_DerivedTotals):
     """Result of ``cnnlab.analyze``: totals, every layer in execution order, and ops it could not cost."""
 
     model: str
@@ -109,14 +116,6 @@ class CostReport:
     activation_bytes: int
     param_bytes: int
     unknown_ops: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def flops(self) -> int:
-        return 2 * self.macs
-
-    @property
-    def other_ops(self) -> int:
-        return sum(self.other_ops_by_kind.values())
 
     @property
     def unused_params(self) -> int:
