@@ -13,14 +13,7 @@ from cnnlab.data import ArrayDataset
 from cnnlab.models import ModelOutput
 from cnnlab.train import NonFiniteLossError, TrainConfig, Trainer, evaluate_run, load_checkpoint
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # tiny ops on a shared 2-core machine run far faster on one thread
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _data(n: int = 48, size: int = 8, classes: int = 4, seed: int = 0) -> ArrayDataset:
