@@ -34,11 +34,9 @@ auxiliary heads are counted when the model is analysed in training mode (``train
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import math
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -47,6 +45,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten, tree_map
 from torch.utils.flop_counter import flop_registry
 
+from cnnlab._gc import gc_paused
 from cnnlab.analysis import receptive_field as rfm
 from cnnlab.analysis.receptive_field import ReceptiveField
 from cnnlab.analysis.report import OTHER_KINDS, CostReport, LayerCost
@@ -670,25 +669,8 @@ def analyze(model_or_name: nn.Module | str, input_size: Sequence[int] | None = N
     ``training``: analyse in training mode (auxiliary heads run and are counted); default: the module's
     current mode, eval for zoo names.
     """
-    with _gc_paused():
+    with gc_paused():
         return _analyze(model_or_name, input_size, batch_size, dtype, training)
-
-
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector while a model is built and traced, as ``timeit`` does.
-
-    Building and tracing a 1000-layer network creates ~10^5 short-lived objects; the collector's passes
-    over them took ~30% of the time. Nothing here creates cycles that must be freed early, and the
-    previous state is restored on exit (the pause lasts one call).
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def _analyze(model_or_name: nn.Module | str, input_size: Sequence[int] | None, batch_size: int,
