@@ -87,7 +87,15 @@ def test_train_then_eval(work, capsys):
     assert "test accuracy" in text and "confusion matrix" in text
     assert main(["eval", "run", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert np.array(result["confusion"]).sum() == 32
+    assert np.array(result["confusion"]).sum() == 32 and result["test_set"] == "test.npz"
+    # another test file of the same format: 8 images, all of class "c" -> one confusion row, same accuracy
+    with np.load(work / "test.npz") as f:
+        np.savez(work / "other.npz", x=f["x"][:8], y=np.full(8, 2), classes=f["classes"])
+    assert main(["eval", "run", "--json", "--test-file", "other.npz"]) == 0
+    other = json.loads(capsys.readouterr().out)
+    assert other["test_set"] == "other.npz" and np.array(other["confusion"]).sum(1).tolist() == [0, 0, 8, 0]
+    assert other["accuracy"] == other["confusion"][2][2] / 8
+    _one_line_error(capsys, ["eval", "run", "--test-file", "missing.npz"], "missing.npz")
     # --resume with a longer run continues from step 8
     assert main(["train", "--resume", "run", "--epochs", "3", "--quiet"]) == 0
     assert load_checkpoint(work / "run" / "checkpoints" / "last.safetensors")[1]["step"] == 12

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from cnnlab.data import ArrayDataset
+from cnnlab.data import ArrayDataset, OfflineError
 from cnnlab.models import ModelOutput
 from cnnlab.train import NonFiniteLossError, TrainConfig, Trainer, evaluate_run, load_checkpoint
 
@@ -165,3 +165,12 @@ def test_evaluate_run_confusion(tmp_path):
     np.add.at(expected, (data.y, pred), 1)
     assert np.array_equal(np.array(result["confusion"]), expected)
     assert result["accuracy"] == pytest.approx(np.trace(expected) / len(data))
+
+
+def test_evaluate_run_on_other_test_data(tmp_path):
+    _run(_cfg(data="cifar10", download=False), tmp_path / "r")
+    # an official-format run: a test file does not apply, the data folder does (and is the one looked in)
+    with pytest.raises(ValueError, match="--data-dir"):
+        evaluate_run(tmp_path / "r", "last", model=Tiny(), test_file=tmp_path / "t.npz")
+    with pytest.raises(OfflineError, match="elsewhere"):
+        evaluate_run(tmp_path / "r", "last", model=Tiny(), data_dir=tmp_path / "elsewhere")

@@ -44,9 +44,12 @@ def register(subparsers: Any) -> None:
     p.set_defaults(handler=run_train)
 
     e = subparsers.add_parser("eval", help="test accuracy and confusion matrix of a run",
-                              description="Evaluate a run's best (or last) checkpoint on its test set.")
+                              description="Evaluate a run's best (or last) checkpoint on its test set, or on "
+                                          "another one of the same format.")
     e.add_argument("run_dir")
     e.add_argument("--checkpoint", choices=("best", "last"), default="best")
+    e.add_argument("--test-file", help="npz/imagefolder runs: evaluate on this test file or folder instead")
+    e.add_argument("--data-dir", help="official-format runs: the folder that now holds the data set's files")
     e.add_argument("--json", action="store_true", help="print the result as JSON")
     e.set_defaults(handler=run_eval)
 
@@ -120,12 +123,12 @@ def run_eval(args: argparse.Namespace) -> int:
     run = Path(args.run_dir)
     if not (run / "checkpoints").is_dir():
         raise CLIError(f"{run} is not a run directory (no checkpoints/); give the --out of a cnnlab train run")
-    result = evaluate_run(run, args.checkpoint)
+    result = evaluate_run(run, args.checkpoint, test_file=args.test_file, data_dir=args.data_dir)
     if args.json:
         print(json.dumps(result))
         return 0
     print(f"{result['checkpoint']} (step {result['step']}): test accuracy {result['accuracy']:.4f} "
-          f"on {result['images']} images")
+          f"on {result['images']} images of {result['test_set']}")
     print("confusion matrix (rows: true class, columns: predicted)")
     print(format_confusion(result))
     return 0

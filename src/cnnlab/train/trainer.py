@@ -537,17 +537,27 @@ def weights_digest(model: nn.Module) -> str:
 
 
 def evaluate_run(run_dir: str | Path, which: str = "best", test_data: ArrayDataset | None = None,
-                 model: nn.Module | None = None) -> dict[str, Any]:
-    """Test accuracy and confusion matrix of a run's ``best`` (or ``last``) checkpoint."""
+                 model: nn.Module | None = None, *, test_file: str | Path | None = None,
+                 data_dir: str | Path | None = None) -> dict[str, Any]:
+    """Test accuracy and confusion matrix of a run's ``best`` (or ``last``) checkpoint.
+
+    The test set is the run's own unless ``test_data`` is given, or ``test_file`` (npz / imagefolder runs:
+    another test file of the same format, e.g. a re-encoded copy) or ``data_dir`` (official formats: where
+    the files are now) points elsewhere. The run's training statistics normalise it either way.
+    """
     run_dir = Path(run_dir)
     path = run_dir / "checkpoints" / f"{which}.safetensors"
     if which == "best" and not path.exists():
         path = run_dir / "checkpoints" / "last.safetensors"
     tensors, meta = load_checkpoint(path)
     cfg = from_dict(meta["config"])
+    if test_file is not None and cfg.data not in ("npz", "imagefolder"):
+        raise ValueError(f"the run trained on --data {cfg.data}, read from its official files; a test file applies "
+                         f"to npz and imagefolder runs only: point --data-dir at the {cfg.data} files instead")
     device = resolve_device(cfg.device)
     test = test_data if test_data is not None else load_dataset(
-        cfg.data, "test", cfg.data_dir, file=cfg.test_file, download=cfg.download, image_size=cfg.image_size)
+        cfg.data, "test", cfg.data_dir if data_dir is None else data_dir,
+        file=cfg.test_file if test_file is None else test_file, download=cfg.download, image_size=cfg.image_size)
     num_classes = int(meta["num_classes"])
     _check_labels(test, num_classes, "test")
     net = model if model is not None else build_model(cfg, num_classes)
@@ -566,5 +576,7 @@ def evaluate_run(run_dir: str | Path, which: str = "best", test_data: ArrayDatas
             confusion += torch.bincount(y.cpu() * num_classes + pred, minlength=num_classes ** 2).view(
                 num_classes, num_classes)
     n = int(confusion.sum())
-    return {"checkpoint": str(path), "step": meta["step"], "accuracy": float(confusion.diagonal().sum()) / max(1, n),
+    source = str(test_file) if test_file is not None else (cfg.test_file or f"{cfg.data} test split")
+    return {"checkpoint": str(path), "step": meta["step"], "test_set": "given data" if test_data is not None else source,
+            "accuracy": float(confusion.diagonal().sum()) / max(1, n),
             "images": n, "confusion": confusion.tolist(), "classes": meta["classes"]}
