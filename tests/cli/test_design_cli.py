@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+from torch import nn
 
 from cnnlab.cli import main
 from cnnlab.design import load_transformed
@@ -53,6 +54,25 @@ def test_output_saves_weights_and_recipe_that_rebuild_the_model(tmp_path, capsys
     assert "saved weights" in capsys.readouterr().out
 
 
+def five_by_five_net(num_classes: int = 3) -> nn.Module:
+    """A user network for the package.module:callable form: one 5x5 conv (8 -> 8) worth factorizing."""
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 5, padding=2), nn.ReLU(),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, num_classes))
+
+
+def test_transform_a_user_callable_and_rebuild_it(tmp_path, capsys):
+    spec, out = f"{__name__}:five_by_five_net", tmp_path / "mine.safetensors"
+    assert main(["transform", spec, "--factorize", "stack3x3", "--input", "3x12x12", "--num-classes", "4",
+                 "--check", "-o", str(out)]) == 0
+    text = capsys.readouterr().out
+    # the 5x5 (8*8*25 weights + 8 bias) becomes two 3x3 (2 * 8*8*9 weights, each with its bias): 1600 -> 1152
+    assert "1 layer(s) replaced" in text and f"({2 * (8 * 8 * 9 + 8) - (8 * 8 * 25 + 8):+,})" in text
+    assert "OK" in text
+    model = load_transformed(out)
+    assert json.loads((tmp_path / "mine.json").read_text())["model"] == spec
+    assert model(torch.randn(2, 3, 12, 12)).shape == (2, 4)
+
+
 def test_gap_head_on_a_model_without_flatten_head_is_not_an_error(capsys):
     assert main(["transform", "resnet20", "--gap-head", "--input", "3x16x16"]) == 0
     out = capsys.readouterr().out
@@ -65,6 +85,8 @@ def test_gap_head_on_a_model_without_flatten_head_is_not_an_error(capsys):
     (["transform", "resnet20", "--factorize", "stack3x3", "--input", "3x32"], "--input must be CxHxW"),
     (["transform", "resnet20", "--gap-head", "-o", "model.pkl"], "must end in one of"),
     (["transform", "resnet20", "--preact", "--where", "layer1.*"], "--where selects layers"),
+    (["transform", "tests.nowhere:net", "--preact"], "cannot import 'tests.nowhere'"),
+    (["transform", "torch.nn:functional", "--preact"], "not a callable that returns an nn.Module"),
 ])
 def test_errors_are_one_line(argv, message, capsys):
     assert main(argv) == 2

@@ -4,7 +4,7 @@ import pytest
 from torch import nn
 
 import cnnlab
-import cnnlab.models  # noqa: F401  (registers the zoo into MODELS)
+from cnnlab.models import create_model  # importing cnnlab.models registers the zoo into MODELS
 from cnnlab.registry import MODELS, Counts, ModelCard, Registry, UnknownModelError
 
 
@@ -85,3 +85,23 @@ def test_create_model_passes_num_classes_and_options():
     assert model.head.fc.out_channels == 3 and model.head.dropout.p == 0.25
     with pytest.raises(TypeError):  # an unknown option is an error, not silently ignored
         cnnlab.create_model("squeezenet1_1", no_such_option=1)
+
+
+def _user_net(num_classes: int = 2, width: int = 4) -> nn.Module:
+    return nn.Sequential(nn.Conv2d(3, width, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, num_classes))
+
+
+def test_create_model_calls_a_user_callable():
+    spec = f"{__name__}:_user_net"
+    assert create_model(spec)[-1].out_features == 2  # the callable's own default, no card to ask
+    model = create_model(spec, num_classes=5, width=6)
+    assert model[-1].out_features == 5 and model[0].out_channels == 6
+    assert isinstance(create_model("torch.nn:Identity"), nn.Identity)
+    with pytest.raises(TypeError, match=r"builtins:dict\(\) returned dict, not an nn.Module"):
+        create_model("builtins:dict")
+    with pytest.raises(ValueError, match="cannot import 'no_such_pkg.nets'"):
+        create_model("no_such_pkg.nets:net")
+    with pytest.raises(ValueError, match="has no attribute 'nope'"):
+        create_model("torch.nn:nope")
+    with pytest.raises(ValueError, match="give package.module:callable"):
+        create_model("torch.nn:")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import sys
 from pathlib import Path
@@ -69,16 +68,9 @@ def load_model(spec: str) -> nn.Module | str:
 
         model_card(spec)  # an unknown name raises UnknownModelError with the closest names
         return spec
-    module_name, _, attr = spec.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise CLIError(f"cannot import {module_name!r} from {spec!r}: {exc}; is the package installed?") from exc
-    target = module
-    for part in attr.split("."):
-        if not hasattr(target, part):
-            raise CLIError(f"{module_name!r} has no attribute {attr!r}; give MODULE.PATH:CALLABLE")
-        target = getattr(target, part)
+    from cnnlab.models import import_object
+
+    target = import_object(spec)
     if isinstance(target, nn.Module):
         return target
     if not callable(target):

@@ -16,10 +16,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "transform",
         help="apply design transforms (factorize, bottleneck, residual, pre-activation, GAP head) to a model",
-        description="Apply the classic papers' design rules to a zoo model and report parameters, MACs and "
+        description="Apply the classic papers' design rules to a model and report parameters, MACs and "
                     f"receptive field before and after. Several transforms run in this order: {ORDER}.",
     )
-    parser.add_argument("model", help="zoo model name (see `cnnlab list`)")
+    parser.add_argument("model", help="zoo model name (see `cnnlab list`) or package.module:callable")
     parser.add_argument("--factorize", choices=("stack3x3", "asymmetric"),
                         help="k x k -> stacked 3x3, or n x n -> 1 x n + n x 1")
     parser.add_argument("--min-kernel", type=int, default=None,

@@ -58,7 +58,7 @@ def recipe_path(weights_path: str | os.PathLike) -> Path:
 def save_transformed(model: nn.Module, weights_path: str | os.PathLike, recipe: Mapping[str, Any]) -> Path:
     """Write the state dict (safetensors, or a ``.pt`` tensor dict) and the recipe JSON; returns the JSON path.
 
-    ``recipe`` holds ``model`` (a zoo name), ``model_options`` (``create_model`` keywords), ``transforms`` (as
+    ``recipe`` holds ``model`` (a zoo name or ``package.module:callable``), ``model_options`` (``create_model`` keywords), ``transforms`` (as
     ``apply_transforms`` takes them) and ``input_size``. Both files are written atomically (temp file + rename).
     """
     path = Path(weights_path)
@@ -83,7 +83,10 @@ def save_transformed(model: nn.Module, weights_path: str | os.PathLike, recipe: 
 
 
 def load_transformed(weights_path: str | os.PathLike) -> nn.Module:
-    """Rebuild a transformed zoo model from its recipe JSON and load its weights (strictly, no pickled code)."""
+    """Rebuild a transformed model from its recipe JSON and load its weights (strictly, no pickled code).
+
+    The recipe names the model as ``create_model`` takes it; ``package.module:callable`` must be importable.
+    """
     path = Path(weights_path)
     json_path = recipe_path(path)
     if not path.is_file() or not json_path.is_file():

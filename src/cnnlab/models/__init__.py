@@ -15,7 +15,7 @@ from cnnlab.models.convert import from_timm, from_torchvision
 from cnnlab.models.network import ModelOutput, Network, aux_loss
 from cnnlab.registry import MODELS, ModelCard, UnknownModelError
 
-__all__ = ["ModelOutput", "Network", "aux_loss", "create_model", "list_models", "model_card",
+__all__ = ["ModelOutput", "Network", "aux_loss", "create_model", "import_object", "list_models", "model_card",
            "UnknownModelError", "from_timm", "from_torchvision"]
 
 # every module in this package that is not infrastructure is a family file that registers models
@@ -25,8 +25,37 @@ for _info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
         importlib.import_module(f"{__name__}.{_info.name}")
 
 
+def import_object(spec: str) -> object:
+    """The object that ``package.module:attr`` (or ``:attr.sub``) names; a one-line ValueError if it cannot be had."""
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise ValueError(f"{spec!r}: give package.module:callable, such as mypkg.nets:small_cnn")
+    try:
+        target: object = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ValueError(f"cannot import {module_name!r} from {spec!r} ({exc}); is it installed or on "
+                         f"PYTHONPATH?") from None
+    for part in attr.split("."):
+        if not hasattr(target, part):
+            raise ValueError(f"{module_name!r} has no attribute {attr!r}; give package.module:callable")
+        target = getattr(target, part)
+    return target
+
+
 def create_model(name: str, num_classes: int | None = None, **options) -> nn.Module:
-    """Build a zoo model by name; ``num_classes`` defaults to the card's (1000 for ImageNet, 10 for CIFAR)."""
+    """Build a zoo model by name; ``num_classes`` defaults to the card's (1000 for ImageNet, 10 for CIFAR).
+
+    ``name`` may also be ``package.module:callable`` (your own network): it is imported and called with
+    ``num_classes`` (when given) and ``options``, and must return an ``nn.Module``.
+    """
+    if ":" in name:
+        factory = import_object(name)
+        if not callable(factory):
+            raise TypeError(f"{name!r} is {type(factory).__name__}, not a callable that returns an nn.Module")
+        model = factory(**options) if num_classes is None else factory(num_classes=num_classes, **options)
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"{name}() returned {type(model).__name__}, not an nn.Module")
+        return model
     entry = MODELS.get(name)
     with gc_paused():  # resnet1202 on meta: 0.80 -> 0.63 s (benchmarks/bench_zoo.py)
         return entry.builder(num_classes=entry.card.num_classes if num_classes is None else num_classes, **options)
