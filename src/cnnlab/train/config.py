@@ -57,7 +57,7 @@ class TrainConfig:
     hflip: bool = True
     precision: str = "auto"  # auto: bfloat16 autocast where the hardware has it, else fp32
     channels_last: bool = True
-    compile: bool = False
+    compile: bool = False  # opt-in: 1.3x a CPU step once compiled, but 5-190 s to compile first (BENCHMARKS.md)
     device: str = "auto"
     seed: int = 0
     log_every: int = 1  # steps between metric lines
