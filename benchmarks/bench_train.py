@@ -39,6 +39,7 @@ from cnnlab.train import TrainConfig, Trainer
 from cnnlab.train.trainer import native_cpu_bf16
 
 ROOT = Path(__file__).resolve().parents[1]
+TARGET = 2.0  # issue 6: the default step at >= 2x the plain fp32 loop
 
 
 def _data(n: int) -> ArrayDataset:
@@ -184,7 +185,7 @@ def markdown(r: dict) -> str:
         f"lower precision computed natively.")
     if r["compile_s"] is not None:
         lines.append(f"`torch.compile` took {r['compile_s']:.0f} s before its first step (not counted above).")
-    target = "meets" if r["ratios"]["default"] >= 2 else "does NOT meet"
+    target = "meets" if r["ratios"]["default"] >= TARGET else "does NOT meet"
     lines += [
         f"The default {target} the issue's target of 2x the plain fp32 loop on this machine. `precision=auto` "
         f"uses bfloat16 only where the CPU computes it natively (AVX512-BF16 or AMX) or on a GPU that has it; "
@@ -208,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     if args.write:
         write_section("## Training", text)
-    return 0 if result["ratios"]["default"] >= 2 else 1
+    return 0 if result["ratios"]["default"] >= TARGET else 1
 
 
 if __name__ == "__main__":

@@ -42,6 +42,8 @@ def test_summary_errors_are_one_line(capsys):
     assert "unknown model" in capsys.readouterr().err
     assert main(["summary", "tests.nowhere:thing"]) == 2
     assert "cannot import" in capsys.readouterr().err
+    assert main(["summary", "builtins:dict"]) == 2
+    assert "returned dict, not an nn.Module" in capsys.readouterr().err
 
 
 def test_compare_ratios(capsys):

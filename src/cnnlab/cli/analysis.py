@@ -68,21 +68,16 @@ def load_model(spec: str) -> nn.Module | str:
 
         model_card(spec)  # an unknown name raises UnknownModelError with the closest names
         return spec
-    from cnnlab.models import import_object
+    from cnnlab.models import create_model, import_object
 
     target = import_object(spec)
-    if isinstance(target, nn.Module):
+    if isinstance(target, nn.Module):  # an instance: analyse it as it is
         return target
-    if not callable(target):
-        raise CLIError(f"{spec!r} is neither an nn.Module nor a callable returning one")
     try:
         with torch.device("meta"):  # build without allocating weights, as analyze does for zoo names
-            model = target()
+            return create_model(spec)
     except (NotImplementedError, RuntimeError):
-        model = target()  # an initialiser that needs real data: build on CPU; analyze copies it to meta
-    if not isinstance(model, nn.Module):
-        raise CLIError(f"{spec}() returned {type(model).__name__}, not an nn.Module")
-    return model
+        return create_model(spec)  # an initialiser that needs real data: build on CPU; analyze copies it to meta
 
 
 def _analyze(spec: str, args: argparse.Namespace):  # noqa: ANN202 (CostReport, imported lazily)

@@ -58,8 +58,9 @@ def recipe_path(weights_path: str | os.PathLike) -> Path:
 def save_transformed(model: nn.Module, weights_path: str | os.PathLike, recipe: Mapping[str, Any]) -> Path:
     """Write the state dict (safetensors, or a ``.pt`` tensor dict) and the recipe JSON; returns the JSON path.
 
-    ``recipe`` holds ``model`` (a zoo name or ``package.module:callable``), ``model_options`` (``create_model`` keywords), ``transforms`` (as
-    ``apply_transforms`` takes them) and ``input_size``. Both files are written atomically (temp file + rename).
+    ``recipe`` holds ``model`` (a zoo name or ``package.module:callable``), ``model_options`` (``create_model``
+    keywords), ``transforms`` (as ``apply_transforms`` takes them) and ``input_size``. Both files are written
+    atomically (temp file + rename).
     """
     path = Path(weights_path)
     if path.suffix not in WEIGHT_SUFFIXES:

@@ -543,10 +543,11 @@ def evaluate_run(run_dir: str | Path, which: str = "best", test_data: ArrayDatas
     if test_file is not None and cfg.data not in ("npz", "imagefolder"):
         raise ValueError(f"the run trained on --data {cfg.data}, read from its official files; a test file applies "
                          f"to npz and imagefolder runs only: point --data-dir at the {cfg.data} files instead")
+    test_file = cfg.test_file if test_file is None else test_file
     device = resolve_device(cfg.device)
     test = test_data if test_data is not None else load_dataset(
-        cfg.data, "test", cfg.data_dir if data_dir is None else data_dir,
-        file=cfg.test_file if test_file is None else test_file, download=cfg.download, image_size=cfg.image_size)
+        cfg.data, "test", cfg.data_dir if data_dir is None else data_dir, file=test_file, download=cfg.download,
+        image_size=cfg.image_size)
     num_classes = int(meta["num_classes"])
     _check_labels(test, num_classes, "test")
     net = model if model is not None else build_model(cfg, num_classes)
@@ -565,7 +566,7 @@ def evaluate_run(run_dir: str | Path, which: str = "best", test_data: ArrayDatas
             confusion += torch.bincount(y.cpu() * num_classes + pred, minlength=num_classes ** 2).view(
                 num_classes, num_classes)
     n = int(confusion.sum())
-    source = str(test_file) if test_file is not None else (cfg.test_file or f"{cfg.data} test split")
-    return {"checkpoint": str(path), "step": meta["step"], "test_set": "given data" if test_data is not None else source,
+    source = "given data" if test_data is not None else str(test_file or f"{cfg.data} test split")
+    return {"checkpoint": str(path), "step": meta["step"], "test_set": source,
             "accuracy": float(confusion.diagonal().sum()) / max(1, n),
             "images": n, "confusion": confusion.tolist(), "classes": meta["classes"]}
