@@ -1,4 +1,5 @@
-"""torchrun with 2 gloo processes on the CPU against 1 process with the same global batch."""
+"""torchrun with 2 gloo processes on the CPU (against 1 process with the same global batch), and the pieces
+that keep the ranks consistent (the weights digest behind summary.json's ranks_identical)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ import sys
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from cnnlab.train import load_checkpoint
+from cnnlab.train.trainer import weights_digest
 
 # no BatchNorm: its batch statistics are per process under DDP, which would make the two runs differ
 NET = '''
@@ -23,6 +26,34 @@ def net(num_classes=4):
     return nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
                          nn.Dropout(0.0), nn.Linear(6, num_classes))
 '''
+
+
+def _with_buffers(**buffers: torch.Tensor) -> nn.Module:
+    module = nn.Module()
+    for name, value in buffers.items():
+        module.register_buffer(name, value)
+    return module
+
+
+def test_weights_digest_batchnorm():
+    bn = nn.BatchNorm2d(3)  # num_batches_tracked is a 0-dim int64 buffer
+    digest = weights_digest(bn)
+    assert digest == weights_digest(nn.BatchNorm2d(3))
+    bn.num_batches_tracked += 1
+    assert weights_digest(bn) != digest
+
+
+def test_weights_digest_every_dtype_and_shape():
+    odd = _with_buffers(flag=torch.tensor(True), mask=torch.tensor([True, False]),
+                        bf16=torch.ones(2, dtype=torch.bfloat16), scalar=torch.tensor(1.5), empty=torch.empty(0, 3),
+                        strided=torch.arange(6.0).view(2, 3).t())
+    assert weights_digest(odd) == weights_digest(odd)
+    odd.flag.fill_(False)
+    assert weights_digest(odd) != weights_digest(_with_buffers(flag=torch.tensor(True)))
+    # the same bytes under another dtype or shape are other weights
+    assert weights_digest(_with_buffers(a=torch.zeros(4, dtype=torch.int32))) != weights_digest(
+        _with_buffers(a=torch.zeros(2, dtype=torch.int64)))
+    assert weights_digest(_with_buffers(a=torch.zeros(4))) != weights_digest(_with_buffers(a=torch.zeros(2, 2)))
 
 
 def _train(tmp_path, out: str, processes: int) -> subprocess.CompletedProcess:

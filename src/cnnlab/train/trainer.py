@@ -517,11 +517,17 @@ class Trainer:
 
 
 def weights_digest(model: nn.Module) -> str:
-    """SHA-256 of every parameter and buffer's bytes, in state-dict order: equal digests mean bitwise-equal weights."""
+    """SHA-256 of every parameter and buffer (name, dtype, shape, bytes), in state-dict order: equal digests mean
+    bitwise-equal weights. Any dtype and shape, 0-dim included (BatchNorm's num_batches_tracked)."""
     h = hashlib.sha256()
     for name, value in model.state_dict().items():
-        h.update(name.encode())
-        h.update(value.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+        if not isinstance(value, torch.Tensor):  # a module's extra state
+            h.update(f"{name}={value!r}".encode())
+            continue
+        h.update(f"{name}:{value.dtype}:{tuple(value.shape)}".encode())
+        # flat first: a 0-dim tensor cannot be viewed as bytes of another element size
+        flat = value.detach().cpu().contiguous().reshape(-1)
+        h.update(flat.view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
 
 
