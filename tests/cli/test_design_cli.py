@@ -10,6 +10,7 @@ from torch import nn
 
 from cnnlab.cli import main
 from cnnlab.design import load_transformed
+from cnnlab.models import UntrustedCodeError
 
 # resnet20 layer1: six 16 -> 16 3x3 convs on 32x32 maps; 1x3 + 3x1 keeps 6 of 9 weights and adds one BN (2 x 16)
 # between the two factors
@@ -68,7 +69,9 @@ def test_transform_a_user_callable_and_rebuild_it(tmp_path, capsys):
     # the 5x5 (8*8*25 weights + 8 bias) becomes two 3x3 (2 * 8*8*9 weights, each with its bias): 1600 -> 1152
     assert "1 layer(s) replaced" in text and f"({2 * (8 * 8 * 9 + 8) - (8 * 8 * 25 + 8):+,})" in text
     assert "OK" in text
-    model = load_transformed(out)
+    with pytest.raises(UntrustedCodeError, match=spec):  # a recipe never imports code on its own word
+        load_transformed(out)
+    model = load_transformed(out, model=spec)
     assert json.loads((tmp_path / "mine.json").read_text())["model"] == spec
     assert model(torch.randn(2, 3, 12, 12)).shape == (2, 4)
 

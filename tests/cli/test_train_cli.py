@@ -82,24 +82,24 @@ def test_train_then_eval(work, capsys):
     assert "run: 8 steps, test accuracy" in out
     config = json.loads((work / "run" / "config.json").read_text())["config"]
     assert config["lr"] == 0.05 and config["schedule"] == "cosine" and config["batch_size"] == 16
-    assert main(["eval", "run"]) == 0
+    assert main(["eval", "run", "--model", "tinymodel_cli:tiny"]) == 0
     text = capsys.readouterr().out
     assert "test accuracy" in text and "confusion matrix" in text
-    assert main(["eval", "run", "--json"]) == 0
+    assert main(["eval", "run", "--json", "--trust-run-code"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert np.array(result["confusion"]).sum() == 32 and result["test_set"] == "test.npz"
     # another test file of the same format: 8 images, all of class "c" -> one confusion row, same accuracy
     with np.load(work / "test.npz") as f:
         np.savez(work / "other.npz", x=f["x"][:8], y=np.full(8, 2), classes=f["classes"])
-    assert main(["eval", "run", "--json", "--test-file", "other.npz"]) == 0
+    assert main(["eval", "run", "--json", "--test-file", "other.npz", "--trust-run-code"]) == 0
     other = json.loads(capsys.readouterr().out)
     assert other["test_set"] == "other.npz" and np.array(other["confusion"]).sum(1).tolist() == [0, 0, 8, 0]
     assert other["accuracy"] == other["confusion"][2][2] / 8
-    _one_line_error(capsys, ["eval", "run", "--test-file", "missing.npz"], "missing.npz")
+    _one_line_error(capsys, ["eval", "run", "--test-file", "missing.npz", "--trust-run-code"], "missing.npz")
     # --resume with a longer run continues from step 8
-    assert main(["train", "--resume", "run", "--epochs", "3", "--quiet"]) == 0
+    assert main(["train", "--resume", "run", "--epochs", "3", "--quiet", "--trust-run-code"]) == 0
     assert load_checkpoint(work / "run" / "checkpoints" / "last.safetensors")[1]["step"] == 12
-    _one_line_error(capsys, ["train", "--resume", "run", "--lr", "0.5"], "cannot change lr when resuming")
+    _one_line_error(capsys, ["train", "--resume", "run", "--lr", "0.5", "--trust-run-code"], "cannot change lr when resuming")
 
 
 def test_config_file_and_overrides(work, capsys):
@@ -187,7 +187,8 @@ def test_sigkill_then_resume_equals_straight_run(work):
     killed.kill()  # SIGKILL: no handler runs, whatever was being written stays half-written
     killed.communicate()
     assert straight.wait(timeout=120) == 0, straight.communicate()
-    resumed = subprocess.run([sys.executable, "-m", "cnnlab", "train", "--resume", "killed", "--quiet"], cwd=work,
+    resumed = subprocess.run([sys.executable, "-m", "cnnlab", "train", "--resume", "killed", "--quiet",
+                             "--trust-run-code"], cwd=work,
                              env={**os.environ, "PYTHONPATH": str(work), "OMP_NUM_THREADS": "1"},
                              capture_output=True, text=True, timeout=120)
     assert resumed.returncode == 0, resumed.stderr

@@ -41,6 +41,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
     p.add_argument("--quiet", action="store_true", help="no progress bar (also when CI=true)")
+    p.add_argument("--trust-run-code", action="store_true",
+                   help="let a --config file or a resumed run's config.json import the package.module:callable "
+                        "it names (by default only the MODEL you type is imported)")
     p.set_defaults(handler=run_train)
 
     e = subparsers.add_parser("eval", help="test accuracy and confusion matrix of a run",
@@ -50,14 +53,27 @@ def register(subparsers: Any) -> None:
     e.add_argument("--checkpoint", choices=("best", "last"), default="best")
     e.add_argument("--test-file", help="npz/imagefolder runs: evaluate on this test file or folder instead")
     e.add_argument("--data-dir", help="official-format runs: the folder that now holds the data set's files")
+    e.add_argument("--model", help="build this network (registry name or package.module:callable) with the "
+                                   "run's options instead of the one its checkpoint names")
+    e.add_argument("--trust-run-code", action="store_true",
+                   help="import the package.module:callable the checkpoint names (only for runs you trust)")
     e.add_argument("--json", action="store_true", help="print the result as JSON")
     e.set_defaults(handler=run_eval)
 
 
-def _config(args: argparse.Namespace, base: dict[str, Any] | None = None):
-    from cnnlab.train import TrainConfig, from_dict, load_config_file, parse_override
+def _load_file(path: str) -> dict[str, Any]:
+    from cnnlab.train import load_config_file
 
-    values: dict[str, Any] = load_config_file(args.config) if args.config else {}
+    return load_config_file(path)
+
+
+def _config(args: argparse.Namespace, base: dict[str, Any] | None = None):
+    from cnnlab.models import check_trusted
+    from cnnlab.train import TrainConfig, from_dict, parse_override
+
+    values: dict[str, Any] = _load_file(args.config) if args.config else {}
+    if "model" in values and not args.model and isinstance(values["model"], str):
+        check_trusted(values["model"], f"config file {args.config}", trusted=args.trust_run_code)
     if args.model:
         values["model"] = args.model
     for flag, key in _FLAGS.items():
@@ -84,16 +100,20 @@ def run_train(args: argparse.Namespace) -> int:
         if args.model and args.model != base["model"]:
             raise CLIError(f"{out} trains {base['model']!r}, not {args.model!r}; drop MODEL when resuming")
         config = _config(args, base)
+        trust = args.trust_run_code or args.model == base["model"]  # naming the callable again vouches for it
     else:
-        if not args.model:
-            raise CLIError("give a MODEL (cnnlab list shows them) or --resume RUN_DIR")
+        from_file = args.config and "model" in _load_file(args.config)
+        if not args.model and not from_file:
+            raise CLIError("give a MODEL (cnnlab list shows them), a --config file that names one, or --resume "
+                           "RUN_DIR")
         config = _config(args)
         if args.out is None and distributed:
             raise CLIError("under torchrun every process must agree on the run directory: pass --out RUN_DIR")
         out = Path(args.out or f"runs/{config.model.replace(':', '_')}-{config.data}-{time.strftime('%Y%m%d-%H%M%S')}")
+        trust = True  # the config came from the command line, or from a --config file checked in _config
     quiet = args.quiet or os.environ.get("CI", "").lower() in ("1", "true", "yes")
     try:
-        summary = Trainer(config, out, resume=bool(args.resume), progress=not quiet).fit()
+        summary = Trainer(config, out, resume=bool(args.resume), progress=not quiet, trust_code=trust).fit()
     except TrainingInterrupted as exc:
         if rank == 0:
             print(f"cnnlab train: {exc}", file=sys.stderr)
@@ -123,7 +143,8 @@ def run_eval(args: argparse.Namespace) -> int:
     run = Path(args.run_dir)
     if not (run / "checkpoints").is_dir():
         raise CLIError(f"{run} is not a run directory (no checkpoints/); give the --out of a cnnlab train run")
-    result = evaluate_run(run, args.checkpoint, test_file=args.test_file, data_dir=args.data_dir)
+    result = evaluate_run(run, args.checkpoint, model=args.model, test_file=args.test_file, data_dir=args.data_dir,
+                          trust_code=args.trust_run_code)
     if args.json:
         print(json.dumps(result))
         return 0

@@ -83,10 +83,13 @@ def save_transformed(model: nn.Module, weights_path: str | os.PathLike, recipe: 
     return json_path
 
 
-def load_transformed(weights_path: str | os.PathLike) -> nn.Module:
+def load_transformed(weights_path: str | os.PathLike, *, model: str | None = None,
+                     trust_code: bool = False) -> nn.Module:
     """Rebuild a transformed model from its recipe JSON and load its weights (strictly, no pickled code).
 
-    The recipe names the model as ``create_model`` takes it; ``package.module:callable`` must be importable.
+    The recipe names the model as ``create_model`` takes it. A ``package.module:callable`` is imported only when
+    the caller names it again (``model=``, which must match the recipe) or passes ``trust_code=True``: a recipe
+    someone sent you is as safe to load as its safetensors file.
     """
     path = Path(weights_path)
     json_path = recipe_path(path)
@@ -96,19 +99,25 @@ def load_transformed(weights_path: str | os.PathLike) -> nn.Module:
     recipe = json.loads(json_path.read_text())
     if recipe.get("format") != RECIPE_FORMAT:
         raise ValueError(f"{str(json_path)!r} is not a {RECIPE_FORMAT} recipe (format={recipe.get('format')!r})")
-    from cnnlab.models import create_model
+    from cnnlab.models import check_trusted, create_model
 
-    model = create_model(recipe["model"], **recipe.get("model_options", {}))
+    name = recipe.get("model")
+    if not isinstance(name, str):
+        raise ValueError(f"{str(json_path)!r} names no model (\"model\": {name!r}); it is not a complete recipe")
+    if model is not None and model != name:
+        raise ValueError(f"{str(json_path)!r} was made from {name!r}, not {model!r}; pass model={name!r}")
+    check_trusted(name, f"recipe {str(json_path)!r}", trusted=trust_code or model == name)
+    net = create_model(name, **recipe.get("model_options", {}))
     size = recipe.get("input_size")
-    model, _ = apply_transforms(model, recipe.get("transforms", []), tuple(size) if size else None)
+    net, _ = apply_transforms(net, recipe.get("transforms", []), tuple(size) if size else None)
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
         state = load_file(str(path))
     else:
         state = torch.load(path, map_location="cpu", weights_only=True)  # tensors only: no code runs
-    model.load_state_dict(state, strict=True)
-    return model
+    net.load_state_dict(state, strict=True)
+    return net
 
 
 def _unshare(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -15,8 +15,9 @@ from cnnlab.models.convert import from_timm, from_torchvision
 from cnnlab.models.network import ModelOutput, Network, aux_loss
 from cnnlab.registry import MODELS, ModelCard, UnknownModelError
 
-__all__ = ["ModelOutput", "Network", "aux_loss", "create_model", "import_object", "list_models", "model_card",
-           "UnknownModelError", "from_timm", "from_torchvision"]
+__all__ = ["ModelOutput", "Network", "UntrustedCodeError", "aux_loss", "check_trusted", "create_model",
+           "import_object", "is_code_reference", "list_models", "model_card", "UnknownModelError", "from_timm",
+           "from_torchvision"]
 
 # every module in this package that is not infrastructure is a family file that registers models
 _INFRASTRUCTURE = {"network", "spec", "build", "convert"}
@@ -40,6 +41,29 @@ def import_object(spec: str) -> object:
             raise ValueError(f"{module_name!r} has no attribute {attr!r}; give package.module:callable")
         target = getattr(target, part)
     return target
+
+
+class UntrustedCodeError(PermissionError):
+    """A file (run directory, checkpoint header, transform recipe, config file) names code that nobody vouched for."""
+
+
+def is_code_reference(name: str) -> bool:
+    """True for ``package.module:callable`` (code to import), False for a registry name (cnnlab's own code)."""
+    return ":" in name
+
+
+def check_trusted(name: str, source: str, *, trusted: bool) -> None:
+    """Refuse to import ``name`` when it was read from ``source`` (a file) and the user did not vouch for it.
+
+    Loading a run or a recipe must be as safe as loading a safetensors file: a registry name builds cnnlab's own
+    code, but ``package.module:callable`` would import and call whatever the file says (``torch.hub:load`` runs
+    a repository's code). The user vouches by naming the callable again or by trusting the file explicitly.
+    """
+    if is_code_reference(name) and not trusted:
+        raise UntrustedCodeError(
+            f"{source} names the network {name!r}, code that loading never imports on a file's word: if you trust "
+            f"it, name it yourself (CLI: --model {name}; Python: model=...) or pass --trust-run-code "
+            f"(Python: trust_code=True)")
 
 
 def create_model(name: str, num_classes: int | None = None, **options) -> nn.Module:

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnlab.data import ArrayDataset, Augment, BatchLoader, channel_stats, load_dataset
-from cnnlab.models import aux_loss
+from cnnlab.models import aux_loss, check_trusted
 from cnnlab.train.checkpoint import (
     atomic_write,
     load_checkpoint,
@@ -129,11 +129,12 @@ def resolve_precision(name: str, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if supported else None
 
 
-def build_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
-    """A zoo model by registry name, or ``package.module:callable`` called with ``num_classes`` and the options."""
+def build_model(cfg: TrainConfig, num_classes: int, *, name: str | None = None) -> nn.Module:
+    """A zoo model by registry name, or ``package.module:callable`` called with ``num_classes`` and the options
+    (``name`` builds another network than ``cfg.model`` with the same options)."""
     from cnnlab.models import create_model
 
-    return create_model(cfg.model, num_classes=num_classes, **cfg.model_options)
+    return create_model(name or cfg.model, num_classes=num_classes, **cfg.model_options)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -188,13 +189,16 @@ class Trainer:
     """Trains ``config`` into run directory ``out``; ``resume=True`` continues the run already in ``out``.
 
     ``model``, ``train_data`` and ``test_data`` may be given directly (any nn.Module, any ArrayDataset);
-    otherwise they come from ``config.model`` and ``config.data``.
+    otherwise they come from ``config.model`` and ``config.data``. Resuming a run whose stored config names
+    ``package.module:callable`` needs ``model=`` or ``trust_code=True``: a run directory never imports code on
+    its own word (``cnnlab.models.check_trusted``).
     """
 
     def __init__(self, config: TrainConfig, out: str | Path, *, resume: bool = False, model: nn.Module | None = None,
                  train_data: ArrayDataset | None = None, test_data: ArrayDataset | None = None,
-                 progress: bool = True) -> None:
+                 progress: bool = True, trust_code: bool = False) -> None:
         self.run_dir = Path(out)
+        self.trust_code = trust_code
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.device = resolve_device(config.device)
         self.dist = _Dist(self.device)
@@ -218,6 +222,7 @@ class Trainer:
     def _setup(self, config: TrainConfig, resume: bool, model: nn.Module | None, train_data: ArrayDataset | None,
                test_data: ArrayDataset | None, progress: bool) -> None:
         checkpoint = None
+        self._given_model = model
         if resume:
             config, checkpoint = self._resume_config(config)
         else:
@@ -317,6 +322,8 @@ class Trainer:
         if not stored_path.is_file():
             raise FileNotFoundError(f"{self.run_dir} holds no run (no config.json); check the --resume path")
         stored = from_dict(json.loads(stored_path.read_text())["config"])
+        if self._given_model is None:
+            check_trusted(stored.model, str(stored_path), trusted=self.trust_code)
         changed = {k: v for k, v in config.to_dict().items() if v != stored.to_dict()[k]}
         fixed = sorted(set(changed) - set(RESUMABLE_CHANGES))
         if fixed:
@@ -532,13 +539,15 @@ def weights_digest(model: nn.Module) -> str:
 
 
 def evaluate_run(run_dir: str | Path, which: str = "best", test_data: ArrayDataset | None = None,
-                 model: nn.Module | None = None, *, test_file: str | Path | None = None,
-                 data_dir: str | Path | None = None) -> dict[str, Any]:
+                 model: nn.Module | str | None = None, *, test_file: str | Path | None = None,
+                 data_dir: str | Path | None = None, trust_code: bool = False) -> dict[str, Any]:
     """Test accuracy and confusion matrix of a run's ``best`` (or ``last``) checkpoint.
 
     The test set is the run's own unless ``test_data`` is given, or ``test_file`` (npz / imagefolder runs:
     another test file of the same format, e.g. a re-encoded copy) or ``data_dir`` (official formats: where
     the files are now) points elsewhere. The run's training statistics normalise it either way.
+    ``model`` (a module, or a name to build with the run's options) replaces the network the checkpoint
+    names; a ``package.module:callable`` named only by the checkpoint is refused unless ``trust_code``.
     """
     run_dir = Path(run_dir)
     path = run_dir / "checkpoints" / f"{which}.safetensors"
@@ -556,7 +565,9 @@ def evaluate_run(run_dir: str | Path, which: str = "best", test_data: ArrayDatas
         image_size=cfg.image_size)
     num_classes = int(meta["num_classes"])
     _check_labels(test, num_classes, "test")
-    net = model if model is not None else build_model(cfg, num_classes)
+    if model is None:
+        check_trusted(cfg.model, f"checkpoint {path}", trusted=trust_code)
+    net = model if isinstance(model, nn.Module) else build_model(cfg, num_classes, name=model)
     restore(tensors, meta, net, None)
     net.to(device)
     loader = BatchLoader(test, cfg.eval_batch_size, meta["mean"], meta["std"], train=False,
