@@ -91,6 +91,20 @@ class _Dist:
             torch.distributed.all_reduce(t)
         return t
 
+    def broadcast_buffers(self, module: nn.Module) -> None:
+        """Rank 0's buffers on every rank. Each rank's forward updates its own BatchNorm running statistics
+        from its own shard; DDP broadcasts rank 0's at the start of the next forward, so this changes no
+        training step, only what the ranks evaluate and save in between."""
+        if not self.active:
+            return
+        for buffer in module.buffers():
+            if buffer.is_contiguous():
+                torch.distributed.broadcast(buffer, src=0)
+            else:
+                dense = buffer.contiguous()
+                torch.distributed.broadcast(dense, src=0)
+                buffer.copy_(dense)
+
     def close(self) -> None:
         if self.owns_group:
             torch.distributed.destroy_process_group()
@@ -353,6 +367,7 @@ class Trainer:
 
     # -------------------------------------------------------- checkpoints
     def _save(self, name: str, epoch: int) -> None:
+        self.dist.broadcast_buffers(self.model)  # every rank holds what rank 0 saves
         if not self.is_main:
             return
         meta = {"step": self.step, "epoch": epoch, "best_acc": self.best_acc, "mean": list(self.mean),
@@ -369,7 +384,9 @@ class Trainer:
         return torch.autocast(self.device.type, dtype=self.precision)
 
     def evaluate(self) -> dict[str, Any]:
-        """Test-set accuracy, mean loss and confusion matrix (rows: true class, columns: predicted)."""
+        """Test-set accuracy, mean loss and confusion matrix (rows: true class, columns: predicted); under DDP
+        each rank evaluates its shard of the test set with rank 0's buffers, and the counts are summed."""
+        self.dist.broadcast_buffers(self.model)
         self.model.eval()
         confusion = torch.zeros(self.num_classes * self.num_classes, dtype=torch.float64, device=self.device)
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
@@ -515,6 +532,7 @@ class Trainer:
         summary = {"step": self.step, "total_steps": self.total_steps, "finished": self.step >= self.total_steps,
                    "best_test_acc": self.best_acc if self.best_acc >= 0 else None,
                    "final_test_acc": last_eval.get("accuracy"), "final_test_loss": last_eval.get("loss"),
+                   "test_images": last_eval.get("images"),
                    "run_dir": str(self.run_dir), "processes": self.dist.world_size}
         if in_sync is not None:
             summary["ranks_identical"] = in_sync
