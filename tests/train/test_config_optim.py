@@ -19,6 +19,7 @@ def test_overrides_are_typed():
     assert parse_override("milestones=[10, 20]") == ("milestones", (10, 20))
     assert parse_override("max_steps=none") == ("max_steps", None)
     assert parse_override("nesterov=true") == ("nesterov", True)
+    assert parse_override("sync_bn=true") == ("sync_bn", True)
     assert parse_override("data_dir=123") == ("data_dir", "123")
     assert parse_override("model_options={'dropout': 0.2}") == ("model_options", {"dropout": 0.2})
 

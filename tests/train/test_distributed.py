@@ -13,6 +13,7 @@ import pytest
 import torch
 from torch import nn
 
+from cnnlab.cli import main
 from cnnlab.train import evaluate_run, load_checkpoint
 from cnnlab.train.trainer import weights_digest
 
@@ -132,3 +133,13 @@ def test_zoo_network_under_torchrun(tmp_path, model):
         result = evaluate_run(tmp_path / "ddp", name, test_file=tmp_path / "test.npz")
         assert result["images"] == 21 and result["accuracy"] == accuracy, name
 
+
+def test_sync_bn_refused_on_cpu(tmp_path, capsys):
+    # PyTorch's SyncBatchNorm runs on GPUs only (DistributedDataParallel refuses it on the CPU): one line, no run
+    _write_npz(tmp_path, 8, {"train": 16, "test": 4})
+    code = main(["train", "resnet20", "--data", "npz", "--train-file", str(tmp_path / "train.npz"), "--test-file",
+                 str(tmp_path / "test.npz"), "--out", str(tmp_path / "run"), "--set", "sync_bn=true", "--set",
+                 "device=cpu", "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert code != 0 and len(err.splitlines()) == 1 and "sync_bn needs CUDA devices" in err, err
+    assert not (tmp_path / "run").exists()

@@ -35,6 +35,7 @@ class TrainConfig:
     epochs: int = 164
     max_steps: int | None = None  # stop after this many optimiser steps (also the schedule's length)
     batch_size: int = 128  # global: split across processes under torchrun
+    sync_bn: bool = False  # torchrun on GPUs: BatchNorm statistics over the global batch, not each process's
     eval_batch_size: int = 500
     optimizer: str = "sgd"
     lr: float = 0.1

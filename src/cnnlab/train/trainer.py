@@ -243,6 +243,9 @@ class Trainer:
             self._prepare_run_dir()
         self.config = cfg = config
         self.precision = resolve_precision(cfg.precision, self.device)
+        if cfg.sync_bn and self.device.type != "cuda":
+            raise ValueError(f"sync_bn needs CUDA devices: PyTorch's SyncBatchNorm does not run on "
+                             f"{self.device} (torch {torch.__version__}); drop sync_bn=true or train on GPUs")
         self.progress = progress and self.is_main
 
         if self.dist.active and not self.is_main:
@@ -282,6 +285,9 @@ class Trainer:
         self.model.to(self.device)
         if cfg.channels_last:
             self.model.to(memory_format=torch.channels_last)
+        if cfg.sync_bn and self.dist.active:
+            # statistics of the global batch; the same parameters and buffers, so checkpoints load either way
+            self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
         self._check_input(train)
         self.optimizer = build_optimizer(self.model, cfg)
         self.generator = torch.Generator().manual_seed(cfg.seed)  # augmentation draws
