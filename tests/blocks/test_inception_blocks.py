@@ -125,6 +125,18 @@ def test_googlenet_aux_shapes(pool: str, size: int) -> None:
     assert head(torch.randn(2, 528, size, size)).shape == (2, 7)
 
 
+def test_googlenet_aux_scaled_widths() -> None:
+    # conv_channels / hidden / pool_size scale the head: cifar_inception's aux on its 8x8x256 map (4a)
+    head = GoogLeNetAux(256, 10, norm=True, conv_channels=64, hidden=512, pool_size=2)
+    assert n_params(head) == w(1, 256, 64) + 2 * 2 * 64 * 512 + 512 + 512 * 10 + 10
+    assert head.eval()(torch.randn(2, 256, 8, 8)).shape == (2, 10)  # 5x5/3 pool: 8x8 -> 2x2, adaptive: identity
+    head.reset_classifier(3)
+    assert head.fc.in_features == 512 and head.fc.out_features == 3
+    for bad in ({"conv_channels": 0}, {"hidden": -1}, {"pool_size": 0}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            GoogLeNetAux(256, 10, **bad)
+
+
 def test_googlenet_aux_paper_pool_is_5x5_stride_3_at_224() -> None:
     # at a 224 input the 4a map is 14x14: the 5x5/3 average pool gives 4x4 and the adaptive pool is the identity
     head = GoogLeNetAux(4, 3).eval()

@@ -43,12 +43,15 @@ class GoogLeNetAux(nn.Module):
     by 0.3 in training and discarded at inference. ``pool="paper"`` pools 5x5 stride 3 (14x14 -> 4x4 at a
     224 input) and then adaptively to 4x4, which is the identity at 224 and lets other input sizes reach
     the 2048-wide FC (needs a feature map of at least 5x5); ``pool="adaptive"`` is torchvision's
-    adaptive 4x4 pool. ``norm=True`` gives torchvision's BN conv (no bias).
-    Params: ``C*128 + e(128) + 2048*1024 + 1024 + 1024*K + K`` with ``e = 128`` (bias) or ``256`` (BN).
+    adaptive 4x4 pool. ``norm=True`` gives torchvision's BN conv (no bias). ``conv_channels`` (128),
+    ``hidden`` (1024) and ``pool_size`` (4, the grid the first FC sees) scale the head to smaller networks.
+    Params, ``m = conv_channels``, ``h = hidden``, ``g = pool_size``: ``C*m + e(m) + g*g*m*h + h + h*K + K``
+    with ``e(m) = m`` (bias) or ``2m`` (BN); paper: ``C*128 + e(128) + 2048*1024 + 1024 + 1024*K + K``.
     """
 
     def __init__(self, in_channels: int, num_classes: int, dropout: float = 0.7, pool: str = "paper",
-                 norm: bool = False, norm_eps: float = 1e-3) -> None:
+                 norm: bool = False, norm_eps: float = 1e-3, conv_channels: int = 128, hidden: int = 1024,
+                 pool_size: int = 4) -> None:
         super().__init__()
         from cnnlab.blocks.conv import ConvNormAct
 
@@ -57,14 +60,16 @@ class GoogLeNetAux(nn.Module):
         if pool not in ("paper", "adaptive"):
             raise ValueError(f"pool must be 'paper' (5x5/3 average pool) or 'adaptive' (torchvision), got {pool!r}")
         self.in_channels, self.num_classes = in_channels, num_classes
-        adaptive = nn.AdaptiveAvgPool2d(4)
+        for value, name in ((conv_channels, "conv_channels"), (hidden, "hidden"), (pool_size, "pool_size")):
+            check_positive(value, name)
+        adaptive = nn.AdaptiveAvgPool2d(pool_size)
         self.pool = nn.Sequential(nn.AvgPool2d(5, stride=3), adaptive) if pool == "paper" else adaptive
-        self.conv = ConvNormAct(in_channels, 128, 1, norm=norm, norm_eps=norm_eps)
+        self.conv = ConvNormAct(in_channels, conv_channels, 1, norm=norm, norm_eps=norm_eps)
         self.flatten = nn.Flatten(1)
-        self.fc1 = nn.Linear(128 * 4 * 4, 1024)
+        self.fc1 = nn.Linear(conv_channels * pool_size * pool_size, hidden)
         self.act = nn.ReLU(inplace=True)
         self.dropout = nn.Dropout(check_probability(dropout, "dropout"))
-        self.fc = nn.Linear(1024, num_classes)
+        self.fc = nn.Linear(hidden, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.flatten(self.conv(self.pool(x)))
@@ -72,7 +77,7 @@ class GoogLeNetAux(nn.Module):
 
     def reset_classifier(self, num_classes: int) -> None:
         """Replace the final linear layer for ``num_classes`` outputs."""
-        self.fc = nn.Linear(1024, check_positive(num_classes, "num_classes"))
+        self.fc = nn.Linear(self.fc1.out_features, check_positive(num_classes, "num_classes"))
         self.num_classes = num_classes
 
 
