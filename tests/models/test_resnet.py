@@ -62,7 +62,7 @@ def cifar_params(n: int, classes: int = 10) -> int:
 def test_family_is_complete():
     expected = {f"resnet{d}" for d in (18, 34, 50, 101, 152, 20, 32, 44, 56, 110, 1202)}
     expected |= {f"plain{d}" for d in (20, 32, 44, 56, 110)} | {f"resnetv2_{d}" for d in (50, 101, 152, 200)}
-    expected |= {"preact_resnet110", "preact_resnet164", "preact_resnet1001"}
+    expected |= {f"preact_resnet{d}" for d in (20, 32, 44, 56, 110, 164, 1001)}
     assert set(NAMES) == expected
 
 

@@ -74,8 +74,11 @@ for _n in (3, 5, 7, 9, 18, 200):
         SPECS[f"plain{6 * _n + 2}"] = ResNetSpec("basic", (_n,) * 3, _CIFAR, "cifar", 16, shortcut=False)
 # He et al. 2016b, Table 3 / Sec. 4: pre-act ResNet-110 (basic, n = 18); 164 and 1001 are 9n + 2 bottleneck
 # nets (n = 18, 111) whose first unit per stage projects and strides on its first 1x1 (resnet-1k-layers,
-# resnet-pre-act.lua). The 110 follows ResNet-110 of the first paper (option A), changing only the unit.
-SPECS["preact_resnet110"] = ResNetSpec("basic", (18,) * 3, _CIFAR, "cifar", 16, preact=True, shortcut="A")
+# resnet-pre-act.lua). The 110 follows ResNet-110 of the first paper (option A), changing only the unit; so do
+# the 20..56 that cnnlab adds for its identity-mappings experiment (the paper trains no pre-act net below 110).
+for _n in (3, 5, 7, 9, 18):
+    SPECS[f"preact_resnet{6 * _n + 2}"] = ResNetSpec("basic", (_n,) * 3, _CIFAR, "cifar", 16, preact=True,
+                                                     shortcut="A")
 for _n in (18, 111):
     SPECS[f"preact_resnet{9 * _n + 2}"] = ResNetSpec("bottleneck", (_n,) * 3, _CIFAR_BOTTLENECK, "cifar", 16,
                                                      preact=True, stride_in_1x1=True)
@@ -148,6 +151,7 @@ _TV, _TIMM = "torchvision 0.29.1 (MODELS.md)", "timm 1.0.31 (MODELS.md)"
 _V1_FOLLOWS = "torchvision 0.29.1 layout (stride on the bottleneck's 3x3, 'ResNet v1.5'); its weights load"
 _V1_DIFF = ("paper (Table 1, Caffe models) strides the first 1x1 of a bottleneck: stride_in_1x1=True, "
             "same parameters, fewer MACs (variant 'paper_layout')")
+_MEASURED_LAB = "measured by cnnlab (no paper count: a CIFAR-scale network for cnnlab's experiments)"
 _CIFAR_DIFF = "none known: 3x3 stem, 3 stages of {16, 32, 64}, option A shortcuts, GAP, 10-way FC (Sec. 4.2)"
 
 
@@ -217,6 +221,22 @@ for _depth, _params, _macs, _params_b, _macs_b, _paper_m in (
                   follows="the paper, Sec. 4.2 / Fig. 6 (no table: curves only)",
                   differences=_CIFAR_DIFF.replace("option A shortcuts", "no shortcuts"), tags=("plain",))
 
+# cnnlab's pre-act 20..56: resnet20..56 with the unit of Fig. 4(e) (same counts as the post-act nets, option A)
+_PREACT_SMALL = ("the paper's pre-activation unit (Fig. 4e) and final BN-ReLU on resnet{d} of the first paper "
+                 "(Sec. 4.2: 3x3 stem, {{16, 32, 64}}, option A shortcuts)")
+for _depth, _params, _macs, _params_b, _macs_b in (
+    (20, 269_722, 40_551_040, 272_282, 40_813_184),
+    (32, 464_154, 68_862_592, 466_714, 69_124_736),
+    (44, 658_586, 97_174_144, 661_146, 97_436_288),
+    (56, 853_018, 125_485_696, 855_578, 125_747_840),
+):
+    _register(f"preact_resnet{_depth}", f"{PAPER_V2}, Sec. 4, Fig. 4(e) (full pre-activation)",
+              Counts(_params, _macs, _MEASURED_LAB), follows=_PREACT_SMALL.format(d=_depth),
+              differences="not in the paper, which trains pre-activation CIFAR nets of 110 layers and more; "
+                          "shortcut='B' projects (variant 'option_B')",
+              variants={"option_B": Counts(_params_b, _macs_b, _MEASURED_LAB + "; projections without BN",
+                                           {"shortcut": "B"})},
+              tags=("experiment",))
 _register("preact_resnet110", PAPER_V2,
           Counts(1_727_962, 252_887_680, "computed by cnnlab (MODELS.md: ~1.7M, ~253M, paper)"),
           follows="ResNet-110 of the first paper (option A) with pre-activation units, as the paper's Table 3",
