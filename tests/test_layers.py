@@ -17,6 +17,7 @@ ALLOWED = {
     "design": {"blocks", "models", "analysis", "design"},
     "data": {"data"},
     "train": {"blocks", "models", "data", "train"},
+    "experiments": {"blocks", "models", "analysis", "design", "data", "train", "experiments"},
 }
 
 

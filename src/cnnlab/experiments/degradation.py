@@ -1,0 +1,84 @@
+"""The degradation problem: deeper plain networks train worse, deeper residual networks do not.
+
+He, Zhang, Ren, Sun, "Deep Residual Learning for Image Recognition" (arXiv:1512.03385), Sec. 4.2, Fig. 6 and
+Table 6: on CIFAR-10, plain nets of 20 -> 56 layers have *higher* training error as they deepen (Fig. 6 left;
+plain-110 is above 60% and not drawn), while ResNets of the same depths have *lower* training error as they
+deepen (Fig. 6 middle). Both use option-A shortcuts, so the pairs have identical parameters.
+"""
+
+from __future__ import annotations
+
+from cnnlab.experiments.core import Analysis, Arm, Budget, Experiment, Outcome, Reference, mean_pct
+from cnnlab.experiments.schedule import paper_schedule
+
+PAPER = 'He et al., "Deep Residual Learning for Image Recognition", arXiv:1512.03385'
+DEPTHS = (20, 32, 44, 56)
+# Table 6 test errors (%) of the ResNets; the plain nets have curves only (Fig. 6)
+PAPER_TEST_ERROR = {20: "8.75", 32: "7.51", 44: "7.17", 56: "6.97", 110: "6.43"}
+ARMS = tuple(Arm(f"{kind}{d}", f"{kind}{d}", label=f"{kind}-{d}") for kind in ("plain", "resnet") for d in DEPTHS) \
+    + (Arm("resnet110", "resnet110", label="resnet-110", train={"warmup_steps": 400}),)
+
+QUICK_IMAGES, QUICK_EPOCHS = 15_000, 6
+
+
+def _depth(arm: str) -> int:
+    return int("".join(ch for ch in arm if ch.isdigit()))
+
+
+def analyse(outcome: Outcome) -> Analysis:
+    """Training error ordering of plain and residual nets at the shallowest and deepest depth run."""
+    ran = {r.arm for r in outcome.runs}
+    depths = sorted(d for d in DEPTHS if f"plain{d}" in ran and f"resnet{d}" in ran)
+    lo, hi = depths[0], depths[-1]
+    comparisons = [
+        outcome.compare(f"plain-{hi} trains worse than plain-{lo} (Fig. 6 left)", "train_err", f"plain{hi}",
+                        f"plain{lo}"),
+        outcome.compare(f"resnet-{hi} trains better than resnet-{lo} (Fig. 6 middle)", "train_err",
+                        f"resnet{lo}", f"resnet{hi}"),
+        outcome.compare(f"at depth {hi}, the residual net trains better than the plain one", "train_err",
+                        f"plain{hi}", f"resnet{hi}"),
+    ]
+    rows = []
+    for arm in sorted(ran, key=lambda a: (a.startswith("resnet"), _depth(a))):
+        depth = _depth(arm)
+        paper = f"{PAPER_TEST_ERROR[depth]}% test error (Table 6, 64k iterations)" if arm.startswith("resnet") \
+            else "curve only (Fig. 6 left)"
+        train_err = [1 - v for v in outcome.values(arm, "train_acc")]
+        test_err = [1 - v for v in outcome.values(arm, "test_acc")]
+        rows.append((f"{arm}: training / test error", paper,
+                     f"{mean_pct(train_err)} / {mean_pct(test_err)}", "final epoch; training error on the "
+                     "augmented batches of that epoch, as the paper's curves"))
+    notes = [f"Depths compared: {lo} and {hi}. Training error is the error on the training batches of the last "
+             f"epoch (with augmentation), as in the paper's Fig. 6; test error on the test set given."]
+    return Analysis(rows, comparisons, notes)
+
+
+EXPERIMENT = Experiment(
+    name="degradation",
+    claim="Deeper plain nets have higher training error; deeper residual nets have lower (CIFAR-10).",
+    paper=PAPER,
+    source="Sec. 4.2, Fig. 6, Table 6",
+    arms=ARMS,
+    budgets={
+        "smoke": Budget("smoke", {"max_steps": 2, "epochs": 1, "batch_size": 16, "eval_batch_size": 64},
+                        arms=("plain20", "plain32", "resnet20", "resnet32")),
+        "quick": Budget("quick", {"subset": QUICK_IMAGES, "epochs": QUICK_EPOCHS,
+                                  **paper_schedule(QUICK_IMAGES, QUICK_EPOCHS, 128)},
+                        arms=("plain20", "plain56", "resnet20", "resnet56"), minutes="~15 (2-core CPU)",
+                        note=f"depths 20 and 56 only; the first {QUICK_IMAGES:,} training images for "
+                             f"{QUICK_EPOCHS} epochs (the paper: 50k images, 64k iterations = ~164 epochs); "
+                             f"the paper's step schedule compressed to the run (lr / 10 at 50% and 75%)"),
+        "paper": Budget("paper", {"epochs": 164, "milestones": (32_000, 48_000)},
+                        minutes="~40 h on a 2-core CPU; a GPU: hours",
+                        note="the paper's recipe: SGD 0.1, momentum 0.9, weight decay 1e-4, batch 128, lr / 10 "
+                             "at 32k and 48k iterations, 64k iterations; resnet-110 warms up at lr 0.01"),
+    },
+    analyse=analyse,
+    references=(
+        Reference("training error ordering", "plain: 56 > 44 > 32 > 20; ResNet: 20 > 32 > 44 > 56",
+                  "Fig. 6"),
+        Reference("ResNet test error", "20: 8.75%, 32: 7.51%, 44: 7.17%, 56: 6.97%, 110: 6.43%", "Table 6"),
+        Reference("plain-110", "training error above 60%, not drawn", "Fig. 6 caption"),
+    ),
+    train={"optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 1e-4, "batch_size": 128},
+)

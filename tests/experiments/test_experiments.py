@@ -1,0 +1,149 @@
+"""Every experiment end to end at the smoke budget, the analyses on hand-made outcomes, resume, and the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import cnnlab.experiments as ex
+from cnnlab.cli import main
+from cnnlab.experiments import NO_VERDICT, NOT_REPRODUCED, NOT_RESOLVED, REPRODUCED, Outcome, RunRecord
+from cnnlab.experiments.verdict import overall
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def test_every_experiment_is_declared_completely():
+    assert ex.list_experiments()[:7] == ["degradation", "identity_mappings", "factorization", "bottleneck_1x1",
+                                         "gap_vs_fc", "aux_classifiers", "inception_residual"]
+    for name in ex.list_experiments():
+        e = ex.get_experiment(name)
+        assert {"smoke", "quick", "paper"} <= set(e.budgets), name
+        assert "arXiv:" in e.paper and e.source and e.claim and e.references, name
+        for budget in e.budgets.values():
+            e.arms_of(budget)  # every arm a budget names exists
+            for arm in e.arms_of(budget):
+                from cnnlab.train import from_dict
+
+                from_dict({**e.config_values(arm, budget, 0)})  # every config is a valid TrainConfig
+    with pytest.raises(KeyError, match="unknown experiment 'nope'"):
+        ex.get_experiment("nope")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["degradation", "identity_mappings", "factorization", "bottleneck_1x1",
+                                  "gap_vs_fc", "aux_classifiers", "inception_residual"])
+def test_smoke_budget_end_to_end(tmp_path, name):
+    result = ex.run(name, "smoke", tmp_path / name)
+    assert result.verdict == NO_VERDICT
+    record = json.loads((tmp_path / name / "experiment.json").read_text())
+    assert record["verdict"] == NO_VERDICT and all(r["status"] == "finished" for r in record["runs"].values())
+    assert set(record["costs"]) == {a.name for a in result.experiment.arms_of(result.budget)}
+    assert all(c["params"] > 0 and c["macs"] > 0 for c in record["costs"].values())
+    assert result.analysis.rows and result.analysis.comparisons
+    assert (tmp_path / name / "report.md").read_text().splitlines()[0].lower().count("smoke")
+    assert (tmp_path / name / "report.html").is_file()
+
+
+def _outcome(name: str, metrics: dict[str, dict[str, float]], images: int = 10_000) -> Outcome:
+    """A hand-made outcome: per arm its final test / train accuracy (one seed), costs from the zoo on meta."""
+    e = ex.get_experiment(name)
+    budget = e.budgets["quick"]
+    runs = [RunRecord(arm=arm, seed=0, run_dir="", epochs=[{"epoch": 1, "test_acc": m["test_acc"],
+                                                           "train_acc": m["train_acc"]}],
+                      test_acc=m["test_acc"], train_acc=m["train_acc"], images_per_s=m.get("ips", 100.0),
+                      wall_s=1.0, test_images=images, train_images=images)
+            for arm, m in metrics.items()]
+    costs = {arm: {"params": 1000 + i, "trained_params": 1000 + i, "macs": 10_000 + i, "train_macs": 10_000 + i,
+                   "receptive_field": 1} for i, arm in enumerate(metrics)}
+    return Outcome(e, budget, runs, costs)
+
+
+def _verdict(name: str, metrics: dict[str, dict[str, float]], images: int = 10_000) -> str:
+    analysis = ex.get_experiment(name).analyse(_outcome(name, metrics, images))
+    return overall([c.outcome for c in analysis.comparisons])
+
+
+def _acc(train: float, test: float | None = None) -> dict[str, float]:
+    return {"train_acc": train, "test_acc": train if test is None else test}
+
+
+def test_degradation_verdicts_on_hand_made_outcomes():
+    paper_like = {"plain20": _acc(0.90), "plain56": _acc(0.80), "resnet20": _acc(0.90), "resnet56": _acc(0.94)}
+    assert _verdict("degradation", paper_like) == REPRODUCED
+    reversed_ = {**paper_like, "plain56": _acc(0.95)}  # the deep plain net trains better: against Fig. 6
+    assert _verdict("degradation", reversed_) == NOT_REPRODUCED
+    noise = {"plain20": _acc(0.90), "plain56": _acc(0.899), "resnet20": _acc(0.90), "resnet56": _acc(0.901)}
+    assert _verdict("degradation", noise, images=1000) == NOT_RESOLVED
+
+
+def test_factorization_gap_and_bottleneck_verdicts():
+    fact = {"conv5x5": _acc(0.80), "conv3x3": _acc(0.82), "conv3x3_linear": _acc(0.70), "asymmetric": _acc(0.79)}
+    assert _verdict("factorization", fact) == REPRODUCED
+    assert _verdict("factorization", {**fact, "conv3x3": _acc(0.60)}) == NOT_REPRODUCED
+    assert _verdict("gap_vs_fc", {"gap": _acc(0.80), "fc": _acc(0.79)}, images=1000) == NOT_RESOLVED
+    assert _verdict("gap_vs_fc", {"gap": _acc(0.70), "fc": _acc(0.80)}) == NOT_REPRODUCED
+    bottleneck = {"reduced": {**_acc(0.80), "ips": 300.0}, "naive": {**_acc(0.80), "ips": 100.0}}
+    assert _verdict("bottleneck_1x1", bottleneck) == REPRODUCED
+    assert _verdict("bottleneck_1x1", {**bottleneck, "reduced": {**_acc(0.80), "ips": 101.0}}) == NOT_RESOLVED
+
+
+class _Killed(Exception):
+    pass
+
+
+def test_experiment_resumes_without_repeating_finished_runs(tmp_path, monkeypatch):
+    from cnnlab.train import Trainer
+
+    out = tmp_path / "deg"
+    calls: list[str] = []
+    die = True
+    real_fit = Trainer.fit
+
+    def fit_then_die(self, *a, **kw):
+        calls.append(self.run_dir.name)
+        if len(calls) == 2 and die:
+            raise _Killed  # killed during the second run
+        return real_fit(self, *a, **kw)
+
+    monkeypatch.setattr(Trainer, "fit", fit_then_die)
+    with pytest.raises(_Killed):
+        ex.run("degradation", "smoke", out, report_formats=())
+    first = out / "runs" / "plain20-seed0" / "checkpoints" / "last.safetensors"
+    stamp = first.stat().st_mtime_ns
+    with pytest.raises(FileExistsError, match="--resume"):
+        ex.run("degradation", "smoke", out, report_formats=())
+    with pytest.raises(ValueError, match="seeds=1, not 2"):
+        ex.run("degradation", "smoke", out, resume=True, seeds=2, report_formats=())
+    calls.clear()
+    die = False
+    result = ex.run("degradation", "smoke", out, resume=True, report_formats=())
+    assert calls == ["plain32-seed0", "resnet20-seed0", "resnet32-seed0"]  # plain20 was finished: not repeated
+    assert first.stat().st_mtime_ns == stamp and len(result.outcome.runs) == 4
+    with pytest.raises(FileNotFoundError, match="no experiment record"):
+        (tmp_path / "other").mkdir()
+        (tmp_path / "other" / "x").write_text("")
+        ex.run("degradation", "smoke", tmp_path / "other", resume=True, report_formats=())
+
+
+def test_cli(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("CI", "true")
+    assert main(["experiment", "list"]) == 0
+    text = capsys.readouterr().out
+    assert "degradation" in text and "arXiv:1512.03385" in text and "quick" in text
+    assert main(["experiment", "show", "factorization"]) == 0
+    assert "cifar_convnet" in capsys.readouterr().out
+    out = str(tmp_path / "g")
+    assert main(["experiment", "run", "gap_vs_fc", "--budget", "smoke", "--out", out]) == 0
+    assert NO_VERDICT in capsys.readouterr().out
+    assert main(["experiment", "report", out, "--format", "md"]) == 0
+    assert capsys.readouterr().out.strip().endswith("report.md")
+    for argv, pattern in ((["experiment", "run", "gap_vs_fc"], "give --data-dir"),
+                          (["experiment", "run", "nope"], "unknown experiment 'nope'"),
+                          (["experiment", "report", str(tmp_path)], "not an experiment directory"),
+                          (["experiment", "run", "gap_vs_fc", "--budget", "huge", "--data-dir", "x"],
+                           "no budget 'huge'")):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert pattern in err and len(err.strip().splitlines()) == 1, err
