@@ -54,3 +54,4 @@ def test_tour_runs_offline_and_shows_measured_savings(capsys):
     rows = [line.split() for line in zoo if line.strip()]
     assert len(rows) >= 5 and all(r[2] == r[3] for r in rows)
     assert "receptive field 651x651 -> 651x651" in out
+    assert out.rstrip().splitlines()[-1].startswith("cnnlab experiment list")  # the tour ends at the experiments

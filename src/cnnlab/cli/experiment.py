@@ -72,7 +72,7 @@ def run_experiment_cli(args: argparse.Namespace) -> int:
         return 0
     if args.action == "report":
         formats = ("md", "html") if args.format == "both" else (args.format,)
-        for path in ex.report(args.out, formats):
+        for path in ex.write_reports(args.out, formats):
             print(path)
         return 0
     return _run(args, ex)
@@ -101,5 +101,5 @@ def _run(args: argparse.Namespace, ex: Any) -> int:
     print(f"{result.out}: {result.verdict}")
     for c in result.analysis.comparisons:
         print(f"  {c.describe()}")
-    print(f"report: {result.out / 'report.md'}, {result.out / 'report.html'}")
+    print("report: " + ", ".join(str(p) for p in result.reports if p.suffix in (".md", ".html")))
     return 0

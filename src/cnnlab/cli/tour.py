@@ -130,6 +130,8 @@ def tour_next(out: Callable[[str], None]) -> None:
     out("cnnlab lint vgg16                          the Inception-v3 design principles, checked with numbers")
     out("cnnlab transform plain56 --residual        add shortcuts to a plain network and see what changes")
     out("cnnlab train resnet20 --data cifar10 --data-dir PATH   train with the paper's recipe (local files)")
+    out("cnnlab experiment list                     the papers' claims, re-run and reported beside the paper "
+        "(docs/results/)")
 
 
 SECTIONS: list[Callable[[Callable[[str], None]], None]] = [tour_blocks, tour_zoo, tour_costs, tour_design,

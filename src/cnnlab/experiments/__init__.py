@@ -3,7 +3,7 @@
 Each module in this package (other than the infrastructure) declares one ``EXPERIMENT``: its arms (zoo
 networks and training overrides), budgets (``smoke`` for tests, ``quick`` for a 2-core CPU, ``paper`` for the
 paper's recipe), the paper's numbers and a pure analysis function. ``run(name, budget=...)`` trains and decides;
-``report(out)`` writes the Markdown and HTML reports of a finished experiment directory.
+``write_reports(out)`` (re)writes the Markdown and HTML reports of a finished experiment directory.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from cnnlab.experiments.verdict import NO_VERDICT, NOT_REPRODUCED, NOT_RESOLVED,
 
 __all__ = ["Analysis", "Arm", "Budget", "Comparison", "DataSource", "Experiment", "ExperimentResult",
            "NOT_REPRODUCED", "NOT_RESOLVED", "NO_VERDICT", "Outcome", "REPRODUCED", "Reference", "RunRecord",
-           "get_experiment", "list_experiments", "load_result", "report", "run"]
+           "get_experiment", "list_experiments", "load_result", "run", "write_reports"]
 
 _INFRASTRUCTURE = {"core", "verdict", "report", "plots", "schedule"}
 EXPERIMENTS: dict[str, Experiment] = {}
@@ -69,11 +69,11 @@ def run(name: str, budget: str = "quick", out: str | Path | None = None, *, repo
     if report_formats:
         from cnnlab.experiments.report import write_report
 
-        write_report(result, report_formats)
+        result.reports = write_report(result, report_formats)
     return result
 
 
-def report(out: str | Path, formats: tuple[str, ...] = ("md", "html")) -> list[Path]:
+def write_reports(out: str | Path, formats: tuple[str, ...] = ("md", "html")) -> list[Path]:
     """(Re)write the reports of the finished experiment directory ``out``; returns the files written."""
     import json
 

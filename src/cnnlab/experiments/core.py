@@ -184,6 +184,7 @@ class ExperimentResult:
     analysis: Analysis
     verdict: str
     record: dict[str, Any]
+    reports: list[Path] = field(default_factory=list)  # the files write_report wrote
 
     def __str__(self) -> str:
         return f"{self.experiment.name} ({self.budget.name}): {self.verdict}"
@@ -271,7 +272,8 @@ def arm_costs(experiment: Experiment, arm: Arm, num_classes: int = 10) -> dict[s
     trained = analyze(model, experiment.input_size, training=True)
     body = [layer for layer in infer.layers if layer.depth == 1 and not layer.name.startswith(("head", "aux"))]
     rf = body[-1].rf.size[0] if body and body[-1].rf is not None else None
-    return {"model": arm.model, "options": dict(arm.model_options), "params": infer.params,
+    # in eval mode auxiliary heads do not run: the parameters used at inference are the ones that ran
+    return {"model": arm.model, "options": dict(arm.model_options), "params": infer.params - infer.unused_params,
             "trained_params": trained.params, "macs": infer.macs, "train_macs": trained.macs,
             "receptive_field": None if rf is None else int(rf)}
 
