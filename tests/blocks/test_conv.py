@@ -162,3 +162,19 @@ def test_bad_arguments_raise_value_error_naming_the_argument(factory, argument):
 def test_even_kernel_allowed_with_explicit_padding():
     block = ConvNormAct(3, 4, 2, stride=2, padding=0)
     assert block(torch.randn(1, 3, 8, 8)).shape == (1, 4, 4, 4)
+
+
+def test_pool_between_conv_and_norm():
+    # airbench's conv groups (arXiv:2404.00498): conv -> 2x2 max-pool -> BN -> GELU; BN sees 1/4 of the pixels
+    block = ConvNormAct(3, 4, 3, pool=2, act="gelu")
+    assert [name for name, _ in block.named_children()] == ["conv", "pool", "bn", "act"]
+    x = torch.randn(2, 3, 9, 9)
+    block.eval()
+    expected = block.act(block.bn(torch.nn.functional.max_pool2d(block.conv(x), 2)))
+    torch.testing.assert_close(block(x), expected)
+    assert block(x).shape == (2, 4, 4, 4)
+    assert sum(p.numel() for p in block.parameters()) == 9 * 3 * 4 + 2 * 4  # the pool adds no parameter
+    with pytest.raises(ValueError, match="pool"):
+        ConvNormAct(3, 4, 3, pool=0)
+    with pytest.raises(ValueError, match="preact"):
+        ConvNormAct(3, 4, 3, pool=2, preact=True)

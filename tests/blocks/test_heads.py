@@ -35,3 +35,19 @@ def test_gradients_reach_input_and_reset_classifier():
 def test_bad_arguments(kwargs, argument):
     with pytest.raises(ValueError, match=argument):
         ClassifierHead(**kwargs)
+
+
+def test_max_pool_and_logit_scale():
+    # airbench's head (arXiv:2404.00498): global max-pool, linear without bias, logits x 1/9
+    head = ClassifierHead(4, 3, bias=False, pool="max", scale=1 / 9)
+    x = torch.randn(2, 4, 3, 3)
+    expected = x.amax((2, 3)) @ head.fc.weight.T / 9
+    torch.testing.assert_close(head(x), expected)
+    assert sum(p.numel() for p in head.parameters()) == 4 * 3  # the scale is a constant, not a parameter
+
+
+@pytest.mark.parametrize("kwargs,argument", [({"pool": "min"}, "pool"), ({"scale": 0}, "scale"),
+                                             ({"scale": float("inf")}, "scale")])
+def test_bad_pool_or_scale(kwargs, argument):
+    with pytest.raises(ValueError, match=argument):
+        ClassifierHead(3, 3, **kwargs)

@@ -33,6 +33,7 @@ FAST_FORWARD = frozenset({
     "highway19_cifar", "highway32_cifar",
     # cnnlab's experiment nets, measured the same way: 0.1-0.6 s
     "cifar_convnet", "cifar_inception", "preact_resnet20", "preact_resnet32", "preact_resnet44", "preact_resnet56",
+    "fastcifar_vgg",  # 0.1 s
 })
 # a meta-device forward costs Python shape functions per op: 7-8 s for resnet1202 / preact_resnet1001
 # (~5,000-6,000 modules) and 2.8-3.8 s for the MAC or min-size test of the others listed (load 5-7),

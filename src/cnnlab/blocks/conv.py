@@ -55,6 +55,8 @@ class ConvNormAct(nn.Sequential):
     Params: ``C_out * C_in / g * k_h * k_w`` (+ ``C_out`` if ``bias``) + ``2 * C`` for the norm
     (``C = C_out``, or ``C_in`` when ``preact``). MACs: ``H_out * W_out * C_out * C_in / g * k_h * k_w``.
     ``padding=None`` keeps the spatial size at stride 1; ``bias=None`` means "bias only without a norm".
+    ``pool=p`` puts a ``p x p`` stride-``p`` max-pool between the conv and the norm (conv -> pool -> norm -> act,
+    airbench's conv groups, arXiv:2404.00498): the norm and activation then run on ``1/p^2`` of the pixels.
     """
 
     def __init__(
@@ -73,6 +75,7 @@ class ConvNormAct(nn.Sequential):
         norm_eps: float = 1e-5,
         norm_momentum: float = 0.1,
         inplace: bool = True,
+        pool: int | None = None,
     ) -> None:
         super().__init__()
         check_channels(in_channels, out_channels, groups)
@@ -96,9 +99,12 @@ class ConvNormAct(nn.Sequential):
         norm_channels = in_channels if preact else out_channels
         bn = nn.BatchNorm2d(norm_channels, eps=norm_eps, momentum=norm_momentum) if norm else None
         activation = make_activation(act, inplace=inplace and not preact)
+        if pool is not None and preact:
+            raise ValueError("pool applies to the conv -> norm -> act order; pass preact=False with it")
+        pooling = nn.MaxPool2d(check_positive(pool, "pool")) if pool is not None else None
         # names match torchvision's BasicConv2d (conv, bn) so that state dicts map one to one
         order = [("bn", bn), ("act", activation), ("conv", conv)] if preact else [
-            ("conv", conv), ("bn", bn), ("act", activation)]
+            ("conv", conv), ("pool", pooling), ("bn", bn), ("act", activation)]
         for name, module in order:
             if module is not None and not (name == "act" and isinstance(module, nn.Identity)):
                 self.add_module(name, module)

@@ -14,20 +14,29 @@ class ClassifierHead(nn.Module):
     Replacing flatten + fully connected layers by global average pooling makes the head
     ``C * num_classes + num_classes`` parameters whatever the spatial size (GoogLeNet: 1024 x 1000,
     not 7 x 7 x 1024 x 1000). MACs: ``C * num_classes`` (the pooling is counted as an "other" op).
+    ``pool="max"`` pools by the maximum instead; ``scale`` multiplies the logits by a constant (airbench,
+    arXiv:2404.00498: global max-pool, no bias, logits x 1/9), counted as an elementwise op, not a MAC.
     """
 
-    def __init__(self, in_channels: int, num_classes: int, dropout: float = 0.0, bias: bool = True) -> None:
+    def __init__(self, in_channels: int, num_classes: int, dropout: float = 0.0, bias: bool = True,
+                 pool: str = "avg", scale: float = 1.0) -> None:
         super().__init__()
         check_positive(in_channels, "in_channels")
         check_positive(num_classes, "num_classes")
+        if pool not in ("avg", "max"):
+            raise ValueError(f"pool must be 'avg' or 'max' (global pooling before the linear layer), got {pool!r}")
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0 < scale < float("inf"):
+            raise ValueError(f"scale must be a finite number > 0 (the logits' multiplier), got {scale!r}")
         self.in_channels, self.num_classes = in_channels, num_classes
-        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.pool = nn.AdaptiveAvgPool2d(1) if pool == "avg" else nn.AdaptiveMaxPool2d(1)
         self.flatten = nn.Flatten(1)
         self.dropout = nn.Dropout(check_probability(dropout, "dropout"))
         self.fc = nn.Linear(in_channels, num_classes, bias=bias)
+        self.scale = float(scale)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.dropout(self.flatten(self.pool(x))))
+        logits = self.fc(self.dropout(self.flatten(self.pool(x))))
+        return logits if self.scale == 1.0 else logits * self.scale
 
     def reset_classifier(self, num_classes: int) -> None:
         """Replace the final linear layer for ``num_classes`` outputs (fine-tuning)."""
