@@ -14,15 +14,22 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from cnnlab.data.flips import alternating_flips, first_epoch_flips
 from cnnlab.data.formats import ArrayDataset
 
 
 @dataclass(frozen=True)
 class Augment:
-    """Random crop after zero padding, and random horizontal flip (He et al. 2016, Sec. 4.2: pad 4, crop 32, flip)."""
+    """Random crop after zero padding, and random horizontal flip (He et al. 2016, Sec. 4.2: pad 4, crop 32, flip).
+
+    ``reflect``: pad by mirroring the border pixels instead of zeros; ``alternate_flips``: each image flipped in
+    alternate epochs, at random only in the first (airbench, arXiv:2404.00498; see ``cnnlab.data.flips``).
+    """
 
     padding: int = 4
     hflip: bool = True
+    reflect: bool = False
+    alternate_flips: bool = False
 
 
 def channel_stats(x: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -41,26 +48,43 @@ def channel_stats(x: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
     return tuple(float(m) / 255 for m in mean), tuple(float(s) / 255 for s in std)
 
 
-def crop_flip(x: torch.Tensor, augment: Augment, generator: torch.Generator) -> torch.Tensor:
-    """Pad, random-crop back to the input size and random-flip a uint8 batch (B, H, W, C), all images at once."""
+def _reflect(index: torch.Tensor, size: int) -> torch.Tensor:
+    """Indices -p..size-1+p folded back into the image by mirroring at its first and last pixel."""
+    return (size - 1) - ((size - 1) - index.abs()).abs()
+
+
+def crop_flip(x: torch.Tensor, augment: Augment, generator: torch.Generator,
+              flip: torch.Tensor | None = None) -> torch.Tensor:
+    """Pad, random-crop back to the input size and random-flip a uint8 batch (B, H, W, C), all images at once.
+
+    ``flip`` (B booleans) replaces the random flip draw, e.g. with alternating flips."""
     b, h, w, _ = x.shape
     p = augment.padding
     device = x.device
+    if augment.reflect and p >= min(h, w):
+        raise ValueError(f"reflect padding of {p} needs images larger than {p}x{p}, got {h}x{w}")
     # draw on the CPU generator so that results do not depend on the device
     dy = torch.randint(0, 2 * p + 1, (b,), generator=generator).to(device)
     dx = torch.randint(0, 2 * p + 1, (b,), generator=generator).to(device)
-    flip = (torch.rand(b, generator=generator) < 0.5).to(device) if augment.hflip else None
-    if p:
+    if flip is None and augment.hflip:
+        flip = torch.rand(b, generator=generator) < 0.5
+    flip = flip.to(device) if flip is not None else None
+    offset = 0
+    if p and augment.reflect:
+        offset = p  # index the unpadded image and mirror out-of-range indices: no padded copy
+    elif p:
         x = F.pad(x, (0, 0, p, p, p, p))  # zero padding of H and W of an NHWC batch
     c = x.shape[-1]
     # two gathers (rows, then columns) are about 2x faster than one 3-index advanced-indexing gather
-    rows = (dy[:, None] + torch.arange(h, device=device)).view(b, h, 1, 1).expand(b, h, x.shape[2], c)
-    x = torch.gather(x, 1, rows)
+    rows = dy[:, None] + torch.arange(h, device=device) - offset
+    rows = _reflect(rows, h) if offset else rows
+    x = torch.gather(x, 1, rows.view(b, h, 1, 1).expand(b, h, x.shape[2], c))
     cols = torch.arange(w, device=device).expand(b, w)
     if flip is not None:
         cols = torch.where(flip[:, None], w - 1 - cols, cols)
-    cols = (dx[:, None] + cols).view(b, 1, w, 1).expand(b, h, w, c)
-    return torch.gather(x, 2, cols)
+    cols = dx[:, None] + cols - offset
+    cols = _reflect(cols, w) if offset else cols
+    return torch.gather(x, 2, cols.view(b, 1, w, 1).expand(b, h, w, c))
 
 
 def normalize(x: torch.Tensor, mean: Sequence[float], std: Sequence[float],
@@ -96,6 +120,8 @@ class BatchLoader:
         self.train, self.augment, self.seed = train, augment, seed
         self.rank, self.world_size = rank, world_size
         self.channels_last = channels_last
+        alternate = augment is not None and augment.hflip and augment.alternate_flips
+        self.first_flips = first_epoch_flips(len(data), seed) if train and alternate else None
 
     def __len__(self) -> int:
         """Training: full batches per epoch (the remainder is dropped). Evaluation: batches of this rank's shard."""
@@ -109,12 +135,19 @@ class BatchLoader:
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
         return torch.randperm(len(self.y), generator=g)
 
-    def batch(self, order: torch.Tensor, index: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """Training batch ``index`` of an epoch order: this rank's slice, augmented and normalised."""
+    def batch(self, order: torch.Tensor, index: int, generator: torch.Generator,
+              epoch: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Training batch ``index`` of an epoch order: this rank's slice, augmented and normalised (alternating
+        flips need the ``epoch``)."""
         idx = order[index * self.batch_size:(index + 1) * self.batch_size].to(self.x.device)
         x = self.x[idx]
         if self.augment is not None:
-            x = crop_flip(x, self.augment, generator)  # draws for the global batch keep ranks in step
+            flip = None
+            if self.first_flips is not None:
+                if epoch is None:
+                    raise ValueError("alternating flips depend on the epoch: pass batch(..., epoch=e)")
+                flip = alternating_flips(self.first_flips, idx, epoch)
+            x = crop_flip(x, self.augment, generator, flip)  # draws for the global batch keep ranks in step
         if self.world_size > 1:
             x, idx = x[self.rank::self.world_size], idx[self.rank::self.world_size]
         return normalize(x, self.mean, self.std, self.channels_last), self.y[idx]
