@@ -63,8 +63,18 @@ def test_compare_googlenet_alexnet_claims(capsys):
 
 
 def test_lint_reports_factorisation(capsys):
-    assert main(["lint", SPEC, "--input", "3x8x8"]) == 0
+    assert main(["lint", SPEC, "--input", "3x8x8"]) == 1  # findings: exit 1, so a CI step fails on them
     out = capsys.readouterr().out
     assert "[factorize]" in out and "28%" in out and "60%" in out
-    assert main(["lint", SPEC, "--input", "3x8x8", "--format", "json"]) == 0
+    assert main(["lint", SPEC, "--input", "3x8x8", "--format", "json"]) == 1
     assert json.loads(capsys.readouterr().out)["findings"][0]["rule"] == "factorize"
+
+
+def clean_net() -> nn.Module:
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                         nn.Linear(8, 2))
+
+
+def test_lint_without_findings_exits_0(capsys):
+    assert main(["lint", f"{__name__}:clean_net", "--input", "3x8x8"]) == 0
+    assert "no findings" in capsys.readouterr().out

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
 import sys
 from collections.abc import Sequence
@@ -58,7 +59,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0 if args.command is None else 2
     try:
-        return int(args.handler(args) or 0)
+        code = int(args.handler(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows up here, not at interpreter exit where it would print an error
+        return code
+    except BrokenPipeError:
+        return _broken_pipe()
     except KeyboardInterrupt:
         print("cnnlab: interrupted", file=sys.stderr)
         return 130
@@ -68,3 +73,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"cnnlab {args.command}: error: {message}", file=sys.stderr)
         return 2
+
+
+def _broken_pipe() -> int:
+    """The reader went away (``cnnlab models | head -1``): stop quietly with a shell's SIGPIPE status, 141.
+
+    stdout is pointed at /dev/null so that Python's final flush of the unread output raises nothing (the
+    recipe in the documentation of the ``signal`` module); no error line, as ``cat`` or ``ls`` print none.
+    """
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # stdout replaced by an object without a descriptor (tests)
+        pass
+    return 141

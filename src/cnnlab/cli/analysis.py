@@ -6,14 +6,16 @@ import argparse
 import json
 import sys
 from pathlib import Path
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING
 
 from cnnlab._io import atomic_write
 from cnnlab.cli import CLIError, parse_size
 
-_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "float64": torch.float64}
+if TYPE_CHECKING:
+    from torch import nn
+
+# dtype names; torch is imported only when a command runs, so that `cnnlab --help` stays fast
+_DTYPES = ("bfloat16", "float16", "float32", "float64")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -42,9 +44,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     lint = subparsers.add_parser(
         "lint", help="check a model against the design principles of 'Rethinking the Inception Architecture'",
-        description="Representational bottlenecks, factorisable large kernels (5x5 -> two 3x3 saves 28%%, n x n "
+        description="Representational bottlenecks, factorisable large kernels (5x5 -> two 3x3 saves 28%, n x n "
                     "-> 1 x n + n x 1 saves 1 - 2/n), fully connected layers that dominate the parameters (and "
-                    "what global average pooling saves), Inception branches without a 1x1 reduction.")
+                    "what global average pooling saves), Inception branches without a 1x1 reduction. Exit "
+                    "status: 0 when there is no finding, 1 when there are findings (so CI can gate on it), 2 on "
+                    "an error.")
     _common(lint)
     lint.add_argument("--format", choices=("table", "json"), default="table")
     lint.set_defaults(handler=run_lint)
@@ -55,7 +59,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input", default=None, metavar="CxHxW",
                         help="input size without the batch (default: the card's, else 3x224x224)")
     parser.add_argument("--batch", type=int, default=1, help="batch size (default 1)")
-    parser.add_argument("--dtype", choices=sorted(_DTYPES), default="float32", help="activation/parameter dtype")
+    parser.add_argument("--dtype", choices=_DTYPES, default="float32", help="activation/parameter dtype")
     parser.add_argument("--train", action="store_true", help="analyse in training mode (aux heads counted)")
 
 
@@ -63,6 +67,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 def load_model(spec: str) -> nn.Module | str:
     """A zoo name stays a name (built on meta by analyze); ``pkg.module:callable`` is imported and called."""
+    import torch
+    from torch import nn
+
     if ":" not in spec:
         from cnnlab.models import model_card
 
@@ -81,10 +88,12 @@ def load_model(spec: str) -> nn.Module | str:
 
 
 def _analyze(spec: str, args: argparse.Namespace):  # noqa: ANN202 (CostReport, imported lazily)
+    import torch
+
     from cnnlab.analysis import analyze
 
     return analyze(load_model(spec), parse_size(args.input), batch_size=getattr(args, "batch", 1),
-                   dtype=_DTYPES[getattr(args, "dtype", "float32")], training=True if args.train else None)
+                   dtype=getattr(torch, getattr(args, "dtype", "float32")), training=True if args.train else None)
 
 
 def _emit(text: str, output: str | None) -> None:
@@ -165,7 +174,7 @@ def _sentence(ratio: float | None, what: str) -> str:
 
 
 def run_lint(args: argparse.Namespace) -> int:
-    """Handler of ``cnnlab lint``."""
+    """Handler of ``cnnlab lint``: exit 0 without findings, 1 with findings (for CI), 2 on errors."""
     from cnnlab.analysis.principles import lint
 
     report = _analyze(args.model, args)
@@ -173,7 +182,7 @@ def run_lint(args: argparse.Namespace) -> int:
     if args.format == "json":
         _emit(json.dumps({"model": report.model, "params": report.params, "macs": report.macs,
                           "findings": [f.to_dict() for f in findings]}, indent=1), None)
-        return 0
+        return 1 if findings else 0
     lines = [f"{report.model}: {report.params:,} params, {report.macs:,} MACs at "
              f"{'x'.join(map(str, report.input_size))}"]
     if not findings:
@@ -189,4 +198,4 @@ def run_lint(args: argparse.Namespace) -> int:
                      + (f" and {params:,} params" if params else "") + (" saved" if macs or params else ""))
         lines.extend(f"  - {f.message}" for f in group)
     _emit("\n".join(lines), None)
-    return 0
+    return 1 if findings else 0  # like ruff or flake8: a CI step fails while the model has findings

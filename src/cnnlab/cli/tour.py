@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-import torch
-from torch import nn
-
-from cnnlab.blocks import AsymmetricConv, ConvNormAct, ReducedConv, StackedConv
+if TYPE_CHECKING:  # torch is imported when the tour runs, so that `cnnlab --help` stays fast
+    from torch import nn
 
 
 def _params(module: nn.Module) -> int:
@@ -17,6 +16,7 @@ def _params(module: nn.Module) -> int:
 
 def _macs(module: nn.Module, channels: int, size: int) -> int:
     """Conv and linear multiply-adds of one forward pass, counted with PyTorch's own FlopCounterMode."""
+    import torch
     from torch.utils.flop_counter import FlopCounterMode
 
     with torch.device("meta"):
@@ -39,6 +39,8 @@ def _section(title: str, out: Callable[[str], None]) -> None:
 
 def tour_blocks(out: Callable[[str], None]) -> None:
     """The design ideas as blocks, each measured against the layer it replaces."""
+    from cnnlab.blocks import AsymmetricConv, ConvNormAct, ReducedConv, StackedConv
+
     _section("1. Design ideas as blocks (C = 64 channels in and out, 28x28 input, no norm)", out)
     c, hw = 64, 28
     plain = {"norm": False, "bias": False, "act": None}
@@ -66,6 +68,8 @@ def tour_blocks(out: Callable[[str], None]) -> None:
 
 def tour_zoo(out: Callable[[str], None]) -> None:
     """The zoo: every network counted on the spot and compared with its paper's or reference's count."""
+    import torch
+
     from cnnlab.models import create_model, list_models, model_card
 
     names = list_models()
@@ -84,6 +88,8 @@ def tour_zoo(out: Callable[[str], None]) -> None:
 
 def tour_costs(out: Callable[[str], None]) -> None:
     """Costs per layer, the way the textbooks count them by hand, and receptive fields through branches."""
+    import torch
+
     from cnnlab.analysis import analyze
     from cnnlab.models import create_model
 
@@ -107,6 +113,8 @@ def tour_costs(out: Callable[[str], None]) -> None:
 
 def tour_design(out: Callable[[str], None]) -> None:
     """The papers' rules applied as transforms, with what they buy."""
+    import torch
+
     from cnnlab.design import factorize, gap_head
     from cnnlab.models import create_model
 

@@ -14,7 +14,17 @@ from cnnlab.data.formats import (
     read_idx,
     read_mat_v5,
 )
-from cnnlab.data.loader import Augment, BatchLoader, channel_stats, crop_flip, normalize
+
+# the loader needs torch: imported on first use, so that `cnnlab --help` (which lists the data sets) stays fast
+_LOADER = ("Augment", "BatchLoader", "channel_stats", "crop_flip", "normalize")
+
+
+def __getattr__(name: str) -> object:
+    if name in _LOADER:
+        from cnnlab.data import loader
+
+        return getattr(loader, name)
+    raise AttributeError(f"module 'cnnlab.data' has no attribute {name!r}")
 
 __all__ = [
     "DATASETS", "ArrayDataset", "Augment", "BatchLoader", "ChecksumError", "CorruptDataError", "OfflineError",
