@@ -6,6 +6,7 @@ import ast
 import dataclasses
 import difflib
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -13,8 +14,17 @@ from pathlib import Path
 from typing import Any
 
 OPTIMIZERS = ("sgd", "rmsprop", "adamw")
-SCHEDULES = ("step", "cosine", "onecycle", "exponential", "constant")
+SCHEDULES = ("step", "cosine", "onecycle", "exponential", "constant", "onecycle_linear")
 PRECISIONS = ("auto", "bf16", "fp32")
+# float keys: what each must be besides finite (NaN and infinity are refused for all of them)
+_FLOAT_RANGES = (
+    ("lr", lambda v: v > 0, "> 0"), ("momentum", lambda v: 0 <= v < 1, "in [0, 1)"),
+    ("weight_decay", lambda v: v >= 0, ">= 0"), ("rmsprop_decay", lambda v: 0 <= v < 1, "in [0, 1)"),
+    ("rmsprop_eps", lambda v: v > 0, "> 0"), ("gamma", lambda v: v > 0, "> 0"),
+    ("warmup_lr", lambda v: v > 0, "> 0"), ("onecycle_pct", lambda v: 0 < v < 1, "in (0, 1)"),
+    ("label_smoothing", lambda v: 0 <= v < 1, "in [0, 1)"), ("aux_weights", lambda v: v >= 0, ">= 0 each, or null"),
+    ("grad_clip", lambda v: v > 0, "> 0, or null"),
+)
 
 
 @dataclass(frozen=True)
@@ -64,10 +74,30 @@ class TrainConfig:
     log_every: int = 1  # steps between metric lines
     checkpoint_every: int = 0  # steps between checkpoints; 0: at the end of each epoch only
     eval_every: int = 1  # epochs between test-set evaluations
+    # fast training (airbench, K. Jordan 2024, arXiv:2404.00498); the recipe cifar10-94 sets them (train/recipes.py)
+    lr_start_factor: float = 0.2  # onecycle_linear: lr x this at step 0, rising linearly to lr at onecycle_pct
+    lr_end_factor: float = 0.07  # onecycle_linear: lr x this at the last step, falling linearly from the peak
+    norm_lr_scale: float = 1.0  # lr multiplier of normalisation-layer parameters (airbench: 64 for BN biases)
+    norm_weight_decay: float | None = None  # their weight decay; null: weight_decay (0: no decay on BN)
+    crop_reflect: bool = False  # pad crops by mirroring the border pixels instead of zeros
+    alternate_flips: bool = False  # hflip: each image flipped in alternate epochs, at random only in the first
+    dirac_init: bool = False  # every conv's first C_in filters start as the identity (partial dirac init)
+    whiten_init: bool = False  # first conv := patch whitening of the first 5000 training images, frozen
+    whiten_bias_epochs: int | None = None  # whiten_init: epochs the first conv's bias trains; null: all
+    ema_decay: float | None = None  # average the weights and BN buffers (EMA); evaluated and saved instead
+    ema_every: int = 1  # optimiser steps between EMA updates
+    ema_warmup_power: float = 0.0  # decay x (step / total_steps) ** power: forgets the init early (airbench: 3)
+    lookahead: bool = False  # copy the EMA into the trained weights at every update (Lookahead)
+    tta: str = "none"  # evaluation views, logits averaged: none, flip (+ mirror), flip_translate (+ 1-pixel shifts)
 
     def __post_init__(self) -> None:
         from cnnlab.data import DATASETS
 
+        for f in dataclasses.fields(self):  # TrainConfig(lr="0.1") is as wrong as --set lr=abc: a TypeError
+            value = getattr(self, f.name)
+            typed = _coerce(f.name, value, _hints()[f.name])
+            if typed is not value:
+                object.__setattr__(self, f.name, typed)  # 1 -> 1.0, [10, 20] -> (10, 20)
         for name, allowed in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES), ("precision", PRECISIONS),
                               ("data", DATASETS)):
             if getattr(self, name) not in allowed:
@@ -78,10 +108,27 @@ class TrainConfig:
         for name in ("max_steps", "subset", "num_classes", "image_size"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"config {name} must be >= 1 or null, got {getattr(self, name)}")
-        if self.lr <= 0:
-            raise ValueError(f"config lr must be > 0, got {self.lr}")
-        if not 0 <= self.label_smoothing < 1:
-            raise ValueError(f"config label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        for name in ("checkpoint_every", "decay_every", "warmup_steps", "crop_padding"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"config {name} must be >= 0, got {getattr(self, name)}")
+        if any(m < 0 for m in self.milestones):
+            raise ValueError(f"config milestones must be steps >= 0, got {list(self.milestones)}")
+        for name, ok, allowed in _FLOAT_RANGES:
+            value = getattr(self, name)
+            for v in value if isinstance(value, tuple) else () if value is None else (value,):
+                if not (math.isfinite(v) and ok(v)):
+                    raise ValueError(f"config {name} must be a finite number {allowed}, got {value}")
+        if self.device != "auto":
+            import torch
+
+            try:
+                torch.device(self.device)
+            except (RuntimeError, ValueError):
+                raise ValueError(f"config device={self.device!r} is not a device: use auto, cpu, cuda, cuda:N "
+                                 f"or mps") from None
+        from cnnlab.train.techniques import check_options
+
+        check_options(self)  # the fast-training keys above
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (tuples become lists)."""
@@ -185,6 +232,8 @@ def parse_override(text: str) -> tuple[str, Any]:
 def load_config_file(path: str | Path) -> dict[str, Any]:
     """A YAML or JSON mapping of config keys (not yet checked)."""
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"config file {path} is a folder; --config takes a YAML or JSON file")
     if not path.is_file():
         raise FileNotFoundError(f"config file {path} does not exist")
     text = path.read_text()
