@@ -5,6 +5,7 @@ from cnnlab.data.download import ChecksumError, OfflineError, check_digest, down
 from cnnlab.data.formats import (
     ArrayDataset,
     CorruptDataError,
+    check_labels,
     load_cifar_binary,
     load_cifar_python,
     load_idx,
@@ -28,7 +29,7 @@ def __getattr__(name: str) -> object:
 
 __all__ = [
     "DATASETS", "ArrayDataset", "Augment", "BatchLoader", "ChecksumError", "CorruptDataError", "OfflineError",
-    "channel_stats", "check_digest", "crop_flip", "download", "load_cifar_binary", "load_cifar_python",
+    "channel_stats", "check_digest", "check_labels", "crop_flip", "download", "load_cifar_binary", "load_cifar_python",
     "load_dataset", "load_idx", "load_image_folder", "load_npz", "load_svhn_mat", "normalize", "read_idx",
     "read_mat_v5",
 ]

@@ -6,6 +6,7 @@ objects: the CIFAR pickles are read by an unpickler that only admits plain conta
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import pickle
 import struct
@@ -19,19 +20,32 @@ import numpy as np
 
 @dataclass(frozen=True)
 class ArrayDataset:
-    """Images as uint8 (N, H, W, C), labels as int64 (N,), and the class names (index = label)."""
+    """Images as uint8 (N, H, W, C), labels as int64 (N,), and the class names (index = label).
+
+    ``classes`` named by metadata (a file's class list, a data set's official names, folder names) bound the
+    labels: one outside 0..len(classes)-1 is an error naming ``source`` (the file it came from), the label and
+    its row. Without names (``classes=()``) the classes are 0..max(label), and ``inferred_classes`` says so.
+    """
 
     x: np.ndarray
     y: np.ndarray
     classes: tuple[str, ...]
+    source: str = ""  # the file or folder the data came from, for messages
+    inferred_classes: bool = False  # True when no metadata named the classes: they are 0..max(label)
 
     def __post_init__(self) -> None:
+        where = f"{self.source}: " if self.source else ""
         if self.x.dtype != np.uint8 or self.x.ndim != 4:
-            raise ValueError(f"images must be uint8 of shape (N, H, W, C), got {self.x.dtype} {self.x.shape}")
+            raise ValueError(f"{where}images must be uint8 of shape (N, H, W, C), got {self.x.dtype} {self.x.shape}")
         if self.y.ndim != 1 or len(self.y) != len(self.x):
-            raise ValueError(f"labels must have shape ({len(self.x)},), got {self.y.shape}")
+            raise ValueError(f"{where}labels must have shape ({len(self.x)},), got {self.y.shape}")
         if not np.issubdtype(self.y.dtype, np.integer):
-            raise ValueError(f"labels must be integers, got dtype {self.y.dtype}")
+            raise ValueError(f"{where}labels must be integers, got dtype {self.y.dtype}")
+        if not self.classes:
+            object.__setattr__(self, "classes", _default_classes(self.y))
+            object.__setattr__(self, "inferred_classes", True)
+        count = None if self.inferred_classes else len(self.classes)
+        check_labels(self.y, count, self.source, f"its metadata names {len(self.classes)} classes")
 
     def __len__(self) -> int:
         return len(self.y)
@@ -42,7 +56,21 @@ class ArrayDataset:
 
     def subset(self, n: int) -> ArrayDataset:
         """The first ``n`` examples (for quick runs)."""
-        return ArrayDataset(self.x[:n], self.y[:n], self.classes)
+        return dataclasses.replace(self, x=self.x[:n], y=self.y[:n])
+
+
+def check_labels(y: np.ndarray, num_classes: int | None, source: str = "", why: str = "") -> None:
+    """Raise unless every label is in 0..num_classes-1 (None: only >= 0); the message names ``source``, the
+    first bad label and its row, and ``why`` the class count is what it is."""
+    bad = np.flatnonzero(y < 0) if num_classes is None else np.flatnonzero((y < 0) | (y >= num_classes))
+    if len(bad):
+        row = int(bad[0])
+        where = f"{source}: " if source else ""
+        allowed = "a class index >= 0" if num_classes is None else f"outside 0..{num_classes - 1}"
+        because = f" ({why})" if why and num_classes is not None else ""
+        verb = "is not" if num_classes is None else "is"
+        raise CorruptDataError(f"{where}label {int(y[row])} at row {row} {verb} {allowed}{because}; fix the labels "
+                               f"or the class list")
 
 
 class CorruptDataError(ValueError):
@@ -54,10 +82,12 @@ def _corrupt(path: Path, why: str) -> CorruptDataError:
                             f"replace it with a fresh copy of the official file")
 
 
-def _need(path: Path) -> Path:
+def _need(path: Path, what: str = "data file") -> Path:
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{what} {path} is a folder; give the file itself")
     if not path.is_file():
-        raise FileNotFoundError(f"data file {path} does not exist; put the file there or pass another --data-dir")
+        raise FileNotFoundError(f"{what} {path} does not exist; put the file there or pass another --data-dir")
     return path
 
 
@@ -68,7 +98,7 @@ def _default_classes(y: np.ndarray) -> tuple[str, ...]:
 # ---------------------------------------------------------------- npz (the format of ../shared/data)
 def load_npz(path: str | Path) -> ArrayDataset:
     """An ``.npz`` with ``x`` uint8 (N, H, W, C), ``y`` int (N,) and optionally ``classes``; no pickles."""
-    path = _need(Path(path))
+    path = _need(Path(path), "npz file (--train-file / --test-file)")
     try:
         with np.load(path, allow_pickle=False) as f:
             if "x" not in f or "y" not in f:
@@ -85,7 +115,7 @@ def load_npz(path: str | Path) -> ArrayDataset:
         x = x[..., None]
     if x.ndim != 4 or y.ndim != 1 or len(x) != len(y) or not np.issubdtype(y.dtype, np.integer):
         raise _corrupt(path, f"expected x (N, H, W, C) and integer y (N,), got x {x.shape} and y {y.shape} {y.dtype}")
-    return ArrayDataset(np.ascontiguousarray(x), y.astype(np.int64), classes or _default_classes(y))
+    return ArrayDataset(np.ascontiguousarray(x), y.astype(np.int64), classes or (), source=str(path))
 
 
 # ---------------------------------------------------------------- CIFAR python pickles
@@ -130,6 +160,7 @@ def _chw_rows_to_nhwc(data: np.ndarray, path: Path) -> np.ndarray:
 def load_cifar_python(files: Sequence[str | Path], meta: str | Path | None, label_key: str = "labels",
                       names_key: str = "label_names") -> ArrayDataset:
     """CIFAR-10 (``data_batch_*``, ``test_batch``) or CIFAR-100 (``train``, ``test``; ``fine_labels``) pickles."""
+    classes = _names(_unpickle(Path(meta))[names_key]) if meta is not None else ()
     xs, ys = [], []
     for file in files:
         path = Path(file)
@@ -140,11 +171,10 @@ def load_cifar_python(files: Sequence[str | Path], meta: str | Path | None, labe
         y = np.asarray(batch[label_key], dtype=np.int64)
         if len(y) != len(x):
             raise _corrupt(path, f"{len(x)} images but {len(y)} labels")
+        check_labels(y, len(classes) if classes else None, str(path), f"{meta} names {len(classes)} classes")
         xs.append(x)
         ys.append(y)
-    y = np.concatenate(ys)
-    classes = _names(_unpickle(Path(meta))[names_key]) if meta is not None else _default_classes(y)
-    return ArrayDataset(np.concatenate(xs), y, classes)
+    return ArrayDataset(np.concatenate(xs), np.concatenate(ys), classes, source=str(Path(files[0]).parent))
 
 
 # ---------------------------------------------------------------- CIFAR binary
@@ -163,9 +193,11 @@ def load_cifar_binary(files: Sequence[str | Path], label_bytes: int = 1, label_i
             raise _corrupt(path, f"its size {raw.size} is not a multiple of the {record}-byte record")
         rows = raw.reshape(-1, record)
         ys.append(rows[:, label_index].astype(np.int64))
+        check_labels(ys[-1], len(classes) if classes else None, str(path), f"the data set has {len(classes or ())} "
+                     f"classes")
         xs.append(_chw_rows_to_nhwc(rows[:, label_bytes:], path))
-    y = np.concatenate(ys)
-    return ArrayDataset(np.concatenate(xs), y, tuple(classes) if classes else _default_classes(y))
+    return ArrayDataset(np.concatenate(xs), np.concatenate(ys), tuple(classes or ()),
+                        source=str(Path(files[0]).parent))
 
 
 # ---------------------------------------------------------------- idx (MNIST, Fashion-MNIST)
@@ -201,7 +233,7 @@ def load_idx(images: str | Path, labels: str | Path, classes: Sequence[str] | No
     if x.ndim != 3 or y.ndim != 1 or len(x) != len(y) or x.dtype != np.uint8:
         raise _corrupt(Path(images), f"images {x.shape} {x.dtype} and labels {y.shape} do not pair up")
     y = y.astype(np.int64)
-    return ArrayDataset(np.ascontiguousarray(x[..., None]), y, tuple(classes) if classes else _default_classes(y))
+    return ArrayDataset(np.ascontiguousarray(x[..., None]), y, tuple(classes or ()), source=str(labels))
 
 
 # ---------------------------------------------------------------- ImageFolder
@@ -214,6 +246,9 @@ def load_image_folder(root: str | Path, size: int | tuple[int, int] | None = Non
     from PIL import Image, UnidentifiedImageError
 
     root = Path(root)
+    if root.is_file():
+        raise NotADirectoryError(f"image folder {root} is a file; --data imagefolder needs a folder with one "
+                                 f"sub-folder of images per class")
     if not root.is_dir():
         raise FileNotFoundError(f"image folder {root} does not exist; it must hold one sub-folder per class")
     classes = sorted(p.name for p in root.iterdir() if p.is_dir())
@@ -240,7 +275,7 @@ def load_image_folder(root: str | Path, size: int | tuple[int, int] | None = Non
             labels.append(label)
     if not images:
         raise FileNotFoundError(f"image folder {root} holds no images with extensions {IMAGE_EXTENSIONS}")
-    return ArrayDataset(np.stack(images), np.asarray(labels, dtype=np.int64), tuple(classes))
+    return ArrayDataset(np.stack(images), np.asarray(labels, dtype=np.int64), tuple(classes), source=str(root))
 
 
 # ---------------------------------------------------------------- MATLAB v5 .mat (SVHN)
@@ -319,5 +354,5 @@ def load_svhn_mat(path: str | Path) -> ArrayDataset:
         raise _corrupt(path, f"X {x.shape} and y {y.shape} do not pair up")
     y = np.where(y == 10, 0, y)  # SVHN labels digit 0 as 10 (SVHN page, "Format 2")
     return ArrayDataset(np.ascontiguousarray(x.transpose(3, 0, 1, 2).astype(np.uint8)), y,
-                        tuple(str(i) for i in range(10)))
+                        tuple(str(i) for i in range(10)), source=str(path))
 
