@@ -56,7 +56,7 @@ def work(tmp_path, monkeypatch):
     rng = np.random.default_rng(0)
     for name, n in (("train", 32), ("test", 16)):
         np.savez(tmp_path / f"{name}.npz", x=rng.integers(0, 256, (n, 8, 8, 3), dtype=np.uint8),
-                 y=rng.integers(0, 4, n))
+                 y=rng.integers(0, 4, n), classes=np.array(["a", "b", "c", "d"]))
     yield tmp_path
     sys.modules.pop("evilnet_safety", None)
 

@@ -23,16 +23,17 @@ from torch import nn
 
 
 class Tiny(nn.Module):
-    def __init__(self, num_classes=4, nan_after=None, in_channels=3):
+    def __init__(self, num_classes=4, nan_after=None, in_channels=3, scale=1.0):
         super().__init__()
         self.conv = nn.Conv2d(in_channels, 6, 3, padding=1)
         self.bn = nn.BatchNorm2d(6)
         self.fc = nn.Linear(6, num_classes)
         self.nan_after, self.calls = nan_after, 0
+        self.scale = scale
 
     def forward(self, x):
         h = torch.relu(self.bn(self.conv(x))).mean((2, 3))
-        out = self.fc(h)
+        out = self.fc(h) * self.scale
         if self.training and self.nan_after is not None:
             self.calls += 1
             if self.calls > self.nan_after:
@@ -99,6 +100,8 @@ def test_train_then_eval(work, capsys):
     # --resume with a longer run continues from step 8
     assert main(["train", "--resume", "run", "--epochs", "3", "--quiet", "--trust-run-code"]) == 0
     assert load_checkpoint(work / "run" / "checkpoints" / "last.safetensors")[1]["step"] == 12
+    err = capsys.readouterr().err
+    assert "resuming run at step 8 with epochs 2 -> 3" in err and "cosine schedule keeps the 8 steps" in err
     _one_line_error(capsys, ["train", "--resume", "run", "--lr", "0.5", "--trust-run-code"], "cannot change lr when resuming")
 
 
@@ -145,6 +148,41 @@ def test_nan_loss_keeps_last_good_checkpoint(work, capsys):
     assert meta["step"] == 5 and all(torch.isfinite(t).all() for k, t in tensors.items() if k.startswith("model/"))
     lines = (work / "n" / "metrics.jsonl").read_text().splitlines()
     assert all(json.loads(line)["step"] <= 5 for line in lines)
+
+
+def test_diverged_run_is_recovered_with_a_recorded_lr_change(work, capsys):
+    # lr 1e38 after 3 warm-up steps overflows the weights at step 4 while the loss is still finite
+    diverge = ["--epochs", "2", "--lr", "1e38", "--set", "warmup_steps=3", "--set", "warmup_lr=0.05", "--set",
+               "checkpoint_every=1", "--set", "model_options={'scale': 100.0}"]
+    _one_line_error(capsys, _train_args("d", *diverge), "holds NaN or infinity after step 4; training stopped "
+                    "and nothing non-finite was saved; the last finite state is in d/checkpoints: last.safetensors "
+                    "(step 3)")
+    assert main(["eval", "d", "--checkpoint", "last", "--trust-run-code"]) == 0  # finite, so it evaluates
+    capsys.readouterr()
+    resume = ["train", "--resume", "d", "--lr", "0.05", "--trust-run-code"]
+    _one_line_error(capsys, resume, "--allow-change lr")
+    assert main(resume + ["--allow-change", "lr"]) == 0
+    assert "resuming d at step 3 with lr 1e+38 -> 0.05 (recorded in config.json)" in capsys.readouterr().err
+    record = json.loads((work / "d" / "config.json").read_text())
+    assert record["config"]["lr"] == 1e38 and record["changes"] == [{"step": 3, "key": "lr", "old": 1e38,
+                                                                      "new": 0.05}]
+    assert json.loads((work / "d" / "summary.json").read_text())["finished"]
+    # finished: resuming changes nothing and says how to extend it
+    files = {p: p.read_bytes() for p in (work / "d").rglob("*") if p.is_file()}
+    _one_line_error(capsys, ["train", "--resume", "d", "--trust-run-code"], "d is finished (8 of 8 steps)")
+    assert {p: p.read_bytes() for p in (work / "d").rglob("*") if p.is_file()} == files
+
+
+def test_a_run_killed_during_set_up_restarts_by_the_same_command(work, capsys):
+    (work / "k" / "checkpoints").mkdir(parents=True)  # what a kill before config.json leaves
+    _one_line_error(capsys, ["train", "--resume", "k"], "k has no config.json: its run stopped before set-up "
+                    "finished; start it afresh with the command that started it")
+    assert main(_train_args("k", "--epochs", "1")) == 0
+    assert "k has no config.json: its run stopped before set-up finished; starting it afresh" in \
+        capsys.readouterr().err
+    (work / "k2" / "checkpoints").mkdir(parents=True)
+    assert main(_train_args("k2", "--epochs", "1", "--resume", "k2")) == 0  # --resume with the arguments: same
+    assert "starting it afresh" in capsys.readouterr().err
 
 
 def _spawn(work: Path, out: str, *extra: str) -> subprocess.Popen:

@@ -128,7 +128,7 @@ def test_nan_loss_stops_and_keeps_checkpoint(tmp_path):
 def test_bad_input(tmp_path):
     bad = _data()
     bad.y[5] = 7
-    with pytest.raises(ValueError, match="label 7 is outside 0..3"):
+    with pytest.raises(ValueError, match="label 7 at row 5 is outside 0..3"):
         _run(_cfg(num_classes=4), tmp_path / "a", data=bad)
     with pytest.raises(ValueError, match="cannot take the 3x2x2 images.*smallest valid size"):
         _run(_cfg(), tmp_path / "b", data=_data(size=2))
@@ -147,8 +147,10 @@ def test_bad_input(tmp_path):
     (tmp_path / "c" / "checkpoints" / "best.safetensors").unlink()
     _, summary = _run(_cfg(epochs=1), tmp_path / "c", resume=True)
     assert summary["step"] == 3 and (tmp_path / "c" / "checkpoints" / "last.safetensors").read_bytes() == before
+    # a corrupt last checkpoint falls back to the intact best one; both corrupt: an error naming both
+    (tmp_path / "c" / "checkpoints" / "best.safetensors").write_bytes(b"\x08\0\0\0\0\0\0\0{}garbage")
     (tmp_path / "c" / "checkpoints" / "last.safetensors").write_bytes(b"\x08\0\0\0\0\0\0\0{}garbage")
-    with pytest.raises(ValueError, match="unreadable|not a cnnlab checkpoint"):
+    with pytest.raises(ValueError, match="last.safetensors is unreadable.*best.safetensors is unreadable"):
         _run(_cfg(epochs=2), tmp_path / "c", resume=True)
 
 

@@ -2,17 +2,21 @@
 
 Each module in this package adds its subcommands through ``register(subparsers)``; a subcommand's
 handler takes the parsed arguments and returns an exit code. Errors become one line on stderr and a
-non-zero exit code (2 for bad input), never a traceback, unless ``--debug``.
+non-zero exit code (2 for bad input), never a traceback, unless ``--debug``. The library's log messages
+(INFO and up: a resume, a stale lock taken over, a schedule kept) go to stderr as ``cnnlab COMMAND: ...``
+lines; under torchrun only rank 0's INFO lines show.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import logging
 import os
 import pkgutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from cnnlab import __version__
 
@@ -21,8 +25,9 @@ class CLIError(Exception):
     """An error the user can fix; the message says what was wrong and what to do."""
 
 
-def parse_size(text: str | None, dims: int | None = None) -> tuple[int, ...] | None:
-    """``"3x224x224"`` -> ``(3, 224, 224)`` for ``--input``; None stays None; ``dims`` fixes the length."""
+def parse_size(text: str | None, dims: int | None = 3) -> tuple[int, ...] | None:
+    """``"3x224x224"`` -> ``(3, 224, 224)`` for ``--input``; None stays None; ``dims`` fixes the length (None:
+    any length)."""
     if text is None:
         return None
     try:
@@ -51,6 +56,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@contextlib.contextmanager
+def _log_to_stderr(command: str) -> Iterator[None]:
+    """Show the ``cnnlab`` loggers' messages on stderr for the length of one command."""
+    logger = logging.getLogger("cnnlab")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(f"cnnlab {command}: %(message)s"))
+    level = logging.INFO if os.environ.get("RANK", "0") == "0" else logging.WARNING
+    before = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(before)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``cnnlab`` console script; returns the process exit code."""
     parser = build_parser()
@@ -59,7 +81,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0 if args.command is None else 2
     try:
-        code = int(args.handler(args) or 0)
+        with _log_to_stderr(args.command):
+            code = int(args.handler(args) or 0)
         sys.stdout.flush()  # a closed pipe shows up here, not at interpreter exit where it would print an error
         return code
     except BrokenPipeError:

@@ -39,7 +39,14 @@ def register(subparsers: Any) -> None:
     p.add_argument("--seed", type=int)
     p.add_argument("--config", help="YAML or JSON file of config keys")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint "
+                                                       "(a finished one: with a larger --epochs / --max-steps)")
+    p.add_argument("--allow-change", action="append", default=[], metavar="KEY[,KEY]",
+                   help="with --resume: let these optimisation settings (lr, weight_decay, momentum, ...) change "
+                        "from the resumed step on; config.json records each change and its step")
+    p.add_argument("--restretch-schedule", action="store_true",
+                   help="with --resume and a new --epochs / --max-steps: stretch a cosine / one-cycle schedule "
+                        "over the new length (by default it keeps the length it started with)")
     p.add_argument("--quiet", action="store_true", help="no progress bar (also when CI=true)")
     p.add_argument("--trust-run-code", action="store_true",
                    help="let a --config file or a resumed run's config.json import the package.module:callable "
@@ -82,27 +89,62 @@ def _config(args: argparse.Namespace, base: dict[str, Any] | None = None):
     for text in args.set:
         key, value = parse_override(text)
         values[key] = value
-    return from_dict(values, from_dict(base) if base is not None else TrainConfig())
+    config = from_dict(values, from_dict(base) if base is not None else TrainConfig())
+    _check_data_keys(config, values)
+    return config
+
+
+def _check_data_keys(config: Any, given: dict[str, Any]) -> None:
+    """A data key that the chosen data set ignores is an error, not a silent no-op."""
+    files = config.data in ("npz", "imagefolder")
+    if files and "data_dir" in given:
+        raise CLIError(f"--data-dir does not apply to --data {config.data}, which reads --train-file and "
+                       f"--test-file; drop --data-dir")
+    for key in ("train_file", "test_file"):
+        if not files and given.get(key) is not None:
+            flag = "--" + key.replace("_", "-")
+            raise CLIError(f"{flag} applies to --data npz or imagefolder only; --data {config.data} reads its "
+                           f"official files from --data-dir")
+
+
+def _allowed_changes(args: argparse.Namespace) -> list[str]:
+    keys = [k.strip() for text in args.allow_change for k in text.split(",") if k.strip()]
+    if (keys or args.restretch_schedule) and not args.resume:
+        flag = "--allow-change" if keys else "--restretch-schedule"
+        raise CLIError(f"{flag} applies to --resume RUN_DIR only; a new run takes any settings directly")
+    return keys
 
 
 def run_train(args: argparse.Namespace) -> int:
     """Handler of ``cnnlab train``."""
-    from cnnlab.train import Trainer, TrainingInterrupted
+    from cnnlab.train import Trainer, TrainingInterrupted, run_config
 
     rank = int(os.environ.get("RANK", "0"))
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    allow = _allowed_changes(args)
+    from_file = args.config and "model" in _load_file(args.config)
     if args.resume:
         out = Path(args.resume)
-        stored = out / "config.json"
-        if not stored.is_file():
-            raise CLIError(f"{out} holds no run (no config.json); check the --resume path")
-        base = json.loads(stored.read_text())["config"]
-        if args.model and args.model != base["model"]:
-            raise CLIError(f"{out} trains {base['model']!r}, not {args.model!r}; drop MODEL when resuming")
-        config = _config(args, base)
-        trust = args.trust_run_code or args.model == base["model"]  # naming the callable again vouches for it
+        if args.out is not None and Path(args.out).resolve() != out.resolve():
+            raise CLIError(f"--out {args.out} with --resume {out}: a run continues in its own directory; drop "
+                           f"--out (to branch a run, copy its directory first)")
+        if out.is_file():
+            raise CLIError(f"--resume {out} is a file; it takes a run directory (the --out of cnnlab train)")
+        if (out / "config.json").is_file():
+            base = run_config(out)
+            if args.model and args.model != base["model"]:
+                raise CLIError(f"{out} trains {base['model']!r}, not {args.model!r}; drop MODEL when resuming")
+            config = _config(args, base)
+            trust = args.trust_run_code or args.model == base["model"]  # naming the callable again vouches for it
+        elif out.is_dir() and (args.model or from_file):
+            config = _config(args)  # stopped before its config.json: the Trainer starts it afresh and says so
+            trust = True
+        elif out.is_dir():
+            raise CLIError(f"{out} has no config.json: its run stopped before set-up finished; start it afresh "
+                           f"with the command that started it (MODEL and options, --out {out})")
+        else:
+            raise CLIError(f"{out} holds no run (no such folder); check the --resume path")
     else:
-        from_file = args.config and "model" in _load_file(args.config)
         if not args.model and not from_file:
             raise CLIError("give a MODEL (cnnlab list shows them), a --config file that names one, or --resume "
                            "RUN_DIR")
@@ -113,7 +155,8 @@ def run_train(args: argparse.Namespace) -> int:
         trust = True  # the config came from the command line, or from a --config file checked in _config
     quiet = args.quiet or os.environ.get("CI", "").lower() in ("1", "true", "yes")
     try:
-        summary = Trainer(config, out, resume=bool(args.resume), progress=not quiet, trust_code=trust).fit()
+        summary = Trainer(config, out, resume=bool(args.resume), progress=not quiet, trust_code=trust,
+                          allow_changes=allow, restretch_schedule=args.restretch_schedule).fit()
     except TrainingInterrupted as exc:
         if rank == 0:
             print(f"cnnlab train: {exc}", file=sys.stderr)

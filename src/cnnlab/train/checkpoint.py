@@ -5,6 +5,7 @@ always whole; loading parses tensors and JSON only and never executes code."""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,22 @@ from torch import nn
 from cnnlab._io import atomic_write
 
 _META_KEY = "cnnlab"
+
+
+class NonFiniteStateError(ValueError):
+    """A tensor about to be saved (or just loaded) holds NaN or infinity."""
+
+
+def first_non_finite(tensors: Mapping[str, torch.Tensor]) -> str | None:
+    """The name of the first floating-point tensor holding NaN or infinity, or None (one device sync)."""
+    items = [(k, v) for k, v in tensors.items() if isinstance(v, torch.Tensor) and v.is_floating_point()]
+    if not items:
+        return None
+    device = items[0][1].device
+    finite = torch.stack([torch.isfinite(v).all().to(device) for _, v in items]).cpu()
+    if bool(finite.all()):
+        return None
+    return items[int((~finite).nonzero()[0])][0]
 
 
 def rng_state() -> dict[str, torch.Tensor]:
@@ -59,8 +76,12 @@ def _join_optimizer(tensors: dict[str, torch.Tensor], rest: dict[str, Any]) -> d
 
 
 def save_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer | None,
-                    extra_tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
-    """Write model weights, optimiser state, ``extra_tensors`` (RNG states) and the JSON ``meta`` atomically."""
+                    extra_tensors: dict[str, torch.Tensor], meta: dict[str, Any], *,
+                    check_finite: bool = True) -> None:
+    """Write model weights, optimiser state, ``extra_tensors`` (RNG states) and the JSON ``meta`` atomically.
+
+    A weight, buffer or optimiser tensor holding NaN or infinity raises NonFiniteStateError and writes nothing
+    (``check_finite=False`` when the caller has just checked), so a checkpoint on disk is always finite."""
     tensors = {f"model/{k}": v for k, v in model.state_dict().items()}
     optim_rest = None
     if optimizer is not None:
@@ -69,6 +90,9 @@ def save_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.O
     tensors.update(extra_tensors)
     # safetensors wants contiguous, unshared CPU tensors
     tensors = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in tensors.items()}
+    bad = first_non_finite(tensors) if check_finite else None
+    if bad is not None:
+        raise NonFiniteStateError(f"{bad} holds NaN or infinity; {path} was not written")
     header = json.dumps({**meta, "optimizer": optim_rest})
     atomic_write(path, st_save(tensors, metadata={_META_KEY: header}))
 
@@ -87,6 +111,16 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
     if header is None:
         raise ValueError(f"{path} is a safetensors file without cnnlab metadata; it is not a cnnlab checkpoint")
     return tensors, json.loads(header)
+
+
+def read_meta(path: str | Path) -> dict[str, Any]:
+    """The JSON header of a checkpoint, without reading its tensors."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            header = (f.metadata() or {}).get(_META_KEY)
+        return json.loads(header) if header is not None else {}
+    except (SafetensorError, OSError, ValueError):
+        return {}
 
 
 def restore(tensors: dict[str, torch.Tensor], meta: dict[str, Any], model: nn.Module,

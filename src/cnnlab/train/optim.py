@@ -10,10 +10,34 @@ from torch import nn
 
 from cnnlab.train.config import TrainConfig
 
+# settings a resume may change only when asked to by name (Trainer(allow_changes=...), --allow-change): they
+# change the optimisation from that step on, as when a diverged run is continued with a lower lr
+OPTIMIZATION_KEYS = ("lr", "momentum", "nesterov", "weight_decay", "rmsprop_decay", "rmsprop_eps", "grad_clip",
+                     "label_smoothing", "aux_weights", "gamma", "milestones", "decay_every", "warmup_steps",
+                     "warmup_lr", "onecycle_pct")
+# schedules whose lr at a step depends on the run's length (the others are functions of the step alone)
+LENGTH_DEPENDENT = ("cosine", "onecycle")
+
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     """SGD (momentum, Nesterov), RMSProp (decay, epsilon as in Inception-v3) or AdamW, weight decay on all weights."""
-    params = [p for p in model.parameters() if p.requires_grad]
+    return _build([p for p in model.parameters() if p.requires_grad], cfg)
+
+
+def set_hyperparameters(optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> None:
+    """Write ``cfg``'s settings (momentum, weight decay, ...) into every parameter group. Loading an optimiser's
+    state brings back the saved ones; after a resume that changed them, the config's must hold."""
+    defaults = _build([torch.zeros(1, requires_grad=True)], cfg).defaults
+    for group in optimizer.param_groups:
+        group.update(defaults)
+        if isinstance(optimizer, torch.optim.RMSprop) and group["momentum"] > 0:
+            for p in group["params"]:  # RMSprop makes this buffer only in a fresh state: momentum 0 -> 0.9
+                state = optimizer.state.get(p)
+                if state and "momentum_buffer" not in state:
+                    state["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+
+
+def _build(params: list, cfg: TrainConfig) -> torch.optim.Optimizer:
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0,
                                weight_decay=cfg.weight_decay)
@@ -33,6 +57,14 @@ def lr_at(cfg: TrainConfig, step: int, total_steps: int) -> float:
             return start + (cfg.lr - start) * (1 - math.cos(math.pi * step / rise)) / 2
         t = min(1.0, (step - rise) / max(1, total_steps - rise))
         return end + (cfg.lr - end) * (1 + math.cos(math.pi * t)) / 2
+    if cfg.schedule == "onecycle_linear":
+        # airbench (arXiv:2404.00498): linear from lr x lr_start_factor to lr over the first onecycle_pct of
+        # the run, then linear down to lr x lr_end_factor at its end
+        rise = max(1, round(cfg.onecycle_pct * total_steps))
+        if step < rise:
+            return cfg.lr * (cfg.lr_start_factor + (1 - cfg.lr_start_factor) * step / rise)
+        t = min(1.0, (step - rise) / max(1, total_steps - rise))
+        return cfg.lr * (1 + (cfg.lr_end_factor - 1) * t)
     if step < cfg.warmup_steps:
         return cfg.warmup_lr  # constant warm-up, as ResNet-110 on CIFAR (He et al. 2016, Sec. 4.2)
     if cfg.schedule == "step":

@@ -5,6 +5,10 @@ Run directory:
     metrics.jsonl       one line per logged step ({"kind": "step"}) and per epoch ({"kind": "epoch"})
     checkpoints/        last.safetensors, best.safetensors (weights, optimiser, RNG states + JSON header)
     summary.json        final numbers, written when the run ends
+    train.lock          while a process trains in it (see rundir.RunLock)
+
+The guarantees (atomic writes, exact resume, one process per run, nothing non-finite saved, a finished run
+never modified) and their tests are listed in docs/reliability.md.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,18 +33,35 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnnlab.data import ArrayDataset, Augment, BatchLoader, channel_stats, load_dataset
+from cnnlab.data import ArrayDataset, Augment, BatchLoader, channel_stats, check_labels, load_dataset
 from cnnlab.models import aux_loss, check_trusted
 from cnnlab.train.checkpoint import (
     atomic_write,
+    first_non_finite,
     load_checkpoint,
+    read_meta,
     restore,
     rng_state,
     save_checkpoint,
     set_rng_state,
 )
 from cnnlab.train.config import TrainConfig, from_dict
-from cnnlab.train.optim import build_optimizer, lr_at, set_lr
+from cnnlab.train.optim import (
+    LENGTH_DEPENDENT,
+    OPTIMIZATION_KEYS,
+    build_optimizer,
+    lr_at,
+    set_hyperparameters,
+    set_lr,
+)
+from cnnlab.train.rundir import (
+    RunLock,
+    RunLockedError,
+    add_changes,
+    read_record,
+    remove_temp_files,
+    run_config,
+)
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +69,12 @@ RESUMABLE_CHANGES = ("epochs", "max_steps", "log_every", "checkpoint_every", "ev
 
 
 class NonFiniteLossError(ValueError):
-    """The loss became NaN or infinite; the last checkpoint on disk predates it."""
+    """The loss, the weights or the optimiser state became NaN or infinite; nothing non-finite was saved, and
+    the message names the checkpoints that hold the last finite state."""
+
+
+class RunFinishedError(ValueError):
+    """``resume`` of a run that has finished: it is left as it is (a larger epochs / max_steps extends it)."""
 
 
 class TrainingInterrupted(Exception):
@@ -156,14 +182,47 @@ def _first_line(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
-def _check_labels(ds: ArrayDataset, num_classes: int, split: str) -> None:
+def _check_not_empty(ds: ArrayDataset, split: str) -> None:
     if len(ds) == 0:
-        raise ValueError(f"the {split} set is empty; check the data files")
-    lo, hi = int(ds.y.min()), int(ds.y.max())
-    if lo < 0 or hi >= num_classes:
-        bad = lo if lo < 0 else hi
-        raise ValueError(f"{split} label {bad} is outside 0..{num_classes - 1}; fix the labels or set num_classes "
-                         f"to at least {hi + 1}")
+        field = "--train-file / --data-dir" if split == "training" else "--test-file / --data-dir"
+        raise ValueError(f"the {split} set{f' {ds.source}' if ds.source else ''} is empty (0 images); check {field}")
+
+
+def _names(classes: tuple[str, ...]) -> str:
+    return ", ".join(classes[:6]) + (f", ... ({len(classes)} in all)" if len(classes) > 6 else "")
+
+
+def _run_classes(train: ArrayDataset, test: ArrayDataset, wanted: int | None,
+                 notes: list[str]) -> tuple[int, tuple[str, ...]]:
+    """The class count and names of a run: ``num_classes`` when set, else what the data's metadata names, else
+    the labels' range (said in ``notes``). Every label of both splits must fall in it."""
+    named = next((ds for ds in (train, test) if not ds.inferred_classes), None)
+    if train.x.shape[1:] != test.x.shape[1:]:
+        raise ValueError(f"training images are {train.x.shape[1:]} but test images {test.x.shape[1:]}; "
+                         f"both splits must share one size")
+    if not (train.inferred_classes or test.inferred_classes) and train.classes != test.classes:
+        raise ValueError(f"the training set names classes ({_names(train.classes)}) but the test set "
+                         f"{test.source} names ({_names(test.classes)}); both splits must share one class list")
+    if wanted is not None:
+        n, why = wanted, f"num_classes={wanted}"
+    elif named is not None:
+        n, why = named.num_classes, f"{named.source or 'the data set'} names {named.num_classes} classes"
+    else:
+        n = max(int(train.y.max()), int(test.y.max())) + 1
+        why = "the count inferred from the labels"
+        notes.append(f"no class names in the data: {n} classes, inferred from the labels 0..{n - 1} (set "
+                     f"num_classes to change it)")
+    for ds, split in ((train, "training"), (test, "test")):
+        check_labels(ds.y, n, ds.source or f"the {split} set", why)
+    names = named.classes if named is not None and named.num_classes == n else tuple(str(i) for i in range(n))
+    return n, names
+
+
+def _summary_finished(run_dir: Path) -> bool:
+    try:
+        return bool(json.loads((run_dir / "summary.json").read_text()).get("finished"))
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _environment(device: torch.device, precision: torch.dtype | None, world: int) -> dict[str, Any]:
@@ -206,21 +265,30 @@ class Trainer:
     otherwise they come from ``config.model`` and ``config.data``. Resuming a run whose stored config names
     ``package.module:callable`` needs ``model=`` or ``trust_code=True``: a run directory never imports code on
     its own word (``cnnlab.models.check_trusted``).
+
+    A resume may change ``RESUMABLE_CHANGES`` freely, and the optimisation settings of ``OPTIMIZATION_KEYS``
+    (lr, weight_decay, ...) only when named in ``allow_changes``; each change is recorded with its step in
+    config.json. The lr schedule keeps the length it started with unless ``restretch_schedule``. Rank 0 holds
+    the run directory's lock from here until ``fit`` returns.
     """
 
     def __init__(self, config: TrainConfig, out: str | Path, *, resume: bool = False, model: nn.Module | None = None,
                  train_data: ArrayDataset | None = None, test_data: ArrayDataset | None = None,
-                 progress: bool = True, trust_code: bool = False) -> None:
+                 progress: bool = True, trust_code: bool = False, allow_changes: Collection[str] = (),
+                 restretch_schedule: bool = False) -> None:
         self.run_dir = Path(out)
         self.trust_code = trust_code
         self.ckpt_dir = self.run_dir / "checkpoints"
+        self._lock = RunLock(self.run_dir)
         self.device = resolve_device(config.device)
         self.dist = _Dist(self.device)
         self.is_main = self.dist.rank == 0
         created = not self.run_dir.exists()
         try:
-            self._setup(config, resume, model, train_data, test_data, progress)
+            self._setup(config, resume, model, train_data, test_data, progress, tuple(allow_changes),
+                        restretch_schedule)
         except BaseException:
+            self._lock.release()
             self.dist.close()
             if created and self.is_main:
                 self._remove_empty_run_dir()
@@ -234,13 +302,28 @@ class Trainer:
 
     # -------------------------------------------------------- set-up
     def _setup(self, config: TrainConfig, resume: bool, model: nn.Module | None, train_data: ArrayDataset | None,
-               test_data: ArrayDataset | None, progress: bool) -> None:
+               test_data: ArrayDataset | None, progress: bool, allow_changes: tuple[str, ...],
+               restretch: bool) -> None:
         checkpoint = None
         self._given_model = model
+        self._changes: list[dict[str, Any]] = []
+        self._notes: list[str] = []  # said (rank 0, log.info) once set-up has succeeded
+        unknown = sorted(set(allow_changes) - set(OPTIMIZATION_KEYS))
+        if unknown:
+            raise ValueError(f"--allow-change {','.join(unknown)}: not an optimisation setting; it takes "
+                             f"{', '.join(OPTIMIZATION_KEYS)} ({', '.join(RESUMABLE_CHANGES)} change without it)")
+        if resume and not (self.run_dir / "config.json").is_file():
+            if not self.run_dir.is_dir():
+                raise FileNotFoundError(f"{self.run_dir} holds no run (no such folder); check the --resume path")
+            resume = False
+            self._notes.append(f"{self.run_dir} has no config.json: its run stopped before set-up finished; "
+                               f"starting it afresh")
+        elif not resume and self.ckpt_dir.is_dir() and not (self.run_dir / "config.json").exists():
+            self._notes.append(f"{self.run_dir} has no config.json: its run stopped before set-up finished; "
+                               f"starting it afresh")
+        self._open_run_dir(fresh=not resume)
         if resume:
-            config, checkpoint = self._resume_config(config)
-        else:
-            self._prepare_run_dir()
+            config, checkpoint = self._resume_config(config, allow_changes)
         self.config = cfg = config
         self.precision = resolve_precision(cfg.precision, self.device)
         if cfg.sync_bn and self.device.type != "cuda":
@@ -254,16 +337,16 @@ class Trainer:
         test = test_data if test_data is not None else self._load("test")
         if self.dist.active and self.is_main:
             torch.distributed.barrier()
+        _check_not_empty(train, "training")
+        _check_not_empty(test, "test")
         if cfg.subset is not None:
             train = train.subset(cfg.subset)
-        self.num_classes = cfg.num_classes or max(train.num_classes, int(train.y.max()) + 1)
-        _check_labels(train, self.num_classes, "training")
-        _check_labels(test, self.num_classes, "test")
-        if train.x.shape[1:] != test.x.shape[1:]:
-            raise ValueError(f"training images are {train.x.shape[1:]} but test images {test.x.shape[1:]}; "
-                             f"both splits must share one size")
-        self.classes = train.classes if len(train.classes) == self.num_classes else tuple(
-            str(i) for i in range(self.num_classes))
+        self.num_classes, self.classes = _run_classes(train, test, cfg.num_classes, self._notes)
+        self.classes_named = not (train.inferred_classes and test.inferred_classes)
+        self.image_shape = tuple(int(d) for d in train.x.shape[1:])  # H, W, C
+        if checkpoint is not None and int(checkpoint[1].get("num_classes", self.num_classes)) != self.num_classes:
+            raise ValueError(f"{self.run_dir} was trained with {checkpoint[1]['num_classes']} classes but the data "
+                             f"now has {self.num_classes}; resume it on the data it started with")
         self.mean, self.std = channel_stats(train.x) if checkpoint is None else (
             tuple(checkpoint[1]["mean"]), tuple(checkpoint[1]["std"]))
         data_device = self.device if self.device.type == "cuda" else "cpu"
@@ -279,6 +362,10 @@ class Trainer:
         self.total_steps = cfg.epochs * self.steps_per_epoch
         if cfg.max_steps is not None:
             self.total_steps = min(self.total_steps, cfg.max_steps)
+        self.schedule_steps = self.total_steps  # the lr schedule's length, fixed when the run starts
+        if checkpoint is not None:
+            self._check_not_finished(int(checkpoint[1]["step"]))
+            self._fix_schedule(checkpoint[1], restretch)
 
         torch.manual_seed(cfg.seed)  # weight init; the state is saved with every checkpoint
         self.model = model if model is not None else build_model(cfg, self.num_classes)
@@ -293,20 +380,30 @@ class Trainer:
         self.generator = torch.Generator().manual_seed(cfg.seed)  # augmentation draws
         self.step, self.best_acc = 0, -1.0
         self.epoch_stats: list[float] = [0.0, 0, 0]  # this epoch so far: loss sum, correct, images
+        # which checkpoints on disk hold a finite state, named when training stops on NaN / infinity
+        self._saved = {name: int(meta["step"]) for name in ("last", "best")
+                       if "step" in (meta := read_meta(self.ckpt_dir / f"{name}.safetensors"))}
         if checkpoint is not None:
             tensors, meta = checkpoint
             restore(tensors, meta, self.model, self.optimizer)
+            set_hyperparameters(self.optimizer, cfg)  # the saved groups hold the old settings; cfg's win
             set_rng_state(tensors)
             self.generator.set_state(tensors["rng/run"])
             self.step, self.best_acc = int(meta["step"]), float(meta.get("best_acc", -1.0))
             self.epoch_stats = list(meta["epoch_stats"])
-            log.info("resuming %s at step %d", self.run_dir, self.step)
+        if resume and self.is_main:
+            changes = [{"step": self.step, **c} for c in self._changes]
+            if changes:
+                add_changes(self.run_dir, self._record, changes)
+            said = "; ".join(f"{c['key']} {c['old']} -> {c['new']}" for c in changes)
+            self._notes.append(f"resuming {self.run_dir} at step {self.step}"
+                               f"{f' with {said} (recorded in config.json)' if said else ''}")
         self.metrics = _Metrics(self.run_dir / "metrics.jsonl", self.is_main)
         self.metrics.truncate_after(self.step)
         if self.is_main and not resume:
             env = _environment(self.device, self.precision, self.dist.world_size)
-            atomic_write(self.run_dir / "config.json", json.dumps({"config": cfg.to_dict(), "environment": env},
-                                                                  indent=2))
+            atomic_write(self.run_dir / "config.json", json.dumps({"config": cfg.to_dict(), "environment": env,
+                                                                   "changes": []}, indent=2))
         self.forward_model: nn.Module = self.model
         if self.dist.active:
             from torch.nn.parallel import DistributedDataParallel
@@ -315,44 +412,123 @@ class Trainer:
             self.forward_model = DistributedDataParallel(self.model, device_ids=ids)
         if cfg.compile:  # after DDP, so that the compiler sees DDP's gradient buckets (PyTorch's advice)
             self.forward_model = torch.compile(self.forward_model)
+        if self.is_main:
+            for note in self._notes:
+                log.info("%s", note)
 
     def _load(self, split: str) -> ArrayDataset:
         cfg_file = self.config.train_file if split == "train" else self.config.test_file
         return load_dataset(self.config.data, split, self.config.data_dir, file=cfg_file,
                             download=self.config.download, image_size=self.config.image_size)
 
-    def _prepare_run_dir(self) -> None:
+    def _open_run_dir(self, fresh: bool) -> None:
+        """Rank 0 makes the run directory (``fresh``) and takes its lock, then removes what interrupted writes
+        left behind; a fresh run never writes over another run's files."""
         if self.is_main:
-            if (self.run_dir / "config.json").exists():
-                raise FileExistsError(f"{self.run_dir} already holds a run; continue it with --resume {self.run_dir} "
-                                      f"or choose another --out")
             try:
                 self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+                taken = self._lock.acquire()
                 probe = self.run_dir / ".write-test"
                 probe.write_bytes(b"")
                 probe.unlink()
             except OSError as exc:
+                if isinstance(exc, RunLockedError):
+                    raise
                 raise PermissionError(f"cannot write to run directory {self.run_dir} ({exc.strerror}); "
                                       f"choose a writable --out") from None
+            if taken:
+                log.warning("%s", taken)
+            if fresh:
+                if (self.run_dir / "config.json").exists():
+                    raise FileExistsError(f"{self.run_dir} already holds a run; continue it with --resume "
+                                          f"{self.run_dir} or choose another --out")
+                found = [str(p.relative_to(self.run_dir)) for p in (
+                    self.ckpt_dir / "last.safetensors", self.ckpt_dir / "best.safetensors",
+                    self.run_dir / "metrics.jsonl", self.run_dir / "summary.json") if p.exists()]
+                if found:
+                    raise FileExistsError(f"{self.run_dir} holds {', '.join(found)} but no config.json, so it "
+                                          f"cannot be continued; choose another --out (nothing was changed)")
+            files, size = remove_temp_files(self.run_dir)
+            if files:
+                log.info("removed %d temporary file(s) (%.1f MB) left by interrupted writes in %s", files,
+                         size / 1e6, self.run_dir)
         if self.dist.active:
             torch.distributed.barrier()
 
-    def _resume_config(self, config: TrainConfig) -> tuple[TrainConfig, tuple[dict, dict] | None]:
-        stored_path = self.run_dir / "config.json"
-        if not stored_path.is_file():
-            raise FileNotFoundError(f"{self.run_dir} holds no run (no config.json); check the --resume path")
-        stored = from_dict(json.loads(stored_path.read_text())["config"])
+    def _resume_config(self, config: TrainConfig,
+                       allow_changes: tuple[str, ...]) -> tuple[TrainConfig, tuple[dict, dict] | None]:
+        self._record = read_record(self.run_dir)
+        stored = from_dict(run_config(self.run_dir, self._record))
         if self._given_model is None:
-            check_trusted(stored.model, str(stored_path), trusted=self.trust_code)
-        changed = {k: v for k, v in config.to_dict().items() if v != stored.to_dict()[k]}
-        fixed = sorted(set(changed) - set(RESUMABLE_CHANGES))
+            check_trusted(stored.model, str(self.run_dir / "config.json"), trusted=self.trust_code)
+        now, before = config.to_dict(), stored.to_dict()
+        changed = {k: v for k, v in now.items() if v != before[k]}
+        unasked = sorted(k for k in changed if k in OPTIMIZATION_KEYS and k not in allow_changes)
+        if unasked:
+            raise ValueError(f"cannot change {', '.join(unasked)} when resuming {self.run_dir} unasked: pass "
+                             f"--allow-change {','.join(unasked)} (Python: allow_changes=) to change it from this "
+                             f"step on, recorded in config.json")
+        fixed = sorted(set(changed) - set(RESUMABLE_CHANGES) - set(OPTIMIZATION_KEYS))
         if fixed:
             raise ValueError(f"cannot change {', '.join(fixed)} when resuming {self.run_dir} (only "
-                             f"{', '.join(RESUMABLE_CHANGES)} may change); start a new run instead")
-        last = self.ckpt_dir / "last.safetensors"
-        # a run killed before its first checkpoint starts again from step 0 with its stored config
-        checkpoint = load_checkpoint(last) if last.exists() else None
-        return stored.replace(**changed), checkpoint
+                             f"{', '.join(RESUMABLE_CHANGES)} may change, optimisation settings with "
+                             f"--allow-change); start a new run instead")
+        self._changes = [{"key": k, "old": before[k], "new": v} for k, v in changed.items()]
+        return stored.replace(**changed), self._resume_checkpoint()
+
+    def _resume_checkpoint(self) -> tuple[dict, dict] | None:
+        """last.safetensors, or best.safetensors (with a message) when last is missing, unreadable or not finite;
+        None when the run stopped before its first checkpoint."""
+        problems: list[str] = []
+        for name in ("last", "best"):
+            path = self.ckpt_dir / f"{name}.safetensors"
+            if not path.exists():
+                problems.append(f"{path} is missing")
+                continue
+            try:
+                tensors, meta = load_checkpoint(path)
+            except ValueError as exc:
+                problems.append(_first_line(exc))
+                continue
+            bad = first_non_finite({k: v for k, v in tensors.items() if k.startswith(("model/", "optim/"))})
+            if bad is not None:
+                problems.append(f"{path} holds NaN or infinity in {bad}")
+                continue
+            if name == "best":
+                self._notes.append(f"{problems[0]}; resuming from the intact {path} (step {meta['step']}) instead")
+            return tensors, meta
+        if all(p.endswith("is missing") for p in problems):
+            return None  # stopped before its first checkpoint: starts at step 0 with its stored config
+        raise ValueError(f"{'; '.join(problems)}: no intact checkpoint to resume {self.run_dir} from; start "
+                         f"afresh with another --out")
+
+    def _check_not_finished(self, step: int) -> None:
+        if step >= self.total_steps and _summary_finished(self.run_dir):
+            cfg = self.config
+            raise RunFinishedError(f"{self.run_dir} is finished ({step} of {self.total_steps} steps) and is left "
+                                   f"as it is; extend it with a larger --epochs (now {cfg.epochs}, "
+                                   f"{self.steps_per_epoch} steps each) or --max-steps, or start a new run")
+
+    def _fix_schedule(self, meta: dict[str, Any], restretch: bool) -> None:
+        """The schedule keeps the length it started with: a longer run continues at its final lr."""
+        cfg, total = self.config, self.total_steps
+        fixed = int(meta.get("scheduler", {}).get("total_steps", total))
+        if fixed == total:
+            return
+        if restretch:
+            self._changes.append({"key": "schedule_steps", "old": fixed, "new": total})
+            return
+        self.schedule_steps = fixed
+        if cfg.schedule not in LENGTH_DEPENDENT:
+            return  # step, exponential, constant: the lr at a step does not depend on the run's length
+        if total > fixed:
+            self._notes.append(f"the {cfg.schedule} schedule keeps the {fixed} steps it started with: steps "
+                               f"{fixed + 1}..{total} run at its final lr {lr_at(cfg, fixed, fixed):.3g} "
+                               f"(--restretch-schedule stretches it over all {total} steps instead)")
+        else:
+            self._notes.append(f"the {cfg.schedule} schedule keeps the {fixed} steps it started with: the run now "
+                               f"stops at step {total}, before it ends (--restretch-schedule fits it to {total} "
+                               f"steps instead)")
 
     def _check_input(self, train: ArrayDataset) -> None:
         """Fail before training when the model cannot take these images (size or channels)."""
@@ -372,16 +548,41 @@ class Trainer:
             self.model.train(was_training)
 
     # -------------------------------------------------------- checkpoints
+    def _non_finite(self) -> str | None:
+        """The first weight, buffer or optimiser tensor holding NaN or infinity (None: all finite)."""
+        names = {id(p): n for n, p in self.model.named_parameters()}
+        tensors = dict(self.model.state_dict())
+        for param, state in self.optimizer.state.items():
+            for key, value in state.items():
+                if isinstance(value, torch.Tensor):
+                    tensors[f"optimiser {key} of {names.get(id(param), '?')}"] = value
+        return first_non_finite(tensors)
+
+    def _stopped(self) -> str:
+        """What a stop on NaN / infinity leaves, and how to go on."""
+        kept = ", ".join(f"{name}.safetensors (step {step})" for name, step in sorted(self._saved.items()))
+        where = f"the last finite state is in {self.ckpt_dir}: {kept}" if kept else "no checkpoint was saved yet"
+        return (f"training stopped and nothing non-finite was saved; {where}; continue with a lower lr "
+                f"(cnnlab train --resume {self.run_dir} --allow-change lr --lr LR) or set grad_clip")
+
     def _save(self, name: str, epoch: int) -> None:
         self.dist.broadcast_buffers(self.model)  # every rank holds what rank 0 saves
+        bad = self._non_finite()
+        if self.dist.any([float(bad is not None)], self.device)[0]:  # the ranks hold equal weights: all agree
+            raise NonFiniteLossError(f"{bad or 'a tensor'} holds NaN or infinity after step {self.step}; "
+                                     f"{self._stopped()}")
         if not self.is_main:
             return
         meta = {"step": self.step, "epoch": epoch, "best_acc": self.best_acc, "mean": list(self.mean),
-                "std": list(self.std), "epoch_stats": self.epoch_stats, "classes": list(self.classes), "num_classes": self.num_classes,
-                "scheduler": {"name": self.config.schedule, "step": self.step, "total_steps": self.total_steps},
+                "std": list(self.std), "epoch_stats": self.epoch_stats, "classes": list(self.classes),
+                "num_classes": self.num_classes, "classes_named": self.classes_named,
+                "image_shape": list(self.image_shape),
+                "scheduler": {"name": self.config.schedule, "step": self.step, "total_steps": self.schedule_steps},
                 "config": self.config.to_dict()}
         extra = {**rng_state(), "rng/run": self.generator.get_state()}
-        save_checkpoint(self.ckpt_dir / f"{name}.safetensors", self.model, self.optimizer, extra, meta)
+        save_checkpoint(self.ckpt_dir / f"{name}.safetensors", self.model, self.optimizer, extra, meta,
+                        check_finite=False)  # just checked, on every rank
+        self._saved[name] = self.step
 
     # -------------------------------------------------------- evaluation
     def _autocast(self) -> contextlib.AbstractContextManager:
@@ -459,8 +660,13 @@ class Trainer:
     def fit(self, until_step: int | None = None) -> dict[str, Any]:
         """Train to the end (or to ``until_step``, saving a checkpoint there); returns the summary."""
         try:
+            if self.is_main and not self._lock.held:  # a second fit() of one Trainer locks again
+                taken = self._lock.acquire()
+                if taken:
+                    log.warning("%s", taken)
             return self._fit(until_step)
         finally:
+            self._lock.release()
             self.dist.close()
 
     def _fit(self, until_step: int | None) -> dict[str, Any]:
@@ -483,16 +689,14 @@ class Trainer:
                     order_epoch, order = epoch, self.train_loader.epoch_order(epoch)
                 x, y = self.train_loader.batch(order, index, self.generator)
                 x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-                lr = lr_at(cfg, self.step, self.total_steps)
+                lr = lr_at(cfg, self.step, self.schedule_steps)
                 set_lr(self.optimizer, lr)
                 loss, correct = self._train_step(x, y)
                 loss_value = loss.item()
                 bad, stop = self.dist.any([float(not math.isfinite(loss_value)), float(caught["signum"])],
                                           self.device)
                 if bad:
-                    raise NonFiniteLossError(
-                        f"loss became {loss_value} at step {self.step + 1}; training stopped, the last checkpoint "
-                        f"in {self.ckpt_dir} is from before it; lower the lr or set grad_clip")
+                    raise NonFiniteLossError(f"loss became {loss_value} at step {self.step + 1}; {self._stopped()}")
                 self.optimizer.step()
                 self.step += 1
                 n = len(y) * self.dist.world_size
@@ -534,6 +738,9 @@ class Trainer:
                     raise TrainingInterrupted(f"{name} at step {self.step}: checkpoint saved; continue with "
                                               f"--resume {self.run_dir}", int(stop))
         bar.close()
+        if not last_eval and self.step >= self.total_steps:
+            # stopped after its last checkpoint but before its summary: finish it, training nothing
+            last_eval = self.evaluate()
         in_sync = self._ranks_identical()
         summary = {"step": self.step, "total_steps": self.total_steps, "finished": self.step >= self.total_steps,
                    "best_test_acc": self.best_acc if self.best_acc >= 0 else None,
@@ -562,6 +769,23 @@ def weights_digest(model: nn.Module) -> str:
     return h.hexdigest()
 
 
+def _check_test_set(test: ArrayDataset, meta: dict[str, Any], name: str) -> None:
+    """A test set for a trained run: images of its shape, its classes, labels in range."""
+    what = test.source or name
+    _check_not_empty(test, "test")
+    shape = meta.get("image_shape")  # H, W, C; older checkpoints know only C (the length of mean)
+    got = tuple(test.x.shape[1:])
+    if (shape is not None and tuple(shape) != got) or len(meta["mean"]) != got[-1]:
+        h, w, c = shape if shape is not None else ("H", "W", len(meta["mean"]))
+        raise ValueError(f"{what} holds {got[2]}x{got[0]}x{got[1]} images (CxHxW) but the run was trained on "
+                         f"{c}x{h}x{w}; evaluate it on images of its own shape")
+    classes = tuple(meta["classes"])
+    if not test.inferred_classes and meta.get("classes_named", True) and test.classes != classes:
+        raise ValueError(f"{what} names classes ({_names(test.classes)}) but the run was trained on "
+                         f"({_names(classes)}); evaluate it on a test set of the same classes")
+    check_labels(test.y, int(meta["num_classes"]), what, f"the run has {meta['num_classes']} classes")
+
+
 def evaluate_run(run_dir: str | Path, which: str = "best", test_data: ArrayDataset | None = None,
                  model: nn.Module | str | None = None, *, test_file: str | Path | None = None,
                  data_dir: str | Path | None = None, trust_code: bool = False) -> dict[str, Any]:
@@ -572,23 +796,34 @@ def evaluate_run(run_dir: str | Path, which: str = "best", test_data: ArrayDatas
     the files are now) points elsewhere. The run's training statistics normalise it either way.
     ``model`` (a module, or a name to build with the run's options) replaces the network the checkpoint
     names; a ``package.module:callable`` named only by the checkpoint is refused unless ``trust_code``.
+    A checkpoint with NaN or infinite weights, or a test set whose image shape or class list differs from the
+    run's, is refused: either would give an accuracy that means nothing.
     """
     run_dir = Path(run_dir)
     path = run_dir / "checkpoints" / f"{which}.safetensors"
     if which == "best" and not path.exists():
         path = run_dir / "checkpoints" / "last.safetensors"
     tensors, meta = load_checkpoint(path)
+    bad = first_non_finite({k: v for k, v in tensors.items() if k.startswith("model/")})
+    if bad is not None:
+        raise ValueError(f"{path} holds NaN or infinity in {bad[len('model/'):]}: the run diverged and its weights "
+                         f"predict nothing; evaluate another checkpoint (--checkpoint best / last) or resume the run "
+                         f"with a lower lr")
     cfg = from_dict(meta["config"])
-    if test_file is not None and cfg.data not in ("npz", "imagefolder"):
+    official = cfg.data not in ("npz", "imagefolder")
+    if test_file is not None and official:
         raise ValueError(f"the run trained on --data {cfg.data}, read from its official files; a test file applies "
                          f"to npz and imagefolder runs only: point --data-dir at the {cfg.data} files instead")
+    if data_dir is not None and not official:
+        raise ValueError(f"the run trained on --data {cfg.data}, read from {cfg.test_file}; --data-dir applies to "
+                         f"the official data sets only: give another test set with --test-file")
     test_file = cfg.test_file if test_file is None else test_file
     device = resolve_device(cfg.device)
     test = test_data if test_data is not None else load_dataset(
         cfg.data, "test", cfg.data_dir if data_dir is None else data_dir, file=test_file, download=cfg.download,
         image_size=cfg.image_size)
     num_classes = int(meta["num_classes"])
-    _check_labels(test, num_classes, "test")
+    _check_test_set(test, meta, str(test_file or cfg.data))
     if model is None:
         check_trusted(cfg.model, f"checkpoint {path}", trusted=trust_code)
     net = model if isinstance(model, nn.Module) else build_model(cfg, num_classes, name=model)
