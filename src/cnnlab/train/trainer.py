@@ -46,6 +46,7 @@ from cnnlab.train.checkpoint import (
     set_rng_state,
 )
 from cnnlab.train.config import TrainConfig, from_dict
+from cnnlab.train.ema import load_ema_weights
 from cnnlab.train.optim import (
     LENGTH_DEPENDENT,
     OPTIMIZATION_KEYS,
@@ -62,6 +63,8 @@ from cnnlab.train.rundir import (
     remove_temp_files,
     run_config,
 )
+from cnnlab.train.techniques import build_ema, prepare_model, set_group_hyperparameters, split_param_groups
+from cnnlab.train.tta import tta_logits
 
 log = logging.getLogger(__name__)
 
@@ -352,7 +355,8 @@ class Trainer:
         data_device = self.device if self.device.type == "cuda" else "cpu"
         common = dict(rank=self.dist.rank, world_size=self.dist.world_size, device=data_device,
                       channels_last=cfg.channels_last)
-        augment = Augment(cfg.crop_padding, cfg.hflip) if (cfg.crop_padding or cfg.hflip) else None
+        augment = Augment(cfg.crop_padding, cfg.hflip, cfg.crop_reflect, cfg.alternate_flips) \
+            if (cfg.crop_padding or cfg.hflip) else None
         self.train_loader = BatchLoader(train, cfg.batch_size, self.mean, self.std, train=True, augment=augment,
                                         seed=cfg.seed, **common)
         self.test_loader = BatchLoader(test, cfg.eval_batch_size, self.mean, self.std, train=False, **common)
@@ -376,7 +380,9 @@ class Trainer:
             # statistics of the global batch; the same parameters and buffers, so checkpoints load either way
             self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
         self._check_input(train)
+        prepare_model(self.model, cfg, self.train_loader, fresh=checkpoint is None)  # dirac_init, whiten_init
         self.optimizer = build_optimizer(self.model, cfg)
+        split_param_groups(self.optimizer, self.model, cfg)  # norm_lr_scale, norm_weight_decay, whiten_bias
         self.generator = torch.Generator().manual_seed(cfg.seed)  # augmentation draws
         self.step, self.best_acc = 0, -1.0
         self.epoch_stats: list[float] = [0.0, 0, 0]  # this epoch so far: loss sum, correct, images
@@ -391,6 +397,7 @@ class Trainer:
             self.generator.set_state(tensors["rng/run"])
             self.step, self.best_acc = int(meta["step"]), float(meta.get("best_acc", -1.0))
             self.epoch_stats = list(meta["epoch_stats"])
+        self.ema = build_ema(self.model, cfg, checkpoint[0] if checkpoint is not None else None)  # ema_decay
         if resume and self.is_main:
             changes = [{"step": self.step, **c} for c in self._changes]
             if changes:
@@ -567,6 +574,8 @@ class Trainer:
 
     def _save(self, name: str, epoch: int) -> None:
         self.dist.broadcast_buffers(self.model)  # every rank holds what rank 0 saves
+        if self.ema is not None:
+            self.dist.broadcast_buffers(self.ema.module)
         bad = self._non_finite()
         if self.dist.any([float(bad is not None)], self.device)[0]:  # the ranks hold equal weights: all agree
             raise NonFiniteLossError(f"{bad or 'a tensor'} holds NaN or infinity after step {self.step}; "
@@ -579,7 +588,7 @@ class Trainer:
                 "image_shape": list(self.image_shape),
                 "scheduler": {"name": self.config.schedule, "step": self.step, "total_steps": self.schedule_steps},
                 "config": self.config.to_dict()}
-        extra = {**rng_state(), "rng/run": self.generator.get_state()}
+        extra = {**rng_state(), "rng/run": self.generator.get_state(), **(self.ema.tensors() if self.ema else {})}
         save_checkpoint(self.ckpt_dir / f"{name}.safetensors", self.model, self.optimizer, extra, meta,
                         check_finite=False)  # just checked, on every rank
         self._saved[name] = self.step
@@ -594,14 +603,16 @@ class Trainer:
         """Test-set accuracy, mean loss and confusion matrix (rows: true class, columns: predicted); under DDP
         each rank evaluates its shard of the test set with rank 0's buffers, and the counts are summed."""
         self.dist.broadcast_buffers(self.model)
-        self.model.eval()
+        net = self.model if self.ema is None else self.ema.module  # the weight average, when the run keeps one
+        if net is not self.model:
+            self.dist.broadcast_buffers(net)
+        net.eval()
         confusion = torch.zeros(self.num_classes * self.num_classes, dtype=torch.float64, device=self.device)
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         with torch.no_grad(), self._autocast():
             for x, y in self.test_loader:
                 x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-                logits = self.model(x)
-                logits = logits[0] if isinstance(logits, tuple) else logits
+                logits = tta_logits(net, x, self.config.tta)  # float32, averaged over the tta views
                 loss_sum += F.cross_entropy(logits.float(), y, reduction="sum").double()
                 confusion += torch.bincount(y * self.num_classes + logits.argmax(1),
                                             minlength=self.num_classes ** 2).double()
@@ -687,10 +698,11 @@ class Trainer:
                 epoch, index = divmod(self.step, spe)
                 if epoch != order_epoch:
                     order_epoch, order = epoch, self.train_loader.epoch_order(epoch)
-                x, y = self.train_loader.batch(order, index, self.generator)
+                x, y = self.train_loader.batch(order, index, self.generator, epoch=epoch)
                 x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
                 lr = lr_at(cfg, self.step, self.schedule_steps)
                 set_lr(self.optimizer, lr)
+                set_group_hyperparameters(self.optimizer, cfg, lr, epoch)
                 loss, correct = self._train_step(x, y)
                 loss_value = loss.item()
                 bad, stop = self.dist.any([float(not math.isfinite(loss_value)), float(caught["signum"])],
@@ -699,6 +711,8 @@ class Trainer:
                     raise NonFiniteLossError(f"loss became {loss_value} at step {self.step + 1}; {self._stopped()}")
                 self.optimizer.step()
                 self.step += 1
+                if self.ema is not None:
+                    self.ema.update(self.model, self.step, self.total_steps)
                 n = len(y) * self.dist.world_size
                 correct_value = int(correct)
                 window_images += n
@@ -828,6 +842,7 @@ def evaluate_run(run_dir: str | Path, which: str = "best", test_data: ArrayDatas
         check_trusted(cfg.model, f"checkpoint {path}", trusted=trust_code)
     net = model if isinstance(model, nn.Module) else build_model(cfg, num_classes, name=model)
     restore(tensors, meta, net, None)
+    load_ema_weights(net, tensors)  # a run that averaged its weights is evaluated with the average
     net.to(device)
     loader = BatchLoader(test, cfg.eval_batch_size, meta["mean"], meta["std"], train=False,
                          device=device if device.type == "cuda" else "cpu", channels_last=cfg.channels_last)
@@ -837,8 +852,7 @@ def evaluate_run(run_dir: str | Path, which: str = "best", test_data: ArrayDatas
     autocast = torch.autocast(device.type, dtype=precision) if precision else contextlib.nullcontext()
     with torch.no_grad(), autocast:
         for x, y in loader:
-            logits = net(x.to(device))
-            pred = (logits[0] if isinstance(logits, tuple) else logits).argmax(1).cpu()
+            pred = tta_logits(net, x.to(device), cfg.tta).argmax(1).cpu()
             confusion += torch.bincount(y.cpu() * num_classes + pred, minlength=num_classes ** 2).view(
                 num_classes, num_classes)
     n = int(confusion.sum())
