@@ -104,7 +104,8 @@ def test_experiment_resumes_without_repeating_finished_runs(tmp_path, monkeypatc
     def fit_then_die(self, *a, **kw):
         calls.append(self.run_dir.name)
         if len(calls) == 2 and die:
-            raise _Killed  # killed during the second run
+            real_fit(self, until_step=1)  # the second run stops after one step and a checkpoint
+            raise _Killed
         return real_fit(self, *a, **kw)
 
     monkeypatch.setattr(Trainer, "fit", fit_then_die)
@@ -147,3 +148,25 @@ def test_cli(tmp_path, capsys, monkeypatch):
         assert main(argv) == 2
         err = capsys.readouterr().err
         assert pattern in err and len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.slow
+def test_torchrun_shares_the_runs_out_over_processes(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "cnnlab",
+           "experiment", "run", "degradation", "--budget", "smoke", "--out", str(out), "--quiet"]
+    done = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    record = json.loads((out / "experiment.json").read_text())
+    ranks = {name: entry["rank"] for name, entry in record["runs"].items()}
+    # four runs, dealt out in order: rank 0 takes runs 0 and 2, rank 1 runs 1 and 3; each trained alone
+    assert ranks == {"plain20-seed0": 0, "plain32-seed0": 1, "resnet20-seed0": 0, "resnet32-seed0": 1}
+    assert record["environment"]["processes"] == 2 and record["verdict"] == NO_VERDICT
+    for name in ranks:
+        assert json.loads((out / "runs" / name / "summary.json").read_text())["processes"] == 1
+    assert (out / "report.html").is_file() and done.stdout.count(NO_VERDICT) == 1  # rank 0 reports, once

@@ -98,6 +98,8 @@ def _run(args: argparse.Namespace, ex: Any) -> int:
         else f"cnnlab experiment run {args.name} --budget {args.budget}"
     result = ex.run(args.name, args.budget, args.out, source=source, seeds=args.seeds, resume=args.resume,
                     command=command, progress=not quiet)
+    if not result.is_main:  # under torchrun, rank 0 speaks for the experiment
+        return 0
     print(f"{result.out}: {result.verdict}")
     for c in result.analysis.comparisons:
         print(f"  {c.describe()}")

@@ -66,7 +66,7 @@ def run(name: str, budget: str = "quick", out: str | Path | None = None, *, repo
     Keywords go to ``run_experiment``: ``source`` (a DataSource), ``seeds``, ``resume``, ``command``, ``progress``.
     """
     result = run_experiment(get_experiment(name), budget, out, **kwargs)
-    if report_formats:
+    if report_formats and result.is_main:
         from cnnlab.experiments.report import write_report
 
         result.reports = write_report(result, report_formats)

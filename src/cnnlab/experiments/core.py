@@ -11,6 +11,7 @@ Layout of an experiment directory::
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -20,7 +21,7 @@ import shutil
 import statistics
 import subprocess
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -185,6 +186,7 @@ class ExperimentResult:
     verdict: str
     record: dict[str, Any]
     reports: list[Path] = field(default_factory=list)  # the files write_report wrote
+    is_main: bool = True  # under torchrun, only rank 0's result writes the reports
 
     def __str__(self) -> str:
         return f"{self.experiment.name} ({self.budget.name}): {self.verdict}"
@@ -307,13 +309,61 @@ def _finished(run_dir: Path) -> bool:
     return summary.is_file() and bool(json.loads(summary.read_text()).get("finished"))
 
 
+class _Ranks:
+    """Under torchrun, the processes share out an experiment's runs (each rank trains whole runs on its own)."""
+
+    def __init__(self) -> None:
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.owns_group = False
+        if self.world > 1:
+            import datetime
+
+            import torch.distributed as dist
+
+            if not dist.is_initialized():
+                # runs take hours: the ranks that finish first wait at the closing barrier for the others
+                dist.init_process_group("gloo", timeout=datetime.timedelta(days=7))
+                self.owns_group = True
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+
+    def close(self) -> None:
+        if self.owns_group:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+
+
+@contextlib.contextmanager
+def _one_process() -> Iterator[None]:
+    """The Trainer reads torchrun's variables to join DDP; a rank that trains a whole run alone hides them."""
+    names = ("WORLD_SIZE", "RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE")
+    saved = {k: os.environ.get(k) for k in names}
+    os.environ.update(WORLD_SIZE="1", RANK="0", LOCAL_RANK="0", LOCAL_WORLD_SIZE="1")
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def run_experiment(experiment: Experiment, budget: str = "quick", out: str | Path | None = None, *,
                    source: DataSource | None = None, seeds: int | None = None, resume: bool = False,
                    command: str = "", progress: bool = False, overrides: Mapping[str, Any] | None = None,
                    ) -> ExperimentResult:
-    """Train every arm x seed of ``budget`` into ``out`` (skipping finished runs when ``resume``) and analyse."""
-    from cnnlab.train import Trainer, evaluate_run, from_dict
+    """Train every arm x seed of ``budget`` into ``out`` (skipping finished runs when ``resume``) and analyse.
 
+    Under torchrun the processes share out the runs (run ``i`` goes to rank ``i % world``) and rank 0 writes the
+    record; one process runs them all otherwise.
+    """
     if budget not in experiment.budgets:
         raise ValueError(f"{experiment.name} has no budget {budget!r}; budgets: {', '.join(experiment.budgets)}")
     plan = experiment.budgets[budget]
@@ -325,45 +375,66 @@ def run_experiment(experiment: Experiment, budget: str = "quick", out: str | Pat
     if budget == "smoke" and not source.synthetic:
         source = dataclasses.replace(source, synthetic=True)
     out = Path(out or f"runs/experiments/{experiment.name}-{budget}")
+    ranks = _Ranks()
+    try:
+        return _run(experiment, plan, out, source, resume, command, progress, overrides, ranks)
+    finally:
+        ranks.close()
+
+
+def _run(experiment: Experiment, plan: Budget, out: Path, source: DataSource, resume: bool, command: str,
+         progress: bool, overrides: Mapping[str, Any] | None, ranks: _Ranks) -> ExperimentResult:
+    from cnnlab.train import Trainer, evaluate_run, from_dict
+
     record_path = out / RECORD
-    record = _open_record(record_path, experiment, plan, source, resume)
+    record = _open_record(record_path, experiment, plan, source, resume)  # every rank checks before any writes
+    ranks.barrier()
+    main = ranks.rank == 0
     record["command"] = command or record.get("command") or (
-        f"cnnlab.experiments.run({experiment.name!r}, budget={budget!r}, out={str(out)!r})")
-    record["environment"] = environment()
+        f"cnnlab.experiments.run({experiment.name!r}, budget={plan.name!r}, out={str(out)!r})")
+    record["environment"] = {**environment(), "processes": ranks.world}
     train_data, test_data = source.load()
     extra_sets = {Path(f).name: load_dataset("npz", "test", file=f, download=False)
                   for f in source.extra_test_files}
     record["costs"] = {arm.name: arm_costs(experiment, arm, test_data.num_classes or 10)
                        for arm in experiment.arms_of(plan)}
-    atomic_write(record_path, json.dumps(record, indent=2))
+    entries_dir = out / "entries"  # one small JSON per finished run: ranks never write the same file
+    if main:
+        entries_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write(record_path, json.dumps(record, indent=2))
+    ranks.barrier()
 
-    runs: list[RunRecord] = []
-    for seed in range(plan.seeds):
-        for arm in experiment.arms_of(plan):
-            name = _run_name(arm, seed)
-            run_dir = out / "runs" / name
-            entry = record["runs"].setdefault(name, {"arm": arm.name, "seed": seed, "status": "pending",
-                                                     "wall_s": 0.0, "extra_test_acc": {}})
-            values = {**experiment.config_values(arm, plan, seed), **source.config(), **(overrides or {})}
-            config = from_dict(values)
-            if not _finished(run_dir):
-                again = (run_dir / "config.json").is_file()
-                if not again and run_dir.exists():  # killed before its config existed: nothing to keep
-                    shutil.rmtree(run_dir)
-                log.info("%s: %s %s", experiment.name, "resuming" if again else "training", name)
-                start = time.perf_counter()
-                entry["status"] = "running"
-                atomic_write(record_path, json.dumps(record, indent=2))
+    plan_runs = [(seed, arm) for seed in range(plan.seeds) for arm in experiment.arms_of(plan)]
+    for i, (seed, arm) in enumerate(plan_runs):
+        name = _run_name(arm, seed)
+        run_dir, entry_path = out / "runs" / name, entries_dir / f"{name}.json"
+        if i % ranks.world != ranks.rank or (_finished(run_dir) and entry_path.is_file()):
+            continue
+        config = from_dict({**experiment.config_values(arm, plan, seed), **source.config(), **(overrides or {})})
+        entry = json.loads(entry_path.read_text()) if entry_path.is_file() else {"wall_s": 0.0}
+        if not _finished(run_dir):
+            again = (run_dir / "config.json").is_file()
+            if not again and run_dir.exists():  # killed before its config existed: nothing to keep
+                shutil.rmtree(run_dir)
+            log.info("%s: %s %s", experiment.name, "resuming" if again else "training", name)
+            start = time.perf_counter()
+            with _one_process():
                 Trainer(config, run_dir, resume=again, train_data=train_data, test_data=test_data,
                         progress=progress).fit()
-                entry["wall_s"] = float(entry.get("wall_s") or 0.0) + time.perf_counter() - start
-                for label, data in extra_sets.items():
-                    entry["extra_test_acc"][label] = evaluate_run(run_dir, "last", test_data=data)["accuracy"]
-            entry["status"] = "finished"
-            entry["test_images"] = len(test_data)
-            entry["train_images"] = min(len(train_data), config.subset or len(train_data))
-            atomic_write(record_path, json.dumps(record, indent=2))
-            runs.append(_read_run(run_dir, arm, seed, entry))
+            entry["wall_s"] = float(entry.get("wall_s") or 0.0) + time.perf_counter() - start
+        entry.update(arm=arm.name, seed=seed, status="finished", test_images=len(test_data),
+                     train_images=min(len(train_data), config.subset or len(train_data)), rank=ranks.rank,
+                     extra_test_acc={label: evaluate_run(run_dir, "last", test_data=data)["accuracy"]
+                                     for label, data in extra_sets.items()})
+        atomic_write(entry_path, json.dumps(entry, indent=2))
+    ranks.barrier()
+
+    runs: list[RunRecord] = []
+    for seed, arm in plan_runs:
+        name = _run_name(arm, seed)
+        entry = json.loads((entries_dir / f"{name}.json").read_text())
+        record["runs"][name] = entry
+        runs.append(_read_run(out / "runs" / name, arm, seed, entry))
     outcome = Outcome(experiment, plan, runs, record["costs"])
     analysis = experiment.analyse(outcome)
     verdict = NO_VERDICT if source.synthetic else overall([c.outcome for c in analysis.comparisons])
@@ -371,8 +442,9 @@ def run_experiment(experiment: Experiment, budget: str = "quick", out: str | Pat
                           "outcomes": [c.outcome for c in analysis.comparisons], "notes": analysis.notes}
     record["verdict"] = verdict
     record["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
-    atomic_write(record_path, json.dumps(record, indent=2))
-    return ExperimentResult(experiment, plan, out, outcome, analysis, verdict, record)
+    if main:
+        atomic_write(record_path, json.dumps(record, indent=2))
+    return ExperimentResult(experiment, plan, out, outcome, analysis, verdict, record, is_main=main)
 
 
 def _open_record(path: Path, experiment: Experiment, budget: Budget, source: DataSource,
@@ -406,6 +478,9 @@ def load_result(experiment: Experiment, out: str | Path) -> ExperimentResult:
     record = json.loads(path.read_text())
     if record.get("format") != RECORD_FORMAT:
         raise ValueError(f"{path} is not a {RECORD_FORMAT} record (format={record.get('format')!r})")
+    if "verdict" not in record:
+        raise ValueError(f"the experiment in {out} has not finished; continue it with cnnlab experiment run "
+                         f"{experiment.name} --resume --out {out}")
     budget = dataclasses.replace(experiment.budgets[record["budget"]], seeds=int(record["seeds"]))
     runs = []
     for name, entry in record["runs"].items():
