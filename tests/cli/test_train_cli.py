@@ -185,12 +185,19 @@ def test_a_run_killed_during_set_up_restarts_by_the_same_command(work, capsys):
     assert "starting it afresh" in capsys.readouterr().err
 
 
+def _env(work: Path) -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(work), "OMP_NUM_THREADS": "1", "CI": "true"}
+
+
+def _spawn_cmd(work: Path, out: str, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "cnnlab", "train", "tinymodel_cli:tiny", "--data", "npz", "--train-file",
+            "train.npz", "--test-file", "test.npz", "--out", out, "--batch-size", "16", "--set", "precision=fp32",
+            "--set", "checkpoint_every=1", *extra]
+
+
 def _spawn(work: Path, out: str, *extra: str) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(work), "OMP_NUM_THREADS": "1", "CI": "true"}
-    cmd = [sys.executable, "-m", "cnnlab", "train", "tinymodel_cli:tiny", "--data", "npz", "--train-file",
-           "train.npz", "--test-file", "test.npz", "--out", out, "--batch-size", "16", "--set", "precision=fp32",
-           "--set", "checkpoint_every=1", *extra]
-    return subprocess.Popen(cmd, cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(_spawn_cmd(work, out, *extra), cwd=work, env=_env(work), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
 
 
 def _wait_for_step(run: Path, step: int, proc: subprocess.Popen, timeout: float = 60) -> None:
@@ -234,3 +241,45 @@ def test_sigkill_then_resume_equals_straight_run(work):
     b, meta_b = load_checkpoint(work / "killed" / "checkpoints" / "last.safetensors")
     assert meta_a["step"] == meta_b["step"] == 30
     assert all(torch.equal(a[k], b[k]) for k in a if k.startswith(("model/", "optim/")))
+
+
+def _metrics(run: Path) -> list[dict]:
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    return [{k: v for k, v in json.loads(line).items() if k != "images_per_s"} for line in lines]
+
+
+@pytest.mark.slow
+def test_ten_random_sigkills_lose_nothing(work):
+    """Kill a real training process 10 times (half of them the moment a checkpoint's temp file shows, i.e.
+    during its write; the others at a random moment), resume it with the same command each time: the end
+    equals a straight run bitwise, and no temp file or lock is left."""
+    steps = ["--max-steps", "80", "--epochs", "20"]
+    straight = _spawn(work, "straight", *steps)
+    rng = np.random.default_rng(11)
+    run, kills, during_write = work / "crash", 0, 0
+    while kills < 10:
+        proc = _spawn(work, "crash", *steps, *(["--resume", "crash"] if kills else []))
+        lines = len(_metrics(run)) if (run / "metrics.jsonl").exists() else 0
+        _wait_for_step(run, lines + 1, proc)
+        if kills % 2:
+            deadline = time.time() + 0.5
+            while time.time() < deadline and not list((run / "checkpoints").glob(".*.tmp")):
+                time.sleep(0.0005)
+            during_write += time.time() < deadline
+        else:
+            time.sleep(rng.uniform(0, 0.03))
+        assert proc.poll() is None, "the run finished before it could be killed"
+        proc.kill()
+        proc.communicate()
+        kills += 1
+    final = subprocess.run(_spawn_cmd(work, "crash", *steps, "--resume", "crash"), cwd=work, env=_env(work),
+                           capture_output=True, text=True, timeout=120)
+    assert final.returncode == 0, final.stderr
+    assert straight.wait(timeout=120) == 0, straight.communicate()
+    assert during_write >= 1  # at least one kill landed while a checkpoint was being written
+    a, meta_a = load_checkpoint(work / "straight" / "checkpoints" / "last.safetensors")
+    b, meta_b = load_checkpoint(run / "checkpoints" / "last.safetensors")
+    assert meta_a["step"] == meta_b["step"] == 80
+    assert all(torch.equal(a[k], b[k]) for k in a if k.startswith(("model/", "optim/")))
+    assert _metrics(work / "straight") == _metrics(run)
+    assert not list(run.rglob("*.tmp")) and not (run / "train.lock").exists()
