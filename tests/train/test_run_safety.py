@@ -121,6 +121,21 @@ def test_optimiser_state_and_buffers_are_checked_before_saving(tmp_path):
     assert not (tmp_path / "r" / "checkpoints" / "best.safetensors").exists()
 
 
+def test_the_weight_average_is_checked_too(tmp_path):
+    t = _trainer(_cfg(checkpoint_every=1, ema_decay=0.9), tmp_path / "r")
+    t.fit(until_step=2)
+    with torch.no_grad():
+        t.ema.module.fc.bias[0] = float("nan")
+    with pytest.raises(NonFiniteLossError, match="ema/fc.bias holds NaN or infinity after step 2"):
+        t._save("last", 0)
+    path = tmp_path / "r" / "checkpoints" / "last.safetensors"
+    tensors, meta = load_checkpoint(path)
+    tensors["ema/fc.bias"][0] = float("inf")
+    path.write_bytes(st_save(tensors, metadata={"cnnlab": json.dumps(meta)}))
+    with pytest.raises(ValueError, match="holds NaN or infinity in ema/fc.bias"):
+        evaluate_run(tmp_path / "r", "last", test_data=_data(), model=Net())
+
+
 def test_eval_refuses_non_finite_weights(tmp_path):
     _trainer(_cfg(epochs=1), tmp_path / "r").fit()
     path = tmp_path / "r" / "checkpoints" / "best.safetensors"

@@ -16,7 +16,7 @@ OPTIMIZATION_KEYS = ("lr", "momentum", "nesterov", "weight_decay", "rmsprop_deca
                      "label_smoothing", "aux_weights", "gamma", "milestones", "decay_every", "warmup_steps",
                      "warmup_lr", "onecycle_pct")
 # schedules whose lr at a step depends on the run's length (the others are functions of the step alone)
-LENGTH_DEPENDENT = ("cosine", "onecycle")
+LENGTH_DEPENDENT = ("cosine", "onecycle", "onecycle_linear")
 
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:

@@ -497,7 +497,7 @@ class Trainer:
             except ValueError as exc:
                 problems.append(_first_line(exc))
                 continue
-            bad = first_non_finite({k: v for k, v in tensors.items() if k.startswith(("model/", "optim/"))})
+            bad = first_non_finite({k: v for k, v in tensors.items() if k.startswith(("model/", "optim/", "ema/"))})
             if bad is not None:
                 problems.append(f"{path} holds NaN or infinity in {bad}")
                 continue
@@ -556,9 +556,9 @@ class Trainer:
 
     # -------------------------------------------------------- checkpoints
     def _non_finite(self) -> str | None:
-        """The first weight, buffer or optimiser tensor holding NaN or infinity (None: all finite)."""
+        """The first weight, buffer, EMA or optimiser tensor holding NaN or infinity (None: all finite)."""
         names = {id(p): n for n, p in self.model.named_parameters()}
-        tensors = dict(self.model.state_dict())
+        tensors = {**self.model.state_dict(), **(self.ema.tensors() if self.ema is not None else {})}
         for param, state in self.optimizer.state.items():
             for key, value in state.items():
                 if isinstance(value, torch.Tensor):
@@ -818,10 +818,10 @@ def evaluate_run(run_dir: str | Path, which: str = "best", test_data: ArrayDatas
     if which == "best" and not path.exists():
         path = run_dir / "checkpoints" / "last.safetensors"
     tensors, meta = load_checkpoint(path)
-    bad = first_non_finite({k: v for k, v in tensors.items() if k.startswith("model/")})
+    bad = first_non_finite({k: v for k, v in tensors.items() if k.startswith(("model/", "ema/"))})
     if bad is not None:
-        raise ValueError(f"{path} holds NaN or infinity in {bad[len('model/'):]}: the run diverged and its weights "
-                         f"predict nothing; evaluate another checkpoint (--checkpoint best / last) or resume the run "
+        raise ValueError(f"{path} holds NaN or infinity in {bad.replace('model/', '', 1)}: the run diverged and its "
+                         f"weights predict nothing; evaluate another checkpoint (--checkpoint best / last) or resume the run "
                          f"with a lower lr")
     cfg = from_dict(meta["config"])
     official = cfg.data not in ("npz", "imagefolder")
