@@ -32,7 +32,7 @@ __all__ = ["Analysis", "Arm", "Budget", "Comparison", "DataSource", "Experiment"
            "NOT_REPRODUCED", "NOT_RESOLVED", "NO_VERDICT", "Outcome", "REPRODUCED", "Reference", "RunRecord",
            "get_experiment", "list_experiments", "load_result", "run", "write_reports"]
 
-_INFRASTRUCTURE = {"core", "verdict", "report", "plots", "schedule"}
+_INFRASTRUCTURE = {"budgets", "core", "verdict", "report", "plots"}
 EXPERIMENTS: dict[str, Experiment] = {}
 for _info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
     if _info.name not in _INFRASTRUCTURE and not _info.name.startswith("_"):

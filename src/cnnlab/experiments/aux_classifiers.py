@@ -11,8 +11,9 @@ The arms are ``cifar_inception`` with and without one GoogLeNet-style auxiliary 
 
 from __future__ import annotations
 
-from cnnlab.experiments.core import Analysis, Arm, Budget, Experiment, Outcome, Reference, mean_pct
-from cnnlab.experiments.schedule import QUICK_RECIPE, paper_schedule
+from cnnlab.experiments import budgets
+from cnnlab.experiments.budgets import RESNET_SGD
+from cnnlab.experiments.core import Analysis, Arm, Experiment, Outcome, Reference, mean_pct
 
 PAPER = 'Szegedy et al., "Rethinking the Inception Architecture for Computer Vision", arXiv:1512.00567'
 ARMS = (
@@ -50,15 +51,9 @@ EXPERIMENT = Experiment(
     source="Sec. 4 (and GoogLeNet, arXiv:1409.4842, Sec. 5)",
     arms=ARMS,
     budgets={
-        "smoke": Budget("smoke", {"max_steps": 2, "epochs": 1, "batch_size": 16, "eval_batch_size": 64}),
-        "quick": Budget("quick", {"subset": QUICK_IMAGES, "epochs": QUICK_EPOCHS, **QUICK_RECIPE},
-                        minutes="~12 (2-core CPU)",
-                        note=f"the first {QUICK_IMAGES:,} training images for {QUICK_EPOCHS} epochs of cnnlab's "
-                             f"short CPU recipe; one seed"),
-        "paper": Budget("paper", {"epochs": 100, **paper_schedule(50_000, 100, 128)}, seeds=3,
-                        minutes="~30 h on a 2-core CPU; a GPU: an hour",
-                        note="the papers' recipes are ImageNet-only: 100 epochs of SGD with the ResNet step "
-                             "schedule, three seeds"),
+        "smoke": budgets.smoke(),
+        "quick": budgets.quick(QUICK_IMAGES, QUICK_EPOCHS, "~12 min on a 2-core CPU"),
+        "paper": budgets.paper_cifar(3, "~30 h on a 2-core CPU; a GPU: an hour", "the papers' recipes are ImageNet-only"),
     },
     analyse=analyse,
     references=(
@@ -67,5 +62,5 @@ EXPERIMENT = Experiment(
                   "arXiv:1512.00567 Sec. 4"),
         Reference("aux loss weight", "0.3", "arXiv:1409.4842 Sec. 5"),
     ),
-    train={"optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 1e-4, "batch_size": 128},
+    train=RESNET_SGD,
 )

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from cnnlab.experiments.core import Analysis, Arm, Budget, Experiment, Outcome, Reference, mean_pct
-from cnnlab.experiments.schedule import QUICK_RECIPE, paper_schedule
+from cnnlab.experiments import budgets
+from cnnlab.experiments.budgets import RESNET_SGD
+from cnnlab.experiments.core import Analysis, Arm, Experiment, Outcome, Reference, mean_pct
 
 PAPER = 'Szegedy et al., "Going Deeper with Convolutions", arXiv:1409.4842'
 ARMS = (
@@ -67,15 +68,9 @@ EXPERIMENT = Experiment(
     source="Sec. 4-5, Fig. 2",
     arms=ARMS,
     budgets={
-        "smoke": Budget("smoke", {"max_steps": 2, "epochs": 1, "batch_size": 16, "eval_batch_size": 64}),
-        "quick": Budget("quick", {"subset": QUICK_IMAGES, "epochs": QUICK_EPOCHS, **QUICK_RECIPE}, seeds=1,
-                        minutes="~15 (2-core CPU)",
-                        note=f"the first {QUICK_IMAGES:,} training images for {QUICK_EPOCHS} epochs of cnnlab's "
-                             f"short CPU recipe (one-cycle, lr 0.2, Nesterov, weight decay 5e-4); one seed"),
-        "paper": Budget("paper", {"epochs": 100, **paper_schedule(50_000, 100, 128)}, seeds=3,
-                        minutes="~40 h on a 2-core CPU; a GPU: an hour",
-                        note="GoogLeNet's recipe is ImageNet-only: 100 epochs of SGD with the ResNet step "
-                             "schedule, three seeds"),
+        "smoke": budgets.smoke(),
+        "quick": budgets.quick(QUICK_IMAGES, QUICK_EPOCHS, "~15 min on a 2-core CPU"),
+        "paper": budgets.paper_cifar(3, "~40 h on a 2-core CPU; a GPU: an hour", "GoogLeNet's recipe is ImageNet-only"),
     },
     analyse=analyse,
     references=(
@@ -83,5 +78,5 @@ EXPERIMENT = Experiment(
                   "reductions come first", "Sec. 4, Fig. 2"),
         Reference("budget of the whole network", "1.5 billion multiply-adds at inference", "Sec. 1 / Sec. 5"),
     ),
-    train={"optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 1e-4, "batch_size": 128},
+    train=RESNET_SGD,
 )

@@ -8,8 +8,9 @@ deepen (Fig. 6 middle). Both use option-A shortcuts, so the pairs have identical
 
 from __future__ import annotations
 
+from cnnlab.experiments import budgets
+from cnnlab.experiments.budgets import RESNET_SGD, paper_schedule
 from cnnlab.experiments.core import Analysis, Arm, Budget, Experiment, Outcome, Reference, mean_pct
-from cnnlab.experiments.schedule import paper_schedule
 
 PAPER = 'He et al., "Deep Residual Learning for Image Recognition", arXiv:1512.03385'
 DEPTHS = (20, 32, 44, 56)
@@ -60,14 +61,11 @@ EXPERIMENT = Experiment(
     source="Sec. 4.2, Fig. 6, Table 6",
     arms=ARMS,
     budgets={
-        "smoke": Budget("smoke", {"max_steps": 2, "epochs": 1, "batch_size": 16, "eval_batch_size": 64},
-                        arms=("plain20", "plain32", "resnet20", "resnet32")),
-        "quick": Budget("quick", {"subset": QUICK_IMAGES, "epochs": QUICK_EPOCHS,
-                                  **paper_schedule(QUICK_IMAGES, QUICK_EPOCHS, 128)},
-                        arms=("plain20", "plain56", "resnet20", "resnet56"), minutes="~15 (2-core CPU)",
-                        note=f"depths 20 and 56 only; the first {QUICK_IMAGES:,} training images for "
-                             f"{QUICK_EPOCHS} epochs (the paper: 50k images, 64k iterations = ~164 epochs); "
-                             f"the paper's step schedule compressed to the run (lr / 10 at 50% and 75%)"),
+        "smoke": budgets.smoke(("plain20", "plain32", "resnet20", "resnet32")),
+        "quick": budgets.quick(QUICK_IMAGES, QUICK_EPOCHS, "~15 min on a 2-core CPU",
+                               arms=("plain20", "plain56", "resnet20", "resnet56"),
+                               schedule=paper_schedule(QUICK_IMAGES, QUICK_EPOCHS, 128),
+                               scaled="depths 20 and 56 only (the paper: 50k images, 64k iterations = ~164 epochs)"),
         "paper": Budget("paper", {"epochs": 164, "milestones": (32_000, 48_000)},
                         minutes="~40 h on a 2-core CPU; a GPU: hours",
                         note="the paper's recipe: SGD 0.1, momentum 0.9, weight decay 1e-4, batch 128, lr / 10 "
@@ -80,5 +78,5 @@ EXPERIMENT = Experiment(
         Reference("ResNet test error", "20: 8.75%, 32: 7.51%, 44: 7.17%, 56: 6.97%, 110: 6.43%", "Table 6"),
         Reference("plain-110", "training error above 60%, not drawn", "Fig. 6 caption"),
     ),
-    train={"optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 1e-4, "batch_size": 128},
+    train=RESNET_SGD,
 )

@@ -12,8 +12,9 @@ each a 3x3 transition and then the studied C -> C convolution, which is what the
 
 from __future__ import annotations
 
-from cnnlab.experiments.core import Analysis, Arm, Budget, Experiment, Outcome, Reference, mean_pct
-from cnnlab.experiments.schedule import QUICK_RECIPE, paper_schedule
+from cnnlab.experiments import budgets
+from cnnlab.experiments.budgets import RESNET_SGD
+from cnnlab.experiments.core import Analysis, Arm, Experiment, Outcome, Reference, mean_pct
 
 PAPER = 'Szegedy et al., "Rethinking the Inception Architecture for Computer Vision", arXiv:1512.00567'
 WIDTHS, GRIDS = (32, 64, 128), (32, 16, 8)
@@ -79,15 +80,10 @@ EXPERIMENT = Experiment(
     source="Sec. 3.1, Sec. 3.2, Fig. 2",
     arms=ARMS,
     budgets={
-        "smoke": Budget("smoke", {"max_steps": 2, "epochs": 1, "batch_size": 16, "eval_batch_size": 64}),
-        "quick": Budget("quick", {"subset": QUICK_IMAGES, "epochs": QUICK_EPOCHS, **QUICK_RECIPE},
-                        minutes="~15 (2-core CPU)",
-                        note=f"the first {QUICK_IMAGES:,} training images for {QUICK_EPOCHS} epochs of cnnlab's "
-                             f"short CPU recipe (one-cycle, lr 0.2, Nesterov, weight decay 5e-4); one seed"),
-        "paper": Budget("paper", {"epochs": 100, **paper_schedule(50_000, 100, 128)}, seeds=3,
-                        minutes="~30 h on a 2-core CPU; a GPU: an hour",
-                        note="no CIFAR recipe in the paper (ImageNet, RMSProp, 100 epochs): 100 epochs of SGD "
-                             "with the ResNet step schedule, three seeds"),
+        "smoke": budgets.smoke(),
+        "quick": budgets.quick(QUICK_IMAGES, QUICK_EPOCHS, "~15 min on a 2-core CPU"),
+        "paper": budgets.paper_cifar(3, "~30 h on a 2-core CPU; a GPU: an hour",
+                                     "no CIFAR recipe in the paper (ImageNet, RMSProp, 100 epochs)"),
     },
     analyse=analyse,
     references=(
@@ -95,5 +91,5 @@ EXPERIMENT = Experiment(
         Reference("ReLU vs linear between the factors", "77.2% vs 76.2% top-1 (ImageNet)", "Sec. 3.1, Fig. 2"),
         Reference("3x3 -> 3x1 + 1x3", "33% cheaper; poor on early layers, good on 12x12-20x20 grids", "Sec. 3.2"),
     ),
-    train={"optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 1e-4, "batch_size": 128},
+    train=RESNET_SGD,
 )

@@ -12,8 +12,9 @@ one linear layer.
 
 from __future__ import annotations
 
-from cnnlab.experiments.core import Analysis, Arm, Budget, Experiment, Outcome, Reference, mean_pct
-from cnnlab.experiments.schedule import QUICK_RECIPE, paper_schedule
+from cnnlab.experiments import budgets
+from cnnlab.experiments.budgets import RESNET_SGD
+from cnnlab.experiments.core import Analysis, Arm, Experiment, Outcome, Reference, mean_pct
 
 PAPER = 'Szegedy et al., "Going Deeper with Convolutions", arXiv:1409.4842'
 ARMS = (
@@ -53,15 +54,10 @@ EXPERIMENT = Experiment(
     source="Sec. 5 (and Network In Network, arXiv:1312.4400, Sec. 3.2)",
     arms=ARMS,
     budgets={
-        "smoke": Budget("smoke", {"max_steps": 2, "epochs": 1, "batch_size": 16, "eval_batch_size": 64}),
-        "quick": Budget("quick", {"subset": QUICK_IMAGES, "epochs": QUICK_EPOCHS, **QUICK_RECIPE}, seeds=2,
-                        minutes="~12 (2-core CPU)",
-                        note=f"the first {QUICK_IMAGES:,} training images for {QUICK_EPOCHS} epochs of cnnlab's "
-                             f"short CPU recipe (one-cycle, lr 0.2, Nesterov, weight decay 5e-4); two seeds"),
-        "paper": Budget("paper", {"epochs": 100, **paper_schedule(50_000, 100, 128)}, seeds=5,
-                        minutes="~20 h on a 2-core CPU; a GPU: an hour",
-                        note="GoogLeNet's recipe is ImageNet-only: 100 epochs of SGD with the ResNet step "
-                             "schedule, five seeds (a 0.6-point effect needs them)"),
+        "smoke": budgets.smoke(),
+        "quick": budgets.quick(QUICK_IMAGES, QUICK_EPOCHS, "~12 min on a 2-core CPU", seeds=2),
+        "paper": budgets.paper_cifar(5, "~20 h on a 2-core CPU; a GPU: an hour",
+                                     "GoogLeNet's recipe is ImageNet-only (a 0.6-point effect needs five seeds)"),
     },
     analyse=analyse,
     references=(
@@ -69,5 +65,5 @@ EXPERIMENT = Experiment(
         Reference("VGG-16 parameters in its FC layers", f"{VGG16_FC_PARAMS:,} of {VGG16_PARAMS:,}",
                   "arXiv:1409.1556 Table 2 configuration D, counted by cnnlab"),
     ),
-    train={"optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 1e-4, "batch_size": 128},
+    train=RESNET_SGD,
 )

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import math
 
+from cnnlab.experiments import budgets
+from cnnlab.experiments.budgets import RESNET_SGD, paper_schedule
 from cnnlab.experiments.core import Analysis, Arm, Budget, Experiment, Outcome, Reference, mean_pct
-from cnnlab.experiments.schedule import paper_schedule
 from cnnlab.experiments.verdict import Comparison
 
 PAPER = 'He et al., "Identity Mappings in Deep Residual Networks", arXiv:1603.05027'
@@ -20,6 +21,7 @@ ARMS = tuple(Arm(f"{kind}{d}", f"{kind}{d}", label=f"{kind.replace('_', '-')}{d}
                  train={"warmup_steps": 400} if d == 110 else {})
              for d in (20, 56, 110) for kind in ("resnet", "preact_resnet"))
 QUICK_IMAGES, QUICK_EPOCHS = 15_000, 6
+SMALL = ("resnet20", "preact_resnet20", "resnet56", "preact_resnet56")
 
 
 def analyse(outcome: Outcome) -> Analysis:
@@ -59,15 +61,10 @@ EXPERIMENT = Experiment(
     source="Sec. 4, Fig. 4, Table 3",
     arms=ARMS,
     budgets={
-        "smoke": Budget("smoke", {"max_steps": 2, "epochs": 1, "batch_size": 16, "eval_batch_size": 64},
-                        arms=("resnet20", "preact_resnet20", "resnet56", "preact_resnet56")),
-        "quick": Budget("quick", {"subset": QUICK_IMAGES, "epochs": QUICK_EPOCHS,
-                                  **paper_schedule(QUICK_IMAGES, QUICK_EPOCHS, 128)},
-                        arms=("resnet20", "preact_resnet20", "resnet56", "preact_resnet56"),
-                        minutes="~15 (2-core CPU)",
-                        note=f"depths 20 and 56 (the paper: 110, 164, 1001); the first {QUICK_IMAGES:,} training "
-                             f"images for {QUICK_EPOCHS} epochs with the ResNet step schedule compressed to the "
-                             f"run; one seed"),
+        "smoke": budgets.smoke(SMALL),
+        "quick": budgets.quick(QUICK_IMAGES, QUICK_EPOCHS, "~15 min on a 2-core CPU", arms=SMALL,
+                               schedule=paper_schedule(QUICK_IMAGES, QUICK_EPOCHS, 128),
+                               scaled="depths 20 and 56 (the paper: 110, 164, 1001)"),
         "paper": Budget("paper", {"epochs": 164, "milestones": (32_000, 48_000)},
                         arms=("resnet110", "preact_resnet110"),
                         minutes="~60 h on a 2-core CPU; a GPU: hours",
@@ -79,5 +76,5 @@ EXPERIMENT = Experiment(
         Reference("ResNet-110, CIFAR-10 test error", "original 6.61%, pre-activation 6.37%", "Table 3"),
         Reference("ResNet-1001, CIFAR-10 test error", "pre-activation 4.92% (batch 128)", "Table 4 / abstract"),
     ),
-    train={"optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 1e-4, "batch_size": 128},
+    train=RESNET_SGD,
 )

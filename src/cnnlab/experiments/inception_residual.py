@@ -11,8 +11,9 @@ added to the shortcut) and residual with the sum scaled by 0.2.
 
 from __future__ import annotations
 
-from cnnlab.experiments.core import Analysis, Arm, Budget, Experiment, Outcome, Reference, mean_pct
-from cnnlab.experiments.schedule import QUICK_RECIPE, paper_schedule
+from cnnlab.experiments import budgets
+from cnnlab.experiments.budgets import RESNET_SGD
+from cnnlab.experiments.core import Analysis, Arm, Experiment, Outcome, Reference, mean_pct
 
 PAPER = ('Szegedy et al., "Inception-v4, Inception-ResNet and the Impact of Residual Connections on Learning", '
          'arXiv:1602.07261')
@@ -66,20 +67,15 @@ EXPERIMENT = Experiment(
     source="Sec. 1, Sec. 3.3, Fig. 21-24",
     arms=ARMS,
     budgets={
-        "smoke": Budget("smoke", {"max_steps": 2, "epochs": 1, "batch_size": 16, "eval_batch_size": 64}),
-        "quick": Budget("quick", {"subset": QUICK_IMAGES, "epochs": QUICK_EPOCHS, **QUICK_RECIPE},
-                        minutes="~15 (2-core CPU)",
-                        note=f"the first {QUICK_IMAGES:,} training images for {QUICK_EPOCHS} epochs of cnnlab's "
-                             f"short CPU recipe; one seed"),
-        "paper": Budget("paper", {"epochs": 100, **paper_schedule(50_000, 100, 128)}, seeds=3,
-                        minutes="~40 h on a 2-core CPU; a GPU: an hour",
-                        note="the paper's recipe is ImageNet-only (RMSProp, 20 replicas): 100 epochs of SGD with "
-                             "the ResNet step schedule, three seeds"),
+        "smoke": budgets.smoke(),
+        "quick": budgets.quick(QUICK_IMAGES, QUICK_EPOCHS, "~15 min on a 2-core CPU"),
+        "paper": budgets.paper_cifar(3, "~40 h on a 2-core CPU; a GPU: an hour",
+                                     "the paper's recipe is ImageNet-only (RMSProp, 20 replicas)"),
     },
     analyse=analyse,
     references=(
         Reference("training speed", "residual connections improve the training speed greatly", "Sec. 1"),
         Reference("residual scaling", "0.1-0.3 before the addition; never harmed accuracy", "Sec. 3.3"),
     ),
-    train={"optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 1e-4, "batch_size": 128},
+    train=RESNET_SGD,
 )
