@@ -69,7 +69,8 @@ ALL_ON = dict(ema_decay=0.8, ema_every=2, ema_warmup_power=3.0, lookahead=True, 
 
 # ---------------------------------------------------------------- config and schedule
 @pytest.mark.parametrize("changes,match", [
-    ({"tta": "mirror"}, "tta"), ({"ema_decay": 1.0}, "ema_decay"), ({"ema_decay": float("nan")}, "ema_decay"),
+    ({"tta": "mirror"}, "tta"), ({"tta": "none"}, "tta"), ({"ema_decay": 1.0}, "ema_decay"),
+    ({"ema_decay": float("nan")}, "ema_decay"),
     ({"ema_every": 0}, "ema_every"), ({"lookahead": True}, "ema_decay"), ({"norm_lr_scale": 0.0}, "norm_lr_scale"),
     ({"norm_weight_decay": -1.0}, "norm_weight_decay"), ({"whiten_bias_epochs": 3}, "whiten_init"),
     ({"alternate_flips": True, "hflip": False}, "hflip"), ({"lr_start_factor": 0.0}, "lr_start_factor"),
@@ -150,7 +151,7 @@ def test_tta_averages_the_views():
     with torch.no_grad():
         net(x)
         mirrored = lambda v: (net(v) + net(v.flip(-1))) / 2  # noqa: E731
-        torch.testing.assert_close(tta_logits(net, x, "none"), net(x))
+        torch.testing.assert_close(tta_logits(net, x, None), net(x))
         torch.testing.assert_close(tta_logits(net, x, "flip"), mirrored(x))
         padded = F.pad(x, (1, 1, 1, 1), mode="reflect")
         six = mirrored(x) / 2 + (mirrored(padded[..., :6, :6]) + mirrored(padded[..., 2:, 2:])) / 4

@@ -37,6 +37,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--seed", type=int)
+    p.add_argument("--recipe", metavar="NAME", help="start from a named recipe's settings and model (the config "
+                                                    "file, MODEL, flags and --set override them)")
+    p.add_argument("--list-recipes", action="store_true", help="list the recipes with their sources and exit")
     p.add_argument("--config", help="YAML or JSON file of config keys")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint "
@@ -81,6 +84,10 @@ def _config(args: argparse.Namespace, base: dict[str, Any] | None = None):
     values: dict[str, Any] = _load_file(args.config) if args.config else {}
     if "model" in values and not args.model and isinstance(values["model"], str):
         check_trusted(values["model"], f"config file {args.config}", trusted=args.trust_run_code)
+    if args.recipe:
+        from cnnlab.train.recipes import get_recipe
+
+        values = {**get_recipe(args.recipe).settings, **values}  # the recipe first: everything else overrides it
     if args.model:
         values["model"] = args.model
     for flag, key in _FLAGS.items():
@@ -119,6 +126,14 @@ def run_train(args: argparse.Namespace) -> int:
     """Handler of ``cnnlab train``."""
     from cnnlab.train import Trainer, TrainingInterrupted, run_config
 
+    if args.list_recipes:
+        from cnnlab.train.recipes import describe_recipes
+
+        print(describe_recipes())
+        return 0
+    if args.recipe and args.resume:
+        raise CLIError(f"--recipe with --resume: {args.resume}/config.json already holds the run's settings; "
+                       f"drop --recipe")
     rank = int(os.environ.get("RANK", "0"))
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     allow = _allowed_changes(args)
@@ -145,9 +160,9 @@ def run_train(args: argparse.Namespace) -> int:
         else:
             raise CLIError(f"{out} holds no run (no such folder); check the --resume path")
     else:
-        if not args.model and not from_file:
-            raise CLIError("give a MODEL (cnnlab list shows them), a --config file that names one, or --resume "
-                           "RUN_DIR")
+        if not args.model and not from_file and not args.recipe:
+            raise CLIError("give a MODEL (cnnlab list shows them), a --config file that names one, a --recipe "
+                           "(--list-recipes shows them), or --resume RUN_DIR")
         config = _config(args)
         if args.out is None and distributed:
             raise CLIError("under torchrun every process must agree on the run directory: pass --out RUN_DIR")

@@ -88,7 +88,8 @@ class TrainConfig:
     ema_every: int = 1  # optimiser steps between EMA updates
     ema_warmup_power: float = 0.0  # decay x (step / total_steps) ** power: forgets the init early (airbench: 3)
     lookahead: bool = False  # copy the EMA into the trained weights at every update (Lookahead)
-    tta: str = "none"  # evaluation views, logits averaged: none, flip (+ mirror), flip_translate (+ 1-pixel shifts)
+    tta: str | None = None  # evaluation views, logits averaged: null (the image), flip (+ its mirror image),
+    # flip_translate (+ both shifted a pixel up-left and down-right: six views, as airbench)
 
     def __post_init__(self) -> None:
         from cnnlab.data import DATASETS

@@ -37,7 +37,7 @@ NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
 def check_options(cfg: TrainConfig) -> None:
     """Refuse values of the fast-training keys that are out of range or that need another key set."""
     if cfg.tta not in TTA_MODES:
-        raise ValueError(f"config tta={cfg.tta!r} is not one of {', '.join(TTA_MODES)}")
+        raise ValueError(f"config tta={cfg.tta!r} is not one of null, flip, flip_translate")
     finite = (("norm_lr_scale", lambda v: v > 0, "> 0"), ("norm_weight_decay", lambda v: v >= 0, ">= 0, or null"),
               ("ema_decay", lambda v: 0 <= v < 1, "in [0, 1), or null"),
               ("ema_warmup_power", lambda v: v >= 0, ">= 0"), ("lr_start_factor", lambda v: v > 0, "> 0"),

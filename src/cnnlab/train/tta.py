@@ -1,6 +1,6 @@
 """Test-time augmentation: the logits of several views of each image, averaged (the TrainConfig key ``tta``).
 
-* ``none``: the image alone.
+* None (``--set tta=null``): the image alone.
 * ``flip``: the mean of the image's and its mirror image's logits.
 * ``flip_translate``: half ``flip`` of the image, a quarter each ``flip`` of the image shifted by one pixel
   up-left and down-right (borders mirrored): six views, weighted as airbench's multi-crop evaluation
@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-TTA_MODES = ("none", "flip", "flip_translate")
-VIEWS = {"none": 1, "flip": 2, "flip_translate": 6}  # forward passes per image
+TTA_MODES = (None, "flip", "flip_translate")
+VIEWS = {None: 1, "flip": 2, "flip_translate": 6}  # forward passes per image
 
 
 def _logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -28,14 +28,14 @@ def _mirrored(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return (_logits(model, x) + _logits(model, x.flip(-1))) / 2
 
 
-def tta_logits(model: nn.Module, x: torch.Tensor, mode: str = "none") -> torch.Tensor:
+def tta_logits(model: nn.Module, x: torch.Tensor, mode: str | None = None) -> torch.Tensor:
     """Float32 logits of batch ``x`` (N, C, H, W) averaged over the views of ``mode`` (see the module docstring)."""
-    if mode == "none":
+    if mode is None:
         return _logits(model, x)
     if mode == "flip":
         return _mirrored(model, x)
     if mode != "flip_translate":
-        raise ValueError(f"tta must be one of {', '.join(TTA_MODES)}, got {mode!r}")
+        raise ValueError(f"tta must be null, flip or flip_translate, got {mode!r}")
     h, w = x.shape[-2:]
     padded = F.pad(x, (1, 1, 1, 1), mode="reflect")
     memory = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
