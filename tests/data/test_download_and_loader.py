@@ -47,7 +47,7 @@ def test_offline_error_names_files(tmp_path):
     message = str(err.value)
     assert "train-images-idx3-ubyte.gz" in message and str(tmp_path / "mnist") in message
     assert "--data-dir" in message
-    assert not any((tmp_path / "mnist").iterdir())
+    assert not (tmp_path / "mnist").exists()  # a failed download leaves no folder behind
     with pytest.raises(OfflineError, match="cifar-10-python.tar.gz"):
         load_dataset("cifar10", "train", tmp_path, download=False)
 
@@ -58,7 +58,7 @@ def test_download_mismatch_through_dataset(tmp_path):
 
     with pytest.raises(ChecksumError):
         load_dataset("svhn", "test", tmp_path, opener=wrong_bytes)
-    assert list((tmp_path / "svhn").iterdir()) == []
+    assert not (tmp_path / "svhn").exists()
 
 
 def test_crop_flip_matches_per_image_reference():
@@ -126,3 +126,27 @@ def test_cifar_archive_downloaded_and_unpacked(tmp_path, monkeypatch):
                                                               "cifar-10-batches-py"))
     ds = load_dataset("cifar10", "test", tmp_path / "data")
     assert ds.y.tolist() == [4, 2] and (tmp_path / "data" / "cifar10" / "cifar-10-batches-py").is_dir()
+
+
+def _idx_bytes(array: np.ndarray) -> bytes:
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    return header + array.astype(np.uint8).tobytes()
+
+
+@pytest.mark.parametrize("folder", ["FashionMNIST/raw", "fashion-mnist", "fashion_mnist", "."])
+def test_idx_files_are_found_where_other_tools_keep_them(tmp_path, folder):
+    where = tmp_path / folder
+    where.mkdir(parents=True, exist_ok=True)
+    (where / "t10k-images-idx3-ubyte").write_bytes(_idx_bytes(np.zeros((5, 4, 4))))
+    (where / "t10k-labels-idx1-ubyte").write_bytes(_idx_bytes(np.arange(5)))
+    ds = load_dataset("fashion_mnist", "test", tmp_path, download=False)
+    assert ds.x.shape == (5, 4, 4, 1) and ds.classes[0] == "T-shirt/top"
+
+
+def test_the_error_names_only_the_missing_files(tmp_path):
+    raw = tmp_path / "FashionMNIST" / "raw"
+    raw.mkdir(parents=True)
+    (raw / "t10k-images-idx3-ubyte.gz").write_bytes(b"present")
+    with pytest.raises(OfflineError) as err:
+        load_dataset("fashion_mnist", "test", tmp_path, download=False)
+    assert "t10k-labels-idx1-ubyte.gz" in str(err.value) and "t10k-images" not in str(err.value)

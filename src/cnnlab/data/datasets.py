@@ -62,22 +62,36 @@ def _first(*candidates: Path) -> Path | None:
 
 
 def _fetch(sources: list[Source], into: Path, what: str, allow_download: bool, opener: Opener) -> None:
-    """Download (and unpack) the sources; offline or forbidden: one error naming every file and where it goes."""
-    listing = "; ".join(f"{s.url} -> {into / s.filename}" for s in sources)
-    if not allow_download:
+    """Download (and unpack) the sources; offline or forbidden: one error naming every missing file and where
+    it goes. A failed download leaves no folder behind that it made."""
+    listing = "; ".join(f"{s.url} -> {into / s.filename}" for s in sources if not (into / s.filename).exists())
+    if listing and not allow_download:  # an archive already there is unpacked without a download
         raise OfflineError(f"{what} files are missing; download them ({listing}) or pass --data-dir PATH to a "
                            f"folder that holds them")
-    into.mkdir(parents=True, exist_ok=True)
-    for s in sources:
-        target = into / s.filename
-        if not target.exists():
+    made = [p for p in (into, *into.parents) if not p.exists()]  # deepest first, for the clean-up
+    try:
+        into.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OfflineError(f"{what} files are missing and {into} cannot be created ({exc.strerror}); put them "
+                           f"there by hand ({listing}) or pass --data-dir PATH to a writable folder") from None
+    try:
+        for s in sources:
+            target = into / s.filename
+            if not target.exists():
+                try:
+                    download(s.url, target, s.md5, opener=opener)
+                except OSError as exc:  # urllib's URLError, timeouts, refused connections
+                    raise OfflineError(f"cannot download {what} ({exc}); put the files there by hand: {listing}, "
+                                       f"or pass --data-dir PATH to a folder that holds them") from None
+            if s.unpacks_to:
+                extract_tar(target, into, s.unpacks_to)
+    except BaseException:
+        for folder in made:
             try:
-                download(s.url, target, s.md5, opener=opener)
-            except OSError as exc:  # urllib's URLError, timeouts, refused connections
-                raise OfflineError(f"cannot download {what} ({exc}); put the files there by hand: {listing}, "
-                                   f"or pass --data-dir PATH to a folder that holds them") from None
-        if s.unpacks_to:
-            extract_tar(target, into, s.unpacks_to)
+                folder.rmdir()  # only empty folders: nothing downloaded is lost
+            except OSError:
+                break
+        raise
 
 
 def _cifar(data_dir: Path, split: str, allow_download: bool, opener: Opener, hundred: bool) -> ArrayDataset:
@@ -109,11 +123,15 @@ def _idx(data_dir: Path, split: str, allow_download: bool, opener: Opener, fashi
     prefix = "train" if split == "train" else "t10k"
     stems = [f"{prefix}-images-idx3-ubyte", f"{prefix}-labels-idx1-ubyte"]
     root = data_dir / name
-    found = [_first(root / s, root / f"{s}.gz", data_dir / s, data_dir / f"{s}.gz") for s in stems]
-    if None in found:
-        _fetch([Source(url + f"{s}.gz", f"{s}.gz", md5[f"{s}.gz"]) for s in stems], root,
+    # also where other tools keep them: torchvision's FashionMNIST/raw and MNIST/raw, a hyphenated folder
+    folders = [root, data_dir / ("FashionMNIST" if fashion else "MNIST") / "raw", data_dir / name.replace("_", "-"),
+               data_dir]
+    found = [_first(*(f / n for f in folders for n in (s, f"{s}.gz"))) for s in stems]
+    missing = [s for s, f in zip(stems, found) if f is None]
+    if missing:
+        _fetch([Source(url + f"{s}.gz", f"{s}.gz", md5[f"{s}.gz"]) for s in missing], root,
                "Fashion-MNIST" if fashion else "MNIST", allow_download, opener)
-        found = [root / f"{s}.gz" for s in stems]
+        found = [f if f is not None else root / f"{s}.gz" for s, f in zip(stems, found)]
     return load_idx(found[0], found[1], FASHION_CLASSES if fashion else None)
 
 

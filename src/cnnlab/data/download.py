@@ -8,6 +8,7 @@ import shutil
 import tarfile
 import tempfile
 import urllib.request
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -59,6 +60,17 @@ def extract_tar(archive: str | Path, into: str | Path, top: str) -> Path:
     into = Path(into)
     tmp = Path(tempfile.mkdtemp(prefix=f".{top}.", dir=into))
     try:
+        _extract(archive, tmp)
+        if not (tmp / top).is_dir():
+            raise ValueError(f"{archive} does not contain the folder {top}/; it is not the official archive")
+        os.replace(tmp / top, into / top)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return into / top
+
+
+def _extract(archive: str | Path, tmp: Path) -> None:
+    try:
         with tarfile.open(archive) as tar:
             if hasattr(tarfile, "data_filter"):
                 tar.extractall(tmp, filter="data")  # the "data" filter refuses links and paths outside tmp
@@ -69,10 +81,8 @@ def extract_tar(archive: str | Path, into: str | Path, top: str) -> Path:
                         raise ValueError(f"{archive} holds an unsafe entry {member.name!r}; it is not the official "
                                          f"archive")
                 tar.extractall(tmp)
-        if not (tmp / top).is_dir():
-            raise ValueError(f"{archive} does not contain the folder {top}/; it is not the official archive")
-        os.replace(tmp / top, into / top)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return into / top
+    except (tarfile.TarError, EOFError, zlib.error) as exc:  # a truncated or damaged download
+        why = (str(exc).strip().splitlines() or [type(exc).__name__])[0].rstrip(":")  # ReadError lists methods
+        raise ValueError(f"{archive} cannot be unpacked ({why}); it is damaged: delete it and download it "
+                         f"again") from None
 

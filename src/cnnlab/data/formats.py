@@ -10,6 +10,7 @@ import dataclasses
 import gzip
 import pickle
 import struct
+import zipfile
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -107,7 +108,7 @@ def load_npz(path: str | Path) -> ArrayDataset:
             classes = tuple(str(c) for c in f["classes"]) if "classes" in f else None
     except CorruptDataError:
         raise
-    except (OSError, ValueError, zlib.error, EOFError) as exc:
+    except (OSError, ValueError, zlib.error, EOFError, zipfile.BadZipFile) as exc:  # truncated: BadZipFile, CRC
         raise _corrupt(path, f"cannot be read as .npz ({exc})") from None
     if x.dtype != np.uint8:
         raise _corrupt(path, f"'x' must be uint8, got {x.dtype}")
