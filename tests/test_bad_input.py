@@ -7,7 +7,9 @@ work folder with a finished run (``run``), data files and their broken variants;
 
 from __future__ import annotations
 
+import gzip
 import json
+import pickle
 import shutil
 import sys
 
@@ -38,6 +40,19 @@ class Tiny(nn.Module):
 
 def tiny(num_classes=4, **options):
     return Tiny(num_classes, **options)
+
+
+def raises(num_classes=4):
+    raise RuntimeError("boom while building")
+
+
+class NoForward(nn.Module):
+    def forward(self, x):
+        return {}["logits"]
+
+
+def no_forward(num_classes=4):
+    return NoForward()
 '''
 
 TRAIN = ["train", "badinput_tiny:tiny", "--data", "npz", "--train-file", "train.npz", "--test-file", "test.npz",
@@ -113,6 +128,23 @@ CASES = [
      "locked is in use: pid"),
     ("--out holding a run's files", TRAIN[:-1] + ["orphan"], "orphan holds checkpoints/last.safetensors but no "
                                                              "config.json"),
+    # ---- broken files and broken networks: one line naming the file or the callable, never a traceback
+    ("truncated npz", TRAIN + ["--train-file", "truncated.npz"], "truncated.npz: cannot be read as .npz"),
+    ("npz with a bad CRC", TRAIN + ["--train-file", "bad_crc.npz"], "bad_crc.npz: cannot be read as .npz (Bad CRC"),
+    ("truncated idx.gz", ["train", "resnet20", "--data", "mnist", "--data-dir", "broken", "--set", "download=false"],
+     "train-images-idx3-ubyte.gz: cannot be decompressed"),
+    ("truncated CIFAR pickle", ["train", "resnet20", "--data", "cifar10", "--data-dir", "broken", "--set",
+                                "download=false"], "data_batch_1: cannot be unpickled"),
+    ("truncated CIFAR archive", ["train", "resnet20", "--data", "cifar100", "--data-dir", "broken", "--set",
+                                 "download=false"], "cifar-100-python.tar.gz cannot be unpacked"),
+    ("a data folder that cannot be made", ["train", "resnet20", "--data", "svhn", "--data-dir", "train.npz/x"],
+     "SVHN files are missing and train.npz/x/svhn cannot be created"),
+    ("a callable that raises", ["train", "badinput_tiny:raises"] + TRAIN[2:],
+     "badinput_tiny:raises(num_classes=4) failed: RuntimeError: boom while building"),
+    ("a forward pass that raises", ["train", "badinput_tiny:no_forward"] + TRAIN[2:],
+     "badinput_tiny:no_forward cannot take the 3x8x8 images of npz: KeyError: 'logits'"),
+    ("a callable that cannot be imported", ["train", "badinput_nothere:net"] + TRAIN[2:],
+     "cannot import 'badinput_nothere'"),
 ]
 
 
@@ -138,6 +170,19 @@ def work(tmp_path_factory):
     save("big.npz", size=16)
     save("grey.npz", channels=1)
     save("empty.npz", n=0, y=np.zeros(0, np.int64))
+    whole = (w / "train.npz").read_bytes()
+    (w / "truncated.npz").write_bytes(whole[:len(whole) // 2])
+    flipped = bytearray(whole)
+    flipped[200] ^= 0xFF  # inside the first member's data: the zip's CRC check fails
+    (w / "bad_crc.npz").write_bytes(bytes(flipped))
+    (w / "broken" / "mnist").mkdir(parents=True)
+    for stem in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"):
+        (w / "broken" / "mnist" / f"{stem}.gz").write_bytes(gzip.compress(b"\0\0\x08\x03" + bytes(64))[:20])
+    (w / "broken" / "cifar-10-batches-py").mkdir()
+    (w / "broken" / "cifar-10-batches-py" / "batches.meta").write_bytes(pickle.dumps({"label_names": list("abcd")}))
+    (w / "broken" / "cifar-10-batches-py" / "data_batch_1").write_bytes(pickle.dumps({"data": [1, 2, 3]})[:9])
+    (w / "broken" / "cifar100").mkdir()
+    (w / "broken" / "cifar100" / "cifar-100-python.tar.gz").write_bytes(gzip.compress(b"not a tar" * 100)[:50])
     (w / "folder").mkdir()
     (w / "setup_killed" / "checkpoints").mkdir(parents=True)
     (w / "orphan" / "checkpoints").mkdir(parents=True)

@@ -174,10 +174,20 @@ def resolve_precision(name: str, device: torch.device) -> torch.dtype | None:
 
 def build_model(cfg: TrainConfig, num_classes: int, *, name: str | None = None) -> nn.Module:
     """A zoo model by registry name, or ``package.module:callable`` called with ``num_classes`` and the options
-    (``name`` builds another network than ``cfg.model`` with the same options)."""
-    from cnnlab.models import create_model
+    (``name`` builds another network than ``cfg.model`` with the same options). Whatever your callable raises
+    becomes one ValueError naming it (``--debug`` shows the traceback)."""
+    from cnnlab.models import create_model, import_object
 
-    return create_model(name or cfg.model, num_classes=num_classes, **cfg.model_options)
+    target = name or cfg.model
+    if ":" not in target:
+        return create_model(target, num_classes=num_classes, **cfg.model_options)
+    import_object(target)  # a module or attribute that cannot be had: its own one-line error
+    try:
+        return create_model(target, num_classes=num_classes, **cfg.model_options)
+    except Exception as exc:
+        options = "".join(f", {k}={v!r}" for k, v in cfg.model_options.items())
+        raise ValueError(f"{target}(num_classes={num_classes}{options}) failed: {type(exc).__name__}: "
+                         f"{_first_line(exc)}") from exc
 
 
 def _first_line(exc: BaseException) -> str:
@@ -286,22 +296,25 @@ class Trainer:
         self.device = resolve_device(config.device)
         self.dist = _Dist(self.device)
         self.is_main = self.dist.rank == 0
-        created = not self.run_dir.exists()
+        made = [p for p in (self.run_dir, *self.run_dir.parents) if not p.exists()]  # e.g. runs/ and runs/x
         try:
             self._setup(config, resume, model, train_data, test_data, progress, tuple(allow_changes),
                         restretch_schedule)
         except BaseException:
             self._lock.release()
             self.dist.close()
-            if created and self.is_main:
-                self._remove_empty_run_dir()
+            if made and self.is_main:
+                self._remove_empty_folders(made)
             raise
 
-    def _remove_empty_run_dir(self) -> None:
+    def _remove_empty_folders(self, made: list[Path]) -> None:
         """A run that failed during set-up leaves nothing behind (only folders it made itself, still empty)."""
-        for folder in (self.ckpt_dir, self.run_dir):
-            with contextlib.suppress(OSError):
+        for folder in (self.ckpt_dir, *made):
+            try:
                 folder.rmdir()  # rmdir refuses non-empty folders, so no data can be lost here
+            except OSError:
+                if folder != self.ckpt_dir:
+                    break
 
     # -------------------------------------------------------- set-up
     def _setup(self, config: TrainConfig, resume: bool, model: nn.Module | None, train_data: ArrayDataset | None,
@@ -546,11 +559,12 @@ class Trainer:
         try:
             with torch.no_grad():
                 self.model(probe)
-        except (ValueError, RuntimeError) as exc:
+        except Exception as exc:  # a user's network may raise anything; say which network and why, in one line
             hint = (f"; for {c}-channel images try --set \"model_options={{'in_channels': {c}}}\""
                     if c != 3 and "in_channels" not in self.config.model_options else "")
+            kind = "" if isinstance(exc, (ValueError, RuntimeError)) else f"{type(exc).__name__}: "
             raise ValueError(f"{self.config.model} cannot take the {c}x{h}x{w} images of {self.config.data}: "
-                             f"{_first_line(exc)}{hint}") from None
+                             f"{kind}{_first_line(exc)}{hint}") from exc
         finally:
             self.model.train(was_training)
 
