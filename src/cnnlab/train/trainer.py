@@ -726,7 +726,7 @@ class Trainer:
                 self.optimizer.step()
                 self.step += 1
                 if self.ema is not None:
-                    self.ema.update(self.model, self.step, self.total_steps)
+                    self.ema.update(self.model, self.step, self.schedule_steps)  # the ramp keeps the run's length
                 n = len(y) * self.dist.world_size
                 correct_value = int(correct)
                 window_images += n
