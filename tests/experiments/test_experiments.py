@@ -170,3 +170,17 @@ def test_torchrun_shares_the_runs_out_over_processes(tmp_path):
     for name in ranks:
         assert json.loads((out / "runs" / name / "summary.json").read_text())["processes"] == 1
     assert (out / "report.html").is_file() and done.stdout.count(NO_VERDICT) == 1  # rank 0 reports, once
+
+
+def test_cli_interrupted_run_says_how_to_resume(monkeypatch, capsys):
+    import signal
+
+    from cnnlab.train import TrainingInterrupted
+
+    def interrupted(*args, **kwargs):
+        raise TrainingInterrupted("SIGTERM at step 3: checkpoint saved; continue with --resume runs/x", signal.SIGTERM)
+
+    monkeypatch.setattr(ex, "run", interrupted)
+    assert main(["experiment", "run", "gap_vs_fc", "--budget", "smoke", "--out", "o"]) == 128 + signal.SIGTERM
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "SIGTERM at step 3" in err and "--resume --out o" in err

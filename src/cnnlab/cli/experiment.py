@@ -96,8 +96,17 @@ def _run(args: argparse.Namespace, ex: Any) -> int:
     quiet = args.quiet or os.environ.get("CI", "").lower() in ("1", "true", "yes")
     command = "cnnlab " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["experiment"] \
         else f"cnnlab experiment run {args.name} --budget {args.budget}"
-    result = ex.run(args.name, args.budget, args.out, source=source, seeds=args.seeds, resume=args.resume,
-                    command=command, progress=not quiet)
+    from cnnlab.train import TrainingInterrupted
+
+    try:
+        result = ex.run(args.name, args.budget, args.out, source=source, seeds=args.seeds, resume=args.resume,
+                        command=command, progress=not quiet)
+    except TrainingInterrupted as exc:
+        out = args.out or f"runs/experiments/{args.name}-{args.budget}"
+        print(f"cnnlab experiment: {str(exc).split(':')[0]}: the run saved a checkpoint; continue with cnnlab "
+              f"experiment run {args.name} --budget {args.budget} --resume --out {out} (and the same data options)",
+              file=sys.stderr)
+        return 128 + exc.signum
     if not result.is_main:  # under torchrun, rank 0 speaks for the experiment
         return 0
     print(f"{result.out}: {result.verdict}")

@@ -411,7 +411,8 @@ def _run(experiment: Experiment, plan: Budget, out: Path, source: DataSource, re
         if i % ranks.world != ranks.rank or (_finished(run_dir) and entry_path.is_file()):
             continue
         config = from_dict({**experiment.config_values(arm, plan, seed), **source.config(), **(overrides or {})})
-        entry = json.loads(entry_path.read_text()) if entry_path.is_file() else {"wall_s": 0.0}
+        entry = json.loads(entry_path.read_text()) if entry_path.is_file() else dict(
+            record["runs"].get(name, {"wall_s": 0.0}))  # a record written before entries/ existed
         if not _finished(run_dir):
             again = (run_dir / "config.json").is_file()
             if not again and run_dir.exists():  # killed before its config existed: nothing to keep
