@@ -322,3 +322,18 @@ def test_aux_heads_need_their_own_minimum_only_in_training():
     with pytest.raises(ValueError, match=r"aux_heads\.Mixed_6e\.conv1\.conv") as info:
         analyze("inception_v3", (3, 224, 224), training=True)
     assert "smallest valid size is" in str(info.value)
+
+
+def test_input_sizes_as_torchinfo_users_type_them():
+    """(N, C, H, W) with the batch, and one int for a square image with the model's input channels."""
+    base = analyze("resnet20")
+    for size, batch in (((1, 3, 32, 32), 1), (32, 1), ((4, 3, 32, 32), 4)):
+        rep = analyze("resnet20", size)
+        assert (rep.input_size, rep.batch_size, rep.macs) == ((3, 32, 32), batch, base.macs * batch)
+    assert analyze(nn.Sequential(nn.Conv2d(1, 4, 3)), 8).input_size == (1, 8, 8)  # channels from the first conv
+    assert analyze(nn.Sequential(nn.Conv1d(2, 4, 3)), (5, 2, 16)).batch_size == 5
+    volume = analyze(nn.Sequential(nn.Conv3d(1, 4, 3)), (1, 8, 8, 8))  # (C, D, H, W): no batch in it
+    assert (volume.input_size, volume.batch_size) == ((1, 8, 8, 8), 1)
+    assert analyze(nn.Sequential(nn.Linear(20, 5)), (7, 20)).batch_size == 7
+    with pytest.raises(ValueError, match="includes a batch of 4 but batch_size=2"):
+        analyze("resnet20", (4, 3, 32, 32), batch_size=2)

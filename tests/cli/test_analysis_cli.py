@@ -78,3 +78,34 @@ def clean_net() -> nn.Module:
 def test_lint_without_findings_exits_0(capsys):
     assert main(["lint", f"{__name__}:clean_net", "--input", "3x8x8"]) == 0
     assert "no findings" in capsys.readouterr().out
+
+
+def test_summary_default_depth_and_all(capsys):
+    assert main(["summary", "resnet1202"]) == 0
+    out = capsys.readouterr().out
+    assert "layer3 " in out and "layer3.0" not in out and "deeper rows not shown at depth 1" in out
+    assert main(["summary", "resnet1202", "--format", "csv"]) == 0  # data formats keep every row
+    assert len(capsys.readouterr().out.splitlines()) == 1 + 6012
+    assert main(["summary", SPEC, "--input", "3x8x8", "--depth", "all"]) == 0
+    assert "deeper rows" not in capsys.readouterr().out
+    assert main(["summary", SPEC, "--input", "3x8x8", "--depth", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "layer" not in out.split("\n\n")[0] and "MACs" in out
+
+
+def test_summary_depth_must_be_a_depth(capsys):
+    with pytest.raises(SystemExit):
+        main(["summary", SPEC, "--depth", "-1"])
+    assert "give a depth >= 0 or 'all'" in capsys.readouterr().err
+
+
+def test_summary_fits_the_terminal(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "70")
+    assert main(["summary", "resnet20", "--depth", "2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert max(map(len, lines)) <= 70 and any("left out to fit 70 columns" in line for line in lines)
+    monkeypatch.setenv("COLUMNS", "70")
+    assert main(["card", "googlenet"]) == 0
+    assert max(map(len, capsys.readouterr().out.splitlines())) <= 70
+    assert main(["models"]) == 0
+    assert max(map(len, capsys.readouterr().out.splitlines())) <= 70

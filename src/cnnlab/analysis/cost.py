@@ -660,12 +660,16 @@ def smallest_input(model: nn.Module, input_size: Sequence[int], batch_size: int 
     return hi
 
 
-def analyze(model_or_name: nn.Module | str, input_size: Sequence[int] | None = None, batch_size: int = 1,
+def analyze(model_or_name: nn.Module | str, input_size: Sequence[int] | int | None = None, batch_size: int = 1,
             dtype: torch.dtype = torch.float32, training: bool | None = None) -> CostReport:
     """Per-layer parameters, MACs, other ops, activation memory and receptive field, on the meta device.
 
     ``model_or_name``: any ``nn.Module`` (left untouched) or a zoo name (built on meta directly).
-    ``input_size``: (C, H, W) without the batch; default the zoo card's size, else 3x224x224.
+    ``input_size``: (C, H, W) without the batch; default the zoo card's size, else 3x224x224. The sizes
+    torchinfo users type work too: with the batch, ``(1, 3, 224, 224)`` (the first entry becomes
+    ``batch_size``), and one int, ``224``, for a square image with the model's input channels. A tuple is
+    taken to include the batch when it is one entry longer than the model's first convolution (or linear
+    layer) takes: Conv2d 4, Conv1d 3, Conv3d 5, Linear 2.
     ``training``: analyse in training mode (auxiliary heads run and are counted); default: the module's
     current mode, eval for zoo names.
     """
@@ -676,6 +680,7 @@ def analyze(model_or_name: nn.Module | str, input_size: Sequence[int] | None = N
 def _analyze(model_or_name: nn.Module | str, input_size: Sequence[int] | None, batch_size: int,
              dtype: torch.dtype, training: bool | None) -> CostReport:
     model, name, default_size, fresh = _resolve(model_or_name)
+    input_size, batch_size = _sizes(model, input_size, batch_size)
     size = tuple(int(v) for v in (input_size if input_size is not None else default_size or (3, 224, 224)))
     if len(size) < 1 or any(v <= 0 for v in size):
         raise ValueError(f"input_size must be (C, H, W) (or (features,), (C, L), (C, D, H, W)) of positive "
@@ -688,6 +693,36 @@ def _analyze(model_or_name: nn.Module | str, input_size: Sequence[int] | None, b
     if any(p.is_floating_point() and p.dtype != dtype for p in model.parameters()):
         model.to(dtype)  # the private meta copy: floating parameters and buffers take the analysed dtype
     return _trace(model, name, size, batch_size, dtype, training)
+
+
+def _input_layer(model: nn.Module) -> tuple[int, int] | None:
+    """(spatial dims, input channels) of the first convolution or linear layer (0 dims for a linear), or None."""
+    for m in model.modules():
+        if isinstance(m, nn.modules.conv._ConvNd):
+            return len(m.kernel_size), m.in_channels
+        if isinstance(m, nn.Linear):
+            return 0, m.in_features
+    return None
+
+
+def _sizes(model: nn.Module, input_size: Sequence[int] | int | None,
+           batch_size: int) -> tuple[tuple[int, ...] | None, int]:
+    """(input size without the batch, batch size) from what the user typed: (C, H, W), (N, C, H, W) or H."""
+    if input_size is None:
+        return None, batch_size
+    first = _input_layer(model)
+    if isinstance(input_size, int) and not isinstance(input_size, bool):
+        channels = getattr(model, "in_channels", None) or (first[1] if first else 3)
+        dims = first[0] if first else 2
+        return ((input_size,) if dims == 0 else (int(channels),) + (input_size,) * dims), batch_size
+    size = tuple(input_size)
+    expected = (first[0] + 1) if first else 3  # entries without the batch: C + spatial dims (Linear: features)
+    if len(size) == expected + 1:
+        if batch_size not in (1, size[0]):
+            raise ValueError(f"input_size {size} includes a batch of {size[0]} but batch_size={batch_size}; give "
+                             f"one of them")
+        return size[1:], int(size[0])
+    return size, batch_size
 
 
 def _trace(model: nn.Module, name: str, size: tuple[int, ...], batch_size: int, dtype: torch.dtype,

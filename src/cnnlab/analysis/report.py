@@ -19,10 +19,13 @@ import csv
 import html
 import io
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from cnnlab._text import table as _text_table
+from cnnlab._text import terminal_width, wrap
 from cnnlab.analysis.receptive_field import ReceptiveField
 
 CONVENTIONS = (
@@ -36,6 +39,9 @@ CONVENTIONS = (
 )
 
 OTHER_KINDS = ("bias", "norm", "activation", "pool", "elementwise", "reduction")
+
+# the default depth of a terminal table keeps it under this many rows (ResNet-50: every row; ResNet-1202: stages)
+MAX_DEFAULT_ROWS = 250
 
 
 class _DerivedTotals:
@@ -145,6 +151,35 @@ class CostReport(_DerivedTotals):
         """Rows down to ``depth`` (1: stages, 2: blocks; None: every row), the model row excluded."""
         return [r for r in self.layers if r.depth >= 1 and (depth is None or r.depth <= depth)]
 
+    def default_depth(self, max_rows: int = MAX_DEFAULT_ROWS) -> int | None:
+        """The deepest depth whose table has at most ``max_rows`` rows (None: every row fits; at least 1).
+
+        A 1000-layer network shows its stages instead of 6,000 rows; ResNet-50 (246 rows) shows them all.
+        """
+        counts: dict[int, int] = {}
+        for r in self.layers:
+            if r.depth >= 1:
+                counts[r.depth] = counts.get(r.depth, 0) + 1
+        rows, best = 0, 1
+        for depth in sorted(counts):
+            rows += counts[depth]
+            if rows > max_rows:
+                return best
+            best = depth
+        return None
+
+    def __str__(self) -> str:
+        """The terminal table (``print(report)``), at the default depth and fitted to the terminal's width."""
+        return self.to_table(self.default_depth(), width=terminal_width())
+
+    def __repr__(self) -> str:
+        return (f"CostReport(model={self.model!r}, input={self.batch_size}x{'x'.join(map(str, self.input_size))}, "
+                f"params={self.params:,}, macs={self.macs:,}, layers={len(self.layers)})")
+
+    def _repr_html_(self) -> str:
+        """What Jupyter shows for a report: totals, charts and the collapsible module tree (no script needed)."""
+        return f'<div class="cnnlab-report">{_STYLE}{self._html_body(table_depth=None, table=False)}</div>'
+
     def to_dict(self) -> dict[str, Any]:
         """The report as JSON-ready data (layout in the module docstring)."""
         return {
@@ -170,22 +205,32 @@ class CostReport(_DerivedTotals):
         """The report as JSON text."""
         return json.dumps(self.to_dict(), indent=indent)
 
-    def to_table(self, depth: int | None = None) -> str:
-        """A fixed-width terminal table of the rows down to ``depth`` plus the totals."""
-        rows = [_cells(r) for r in self.at_depth(depth)]
-        rows.extend(_unknown_cells(u) for u in self.unknown_ops)
-        header = list(_COLUMNS)
-        widths = [max(len(header[i]), *(len(r[i]) for r in rows)) if rows else len(header[i])
-                  for i in range(len(header))]
+    def to_table(self, depth: int | None = None, width: int | None = None) -> str:
+        """A fixed-width terminal table of the rows down to ``depth`` plus the totals; ``depth=0``: totals only.
+
+        ``width``: fit the table to this many characters by leaving out the least important columns (RF jump,
+        other ops, activation bytes, type, RF size, output: a footer names them) and then shortening layer names
+        in the middle (``layer3.~.conv2``); None never shortens.
+        """
         lines = [f"{self.model}: input {self.batch_size}x{'x'.join(map(str, self.input_size))} {self.dtype}"
                  f" ({'train' if self.training else 'eval'} mode)"]
-        sep = "  "
-        lines.append(sep.join(h.ljust(w) if i < 2 else h.rjust(w) for i, (h, w) in enumerate(zip(header, widths))))
-        lines.append(sep.join("-" * w for w in widths))
-        for r in rows:
-            lines.append(sep.join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))))
+        if depth != 0:
+            rows = [_cells(r) for r in self.at_depth(depth)]
+            rows.extend(_unknown_cells(u) for u in self.unknown_ops)
+            body, dropped = _text_table(_COLUMNS, rows, [i >= 2 for i in range(len(_COLUMNS))], width,
+                                        drop_order=_DROP_ORDER, shrink_order=(0, 1, 2))
+            lines.extend(body)
+            if dropped:
+                lines.extend(wrap(f"(left out to fit {width} columns: {', '.join(dropped)}; a wider terminal or the "
+                                  f"csv, md and html formats show them)", width, indent=1))
+            hidden = len(self.at_depth(None)) - len(self.at_depth(depth))
+            if hidden:
+                deepest = max(r.depth for r in self.layers)
+                lines.extend(wrap(f"({hidden:,} deeper rows not shown at depth {depth} of {deepest}: a larger depth "
+                                  f"shows them)", width, indent=1))
         lines.append("")
-        lines.extend(self.totals_lines())
+        for line in self.totals_lines():
+            lines.extend(wrap(line, width, indent=18))
         return "\n".join(lines)
 
     def totals_lines(self) -> list[str]:
@@ -216,7 +261,7 @@ class CostReport(_DerivedTotals):
         writer.writerow(["name", "type", "depth", "calls", "input_shape", "output_shape", "params",
                          "trainable_params", "macs", "flops", "other_ops", *kinds, "activation_bytes",
                          "rf_size_h", "rf_size_w", "rf_jump_h", "rf_jump_w", "rf_start_h", "rf_start_w", "cost"])
-        for r in self.at_depth(depth):
+        for r in self.at_depth(depth) if depth != 0 else self.layers[:1]:  # depth 0: the model's row (totals)
             rf = r.rf.to_dict() if r.rf is not None else None
             rf_cells = [v for key in ("size", "jump", "start") for v in _hw(rf[key])] if rf else [""] * 6
             writer.writerow([r.name, r.type, r.depth, r.calls, _shape(r.input_shape), _shape(r.output_shape),
@@ -229,42 +274,61 @@ class CostReport(_DerivedTotals):
         return buf.getvalue()
 
     def to_markdown(self, depth: int | None = None) -> str:
-        """A Markdown table of the rows down to ``depth`` with the totals below."""
+        """A Markdown table of the rows down to ``depth`` with the totals below; ``depth=0``: the totals only."""
         header = list(_COLUMNS)
-        lines = [f"### {self.model} ({'x'.join(map(str, self.input_size))}, batch {self.batch_size})", "",
-                 "| " + " | ".join(header) + " |", "|" + "|".join("---" if i < 2 else "---:" for i in
-                                                                   range(len(header))) + "|"]
-        for r in self.at_depth(depth):
-            lines.append("| " + " | ".join(c.replace("|", "\\|") for c in _cells(r)) + " |")
-        for u in self.unknown_ops:
-            lines.append("| " + " | ".join(_unknown_cells(u)) + " |")
-        lines.append("")
+        lines = [f"### {self.model} ({'x'.join(map(str, self.input_size))}, batch {self.batch_size})", ""]
+        if depth != 0:
+            lines += ["| " + " | ".join(header) + " |",
+                      "|" + "|".join("---" if i < 2 else "---:" for i in range(len(header))) + "|"]
+            for r in self.at_depth(depth):
+                lines.append("| " + " | ".join(c.replace("|", "\\|") for c in _cells(r)) + " |")
+            for u in self.unknown_ops:
+                lines.append("| " + " | ".join(_unknown_cells(u)) + " |")
+            lines.append("")
         lines.extend(f"- {line}" for line in self.totals_lines())
         return "\n".join(lines) + "\n"
 
     def to_html(self, depth: int | None = None) -> str:
-        """A self-contained HTML page: sortable table, MACs/params per stage bars, receptive field growth."""
-        rows = self.at_depth(depth)
+        """A self-contained HTML page (inline SVG and CSS, one small script, nothing fetched from elsewhere).
+
+        Totals; MACs and parameters per stage as % of the model on one shared scale; the receptive field after
+        every layer with axes and stage labels; the module tree (collapsible); the layer table down to ``depth``
+        with per-layer bars on one shared scale, sortable (children stay under their parents).
+        """
+        return _HTML_TEMPLATE.format(title=html.escape(f"cnnlab: {self.model}"), style=_STYLE,
+                                     body=self._html_body(table_depth=depth, table=True), script=_SCRIPT)
+
+    def _html_body(self, table_depth: int | None, table: bool) -> str:
         stages = [r for r in self.layers if r.depth == 1]
-        table_rows = "\n".join(
-            "<tr>" + "".join(f"<td{_NUM_CELL if i >= 2 else ''} data-v=\"{html.escape(str(v))}\">"
-                             f"{html.escape(c)}</td>" for i, (c, v) in enumerate(zip(_cells(r), _sort_keys(r))))
-            + "</tr>" for r in rows)
+        leaves = [r for r in self.layers if r.is_leaf and r.rf is not None and r.calls]
         unknown = "".join(f"<li>{html.escape(u['op'])} in {html.escape(u['layer'] or '(model)')} "
                           f"({u['count']} call(s)): unknown cost</li>" for u in self.unknown_ops)
-        totals = "".join(f"<li>{html.escape(line)}</li>" for line in self.totals_lines())
-        header = "".join(f"<th onclick=\"sortBy({i})\">{html.escape(h)}</th>" for i, h in enumerate(_COLUMNS))
-        return _HTML_TEMPLATE.format(
-            title=html.escape(f"cnnlab: {self.model}"),
-            heading=html.escape(f"{self.model} at {'x'.join(map(str, self.input_size))}, batch {self.batch_size}"),
-            totals=totals,
-            unknown=f"<h2>Ops with unknown cost</h2><ul>{unknown}</ul>" if unknown else "",
-            conventions=html.escape(CONVENTIONS),
-            stage_chart=_bar_chart(stages),
-            rf_chart=_rf_chart([r for r in self.layers if r.is_leaf and r.rf is not None and r.calls]),
-            header=header,
-            rows=table_rows,
-        )
+        parts = [
+            f"<h1>{html.escape(self.model)} at {'x'.join(map(str, self.input_size))}, batch {self.batch_size} "
+            f"({'train' if self.training else 'eval'} mode)</h1>",
+            "<ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in self.totals_lines()) + "</ul>",
+            f"<h2>Ops with unknown cost</h2><ul>{unknown}</ul>" if unknown else "",
+            "<h2>Where the cost is: each stage's share of the model</h2>",
+            _stage_chart(stages, self.macs, self.params),
+            "<h2>Receptive field after each layer</h2>",
+            _rf_chart(leaves, self.input_size),
+            "<h2>Module tree</h2>",
+            '<p class="note">Click a module to open it. Shares are of the whole model; a module\'s numbers include '
+            'everything inside it.</p>',
+            _tree(self),
+        ]
+        if table and table_depth != 0:
+            rows = self.at_depth(table_depth)
+            hidden = len(self.at_depth(None)) - len(rows)
+            parts += [
+                "<h2>Layers</h2>",
+                '<p class="note">Click a column to sort; a module\'s children stay under it. Bars: share of the '
+                'model\'s MACs and parameters, on one scale (a full bar is 100%).'
+                + (f" {hidden:,} deeper rows are not shown (depth {table_depth})." if hidden else "") + "</p>",
+                _layer_table(rows, self.macs, self.params),
+            ]
+        parts.append(f'<p class="note">{html.escape(CONVENTIONS)}</p>')
+        return "\n".join(p for p in parts if p)
 
     def render(self, fmt: str, depth: int | None = None) -> str:
         """Render as ``table``, ``json``, ``csv``, ``md`` or ``html``."""
@@ -278,6 +342,8 @@ class CostReport(_DerivedTotals):
 
 _NUM_CELL = ' class="num"'
 _COLUMNS = ("layer", "type", "output", "params", "MACs", "other ops", "act. bytes", "RF size", "RF jump")
+_DROP_ORDER = (8, 5, 6, 1, 7, 2)  # columns a narrow terminal loses first: RF jump, other ops, act. bytes, ...
+_MACS_COLOUR, _PARAMS_COLOUR = "#4c72b0", "#dd8452"
 
 
 def _cells(r: LayerCost) -> list[str]:
@@ -290,8 +356,20 @@ def _cells(r: LayerCost) -> list[str]:
 
 def _sort_keys(r: LayerCost) -> list[Any]:
     rf = r.rf.to_dict() if r.rf is not None else None
-    return [r.name, r.type, _shape(r.output_shape), r.params, r.macs, r.other_ops, r.activation_bytes,
+    return [r.name, r.type, _numel(r.output_shape), r.params, r.macs, r.other_ops, r.activation_bytes,
             max(rf["size"]) if rf else -1, max(rf["jump"]) if rf else -1]
+
+
+def _numel(shape: Any) -> int:
+    """Elements of an output shape (several outputs: their sum), so that shapes sort by size."""
+    if not shape:
+        return 0
+    if isinstance(shape[0], list):
+        return sum(_numel(s) for s in shape)
+    n = 1
+    for v in shape:
+        n *= int(v)
+    return n
 
 
 def _unknown_cells(u: dict[str, Any]) -> list[str]:
@@ -331,89 +409,235 @@ def _bytes(value: int) -> str:
     return f"{value} B"
 
 
-def _bar_chart(stages: list[LayerCost]) -> str:
-    """Inline SVG: one pair of bars per stage (MACs, params), each scaled to its own maximum."""
+def _pct(part: int, total: int) -> float:
+    return 100.0 * part / total if total else 0.0
+
+
+def _stage_chart(stages: list[LayerCost], total_macs: int, total_params: int) -> str:
+    """Inline SVG: per stage, its MACs and its parameters as % of the model, both on one 0-100% axis."""
     if not stages:
         return "<p>(no stages)</p>"
-    max_macs = max(s.macs for s in stages) or 1
-    max_params = max(s.params for s in stages) or 1
-    row_h, label_w, bar_w = 34, 160, 420
-    parts = [f'<svg width="{label_w + bar_w + 120}" '
-             f'height="{row_h * len(stages) + 30}" font-family="sans-serif" font-size="12">',
-             '<rect x="0" y="0" width="12" height="10" fill="#4c72b0"/><text x="16" y="10">MACs</text>',
-             '<rect x="70" y="0" width="12" height="10" fill="#dd8452"/><text x="86" y="10">params</text>']
+    row_h, label_w, bar_w, top = 34, 170, 440, 44
+    height = top + row_h * len(stages) + 26
+    e = html.escape
+    parts = [f'<svg class="chart" role="img" aria-label="MACs and parameters per stage" width="{label_w + bar_w + 130}" '
+             f'height="{height}" font-family="sans-serif" font-size="12">',
+             f'<rect x="{label_w}" y="0" width="12" height="10" fill="{_MACS_COLOUR}"/>'
+             f'<text x="{label_w + 16}" y="10">MACs ({_si(total_macs)} in all)</text>',
+             f'<rect x="{label_w + 170}" y="0" width="12" height="10" fill="{_PARAMS_COLOUR}"/>'
+             f'<text x="{label_w + 186}" y="10">parameters ({_si(total_params)} in all)</text>']
+    for tick in (0, 25, 50, 75, 100):  # the shared scale: a full bar is the whole model
+        x = label_w + bar_w * tick / 100
+        parts.append(f'<line x1="{x:.1f}" y1="{top - 8}" x2="{x:.1f}" y2="{height - 22}" stroke="#ddd"/>'
+                     f'<text x="{x:.1f}" y="{height - 8}" text-anchor="middle" fill="#555">{tick}%</text>')
     for i, s in enumerate(stages):
-        y = 22 + i * row_h
-        wm = bar_w * s.macs / max_macs
-        wp = bar_w * s.params / max_params
-        parts.append(f'<text x="0" y="{y + 12}">{html.escape(s.name)}</text>')
-        parts.append(f'<rect x="{label_w}" y="{y}" width="{wm:.1f}" height="12" fill="#4c72b0">'
-                     f'<title>{s.macs:,} MACs</title></rect>')
-        parts.append(f'<text x="{label_w + wm + 4:.1f}" y="{y + 10}">{_si(s.macs)}</text>')
-        parts.append(f'<rect x="{label_w}" y="{y + 14}" width="{wp:.1f}" height="12" fill="#dd8452">'
-                     f'<title>{s.params:,} params</title></rect>')
-        parts.append(f'<text x="{label_w + wp + 4:.1f}" y="{y + 24}">{_si(s.params)}</text>')
+        y = top + i * row_h
+        pm, pp = _pct(s.macs, total_macs), _pct(s.params, total_params)
+        wm, wp = bar_w * min(pm, 100) / 100, bar_w * min(pp, 100) / 100
+        name = (s.name if len(s.name) <= 22 else s.name[:21] + "~") + ("" if s.calls else " (not run)")
+        parts.append(f'<text x="0" y="{y + 17}"><title>{e(s.name)} ({e(s.type)})</title>{e(name)}</text>')
+        parts.append(f'<rect x="{label_w}" y="{y}" width="{wm:.1f}" height="12" fill="{_MACS_COLOUR}">'
+                     f'<title>{e(s.name)}: {s.macs:,} MACs, {pm:.1f}% of the model</title></rect>')
+        parts.append(f'<text x="{label_w + wm + 4:.1f}" y="{y + 10}">{pm:.1f}% ({_si(s.macs)})</text>')
+        parts.append(f'<rect x="{label_w}" y="{y + 14}" width="{wp:.1f}" height="12" fill="{_PARAMS_COLOUR}">'
+                     f'<title>{e(s.name)}: {s.params:,} parameters, {pp:.1f}% of the model</title></rect>')
+        parts.append(f'<text x="{label_w + wp + 4:.1f}" y="{y + 24}">{pp:.1f}% ({_si(s.params)})</text>')
     parts.append("</svg>")
     return "".join(parts)
 
 
-def _rf_chart(leaves: list[LayerCost]) -> str:
-    """Inline SVG polyline: receptive field size (largest of H, W) after each leaf layer, in order."""
+def _nice_step(top: float, ticks: int = 5) -> float:
+    """A round tick step (1, 2 or 5 x 10^k) giving about ``ticks`` intervals up to ``top``."""
+    raw = max(top, 1e-9) / ticks
+    scale = 10 ** math.floor(math.log10(raw))
+    return next(m * scale for m in (1, 2, 5, 10) if m * scale >= raw)
+
+
+def _rf_chart(leaves: list[LayerCost], input_size: Sequence[int]) -> str:
+    """Inline SVG: receptive field size (larger of H, W) after each layer, with axes, ticks and stage bands."""
     if not leaves:
         return "<p>(no receptive field: the model has no spatial input)</p>"
-    sizes = [max(r.rf.size) for r in leaves if r.rf is not None]
-    width, height, pad = 720, 260, 40
-    top = max(sizes) or 1
-    step = (width - 2 * pad) / max(len(sizes) - 1, 1)
-    points = " ".join(f"{pad + i * step:.1f},{height - pad - (height - 2 * pad) * s / top:.1f}"
-                      for i, s in enumerate(sizes))
-    dots = "".join(f'<circle cx="{pad + i * step:.1f}" cy="{height - pad - (height - 2 * pad) * s / top:.1f}" r="2">'
-                   f'<title>{html.escape(r.name)}: {s:g}</title></circle>' for i, (r, s) in enumerate(zip(leaves, sizes)))
-    return (f'<svg width="{width}" height="{height}" font-family="sans-serif" '
-            f'font-size="12"><line x1="{pad}" y1="{height - pad}" x2="{width - pad}" y2="{height - pad}" '
-            f'stroke="black"/><line x1="{pad}" y1="{pad}" x2="{pad}" y2="{height - pad}" stroke="black"/>'
-            f'<text x="{pad}" y="{pad - 8}">receptive field size (pixels), max {top:g}</text>'
-            f'<text x="{width - pad - 150}" y="{height - 10}">layers in execution order</text>'
-            f'<polyline points="{points}" fill="none" stroke="#4c72b0" stroke-width="1.5"/>{dots}</svg>')
+    e = html.escape
+    sizes = [float(max(r.rf.size)) for r in leaves if r.rf is not None]
+    image = max(input_size[1:]) if len(input_size) > 1 else None
+    width, height, left, right, top, bottom = 760, 360, 60, 20, 94, 46
+    plot_w, plot_h = width - left - right, height - top - bottom
+    step = _nice_step(max(sizes + ([image] if image else [])))
+    y_max = step * math.ceil(max(sizes + ([image] if image else [])) / step)
+    dx = plot_w / max(len(sizes) - 1, 1)
+
+    def px(i: int) -> float:
+        return left + i * dx
+
+    def py(v: float) -> float:
+        return top + plot_h - plot_h * v / y_max
+
+    parts = [f'<svg class="chart" role="img" aria-label="receptive field per layer" width="{width}" height="{height}" '
+             f'font-family="sans-serif" font-size="11">']
+    # stage bands: consecutive layers of the same top-level module, shaded alternately and named at the top
+    bands: list[tuple[str, int, int]] = []
+    for i, r in enumerate(leaves):
+        stage = r.name.split(".")[0]
+        if bands and bands[-1][0] == stage:
+            bands[-1] = (stage, bands[-1][1], i)
+        else:
+            bands.append((stage, i, i))
+    last_label = -math.inf
+    for k, (stage, a, b) in enumerate(bands):
+        x0, x1 = px(a) - dx / 2, px(b) + dx / 2
+        x0, x1 = max(x0, left), min(x1, left + plot_w)
+        if k % 2 == 0:
+            parts.append(f'<rect x="{x0:.1f}" y="{top}" width="{x1 - x0:.1f}" height="{plot_h}" fill="#f0f0f5"/>')
+        xm = (x0 + x1) / 2
+        if xm - last_label >= 12:  # stage names at a slant above the plot, never overlapping; hover: its layers
+            last_label = xm
+            name = stage if len(stage) <= 14 else stage[:13] + "~"
+            parts.append(f'<line x1="{xm:.1f}" y1="{top - 4}" x2="{xm:.1f}" y2="{top}" stroke="#888"/>'
+                         f'<text x="{xm:.1f}" y="{top - 7}" transform="rotate(-50 {xm:.1f} {top - 7})" '
+                         f'font-size="10" fill="#444"><title>{e(stage)}: layers {a + 1}-{b + 1}</title>'
+                         f'{e(name)}</text>')
+    v = 0.0
+    while v <= y_max + 1e-9:  # y axis: round ticks and grid lines
+        parts.append(f'<line x1="{left}" y1="{py(v):.1f}" x2="{left + plot_w}" y2="{py(v):.1f}" stroke="#ddd"/>'
+                     f'<text x="{left - 6}" y="{py(v) + 4:.1f}" text-anchor="end">{v:g}</text>')
+        v += step
+    n = len(sizes)
+    xstep = max(1, int(_nice_step(n, 8)))
+    for i in range(0, n, xstep):  # x axis: layer numbers in execution order
+        parts.append(f'<line x1="{px(i):.1f}" y1="{top + plot_h}" x2="{px(i):.1f}" y2="{top + plot_h + 4}" '
+                     f'stroke="black"/><text x="{px(i):.1f}" y="{top + plot_h + 16}" text-anchor="middle">{i + 1}</text>')
+    parts.append(f'<line x1="{left}" y1="{top + plot_h}" x2="{left + plot_w}" y2="{top + plot_h}" stroke="black"/>'
+                 f'<line x1="{left}" y1="{top}" x2="{left}" y2="{top + plot_h}" stroke="black"/>')
+    parts.append(f'<text x="{left + plot_w / 2}" y="{height - 8}" text-anchor="middle">layer (execution order, '
+                 f'{n} layers)</text>')
+    parts.append(f'<text x="14" y="{top + plot_h / 2}" text-anchor="middle" '
+                 f'transform="rotate(-90 14 {top + plot_h / 2})">receptive field (pixels)</text>')
+    if image:
+        parts.append(f'<line x1="{left}" y1="{py(image):.1f}" x2="{left + plot_w}" y2="{py(image):.1f}" '
+                     f'stroke="#c44e52" stroke-dasharray="5 4"/><text x="{left + plot_w - 4}" y="{py(image) - 4:.1f}" '
+                     f'text-anchor="end" fill="#c44e52">input {image} px</text>')
+    points = " ".join(f"{px(i):.1f},{py(s):.1f}" for i, s in enumerate(sizes))
+    parts.append(f'<polyline points="{points}" fill="none" stroke="{_MACS_COLOUR}" stroke-width="1.5"/>')
+    if n <= 400:  # a dot per layer carries its name; 6,000 dots would only slow the page down
+        parts.extend(f'<circle cx="{px(i):.1f}" cy="{py(s):.1f}" r="2" fill="{_MACS_COLOUR}">'
+                     f'<title>{e(r.name)}: {s:g} px</title></circle>' for i, (r, s) in enumerate(zip(leaves, sizes)))
+    parts.append("</svg>")
+    return "".join(parts)
 
 
-_HTML_TEMPLATE = """<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
-<style>
-body {{ font-family: sans-serif; margin: 2em; color: #222; }}
-table {{ border-collapse: collapse; font-size: 13px; }}
-th, td {{ border: 1px solid #ccc; padding: 2px 6px; white-space: pre; }}
-th {{ background: #eee; cursor: pointer; position: sticky; top: 0; }}
-td.num {{ text-align: right; font-variant-numeric: tabular-nums; }}
-.note {{ color: #555; font-size: 12px; max-width: 60em; }}
-</style></head><body>
-<h1>{heading}</h1>
-<ul>{totals}</ul>
-{unknown}
-<h2>MACs and parameters per stage</h2>
-{stage_chart}
-<h2>Receptive field growth</h2>
-{rf_chart}
-<h2>Layers (click a column to sort)</h2>
-<table id="layers"><thead><tr>{header}</tr></thead><tbody>
-{rows}
-</tbody></table>
-<p class="note">{conventions}</p>
-<script>
+def _tree(report: CostReport) -> str:
+    """Nested <details>: every module with its type, output, parameters and MACs (and shares of the model)."""
+    children: dict[str, list[LayerCost]] = {}
+    for r in report.layers[1:]:
+        children.setdefault(r.name.rpartition(".")[0] if r.depth > 1 else "", []).append(r)
+    e = html.escape
+    total_macs, total_params = report.macs, report.params
+    out: list[str] = []
+
+    def line(r: LayerCost, label: str) -> str:
+        rf = f", RF {_rf_text(r.rf)}" if r.rf is not None and r.calls else ""
+        share = f"{_pct(r.macs, total_macs):.1f}% of MACs, {_pct(r.params, total_params):.1f}% of params"
+        return (f'<span class="mod">{e(label)}</span> <span class="type">{e(r.type)}'
+                f'{"" if r.calls else " (not run)"}</span> <span class="dim">{e(_shape(r.output_shape))}; '
+                f"{r.params:,} params, {r.macs:,} MACs ({share}){e(rf)}</span>")
+
+    def walk(parent: str) -> None:
+        for r in children.get(parent, []):
+            label = r.name.rpartition(".")[2] if r.depth > 1 else r.name
+            if r.name in children:
+                out.append(f"<details><summary>{line(r, label)}</summary>")
+                walk(r.name)
+                out.append("</details>")
+            else:
+                out.append(f'<div class="leaf">{line(r, label)}</div>')
+
+    root = report.layers[0] if report.layers else None
+    if root is None:
+        return "<p>(empty model)</p>"
+    out.append(f'<details class="tree" open><summary>{line(root, report.model)}</summary>')
+    walk("")
+    out.append("</details>")
+    return "".join(out)
+
+
+def _layer_table(rows: list[LayerCost], total_macs: int, total_params: int) -> str:
+    """The layer table: a row per module (its parent named, for sorting), bars of its shares on one scale."""
+    header = list(_COLUMNS[:5]) + ["MACs share", "params share"] + list(_COLUMNS[5:])
+    head = "".join(f'<th onclick="sortBy({i})">{html.escape(h)}</th>' for i, h in enumerate(header))
+    body = []
+    for index, r in enumerate(rows):
+        cells, keys = _cells(r), _sort_keys(r)
+        keys[0] = index  # the layer column sorts back to execution order
+        tds = [f'<td{_NUM_CELL if i >= 2 else ""} data-v="{html.escape(str(v))}">{html.escape(c)}</td>'
+               for i, (c, v) in enumerate(zip(cells, keys))]
+        bars = [_bar_cell(_pct(r.macs, total_macs), _MACS_COLOUR), _bar_cell(_pct(r.params, total_params),
+                                                                             _PARAMS_COLOUR)]
+        parent = r.name.rpartition(".")[0] if r.depth > 1 else ""
+        body.append(f'<tr data-name="{html.escape(r.name)}" data-parent="{html.escape(parent)}">'
+                    + "".join(tds[:5] + bars + tds[5:]) + "</tr>")
+    return (f'<table id="layers"><thead><tr>{head}</tr></thead><tbody>\n' + "\n".join(body)
+            + "\n</tbody></table>")
+
+
+def _bar_cell(pct: float, colour: str) -> str:
+    return (f'<td class="bar" data-v="{pct:.6f}"><span style="width:{min(pct, 100):.2f}%;background:{colour}">'
+            f'</span><em>{pct:.1f}%</em></td>')
+
+
+_STYLE = """<style>
+.cnnlab-report { font-family: sans-serif; color: #222; }
+.cnnlab-report table { border-collapse: collapse; font-size: 13px; }
+.cnnlab-report th, .cnnlab-report td { border: 1px solid #ccc; padding: 2px 6px; white-space: pre; }
+.cnnlab-report th { background: #eee; cursor: pointer; position: sticky; top: 0; }
+.cnnlab-report td.num { text-align: right; font-variant-numeric: tabular-nums; }
+.cnnlab-report td.bar { position: relative; width: 120px; min-width: 120px; padding: 0; }
+.cnnlab-report td.bar span { position: absolute; left: 0; top: 2px; bottom: 2px; opacity: 0.75; }
+.cnnlab-report td.bar em { position: relative; font-style: normal; font-size: 11px; padding-left: 4px; }
+.cnnlab-report .note { color: #555; font-size: 12px; max-width: 60em; }
+.cnnlab-report details { margin-left: 1.2em; font-size: 13px; }
+.cnnlab-report details.tree { margin-left: 0; }
+.cnnlab-report summary { cursor: pointer; }
+.cnnlab-report .leaf { margin-left: 2.4em; font-size: 13px; }
+.cnnlab-report .mod { font-weight: bold; }
+.cnnlab-report .type { color: #4c72b0; }
+.cnnlab-report .dim { color: #555; }
+</style>"""
+
+_SCRIPT = """<script>
+// sort the layer table by a column, keeping every module's children right under it, each group sorted
 let sortState = [-1, 1];
-function sortBy(col) {{
+function sortBy(col) {
   const body = document.querySelector('#layers tbody');
   const rows = Array.from(body.rows);
   sortState = [col, sortState[0] === col ? -sortState[1] : 1];
   const dir = sortState[1];
-  rows.sort((a, b) => {{
-    const x = a.cells[col].dataset.v, y = b.cells[col].dataset.v;
-    const nx = parseFloat(x), ny = parseFloat(y);
-    const c = (!isNaN(nx) && !isNaN(ny)) ? nx - ny : x.localeCompare(y);
-    return dir * c;
-  }});
-  rows.forEach(r => body.appendChild(r));
-}}
-</script>
+  const value = r => r.cells[col].dataset.v;
+  const compare = (a, b) => {
+    const x = value(a), y = value(b), nx = parseFloat(x), ny = parseFloat(y);
+    return dir * ((!isNaN(nx) && !isNaN(ny)) ? nx - ny : x.localeCompare(y));
+  };
+  const names = new Set(rows.map(r => r.dataset.name));
+  const kids = new Map();
+  for (const r of rows) {
+    const parent = names.has(r.dataset.parent) ? r.dataset.parent : '';
+    if (!kids.has(parent)) kids.set(parent, []);
+    kids.get(parent).push(r);
+  }
+  const ordered = [];
+  const visit = parent => {
+    for (const r of (kids.get(parent) || []).sort(compare)) { ordered.push(r); visit(r.dataset.name); }
+  };
+  visit('');
+  ordered.forEach(r => body.appendChild(r));
+}
+</script>"""
+
+_HTML_TEMPLATE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+{style}
+</head><body style="margin: 2em"><div class="cnnlab-report">
+{body}
+</div>
+{script}
 </body></html>
 """

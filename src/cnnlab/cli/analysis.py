@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cnnlab._io import atomic_write
-from cnnlab.cli import CLIError, parse_size
+from cnnlab.cli import parse_size
 
 if TYPE_CHECKING:
     from torch import nn
@@ -26,7 +26,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "no weights are allocated. Conventions: MACs of conv/linear, FLOPs = 2 x MACs, other ops "
                     "(bias, norm, activation, pooling, elementwise) in their own column.")
     _common(summary)
-    summary.add_argument("--depth", type=int, default=None, help="show rows down to this depth (1: stages)")
+    summary.add_argument("--depth", type=_depth, default=None, metavar="N|all",
+                         help="show rows down to depth N (0: totals only, 1: stages, 2: blocks; all: every row). "
+                              "Default: every row up to 250, else the deepest depth that fits (a 1000-layer "
+                              "network shows its stages); json and csv always hold every row")
     summary.add_argument("--format", choices=("table", "json", "csv", "md", "html"), default="table")
     summary.add_argument("-o", "--output", default=None, metavar="FILE", help="write to FILE instead of stdout")
     summary.set_defaults(handler=run_summary)
@@ -107,12 +110,34 @@ def _emit(text: str, output: str | None) -> None:
     print(f"wrote {path}", file=sys.stderr)
 
 
+def _depth(text: str) -> int | str:
+    if text == "all":
+        return text
+    try:
+        depth = int(text)
+    except ValueError:
+        depth = -1
+    if depth < 0:
+        raise argparse.ArgumentTypeError(f"give a depth >= 0 or 'all', not {text!r}")
+    return depth
+
+
 def run_summary(args: argparse.Namespace) -> int:
     """Handler of ``cnnlab summary``."""
-    if args.depth is not None and args.depth < 0:
-        raise CLIError(f"--depth must be >= 0, got {args.depth}")
+    from cnnlab._text import terminal_width
+
     report = _analyze(args.model, args)
-    _emit(report.render(args.format, args.depth), args.output)
+    depth = args.depth
+    if depth is None:  # a readable default for the formats people read; json and csv are data: every row
+        depth = report.default_depth() if args.format in ("table", "md", "html") else None
+    elif depth == "all":
+        depth = None
+    if args.format == "table":
+        # fit the terminal when the table goes to one; a file or a pipe gets every column at full width
+        text = report.to_table(depth, width=terminal_width() if args.output is None else None)
+    else:
+        text = report.render(args.format, depth)
+    _emit(text, args.output)
     return 0
 
 
@@ -147,10 +172,15 @@ def run_compare(args: argparse.Namespace) -> int:
         lines.append("|" + "|".join(["---"] * 2 + ["---:"] * (len(header) - 2)) + "|")
         lines.extend("| " + " | ".join(cells) + " |" for cells in table)
     else:
-        widths = [max(len(h), *(len(c[i]) for c in table)) for i, h in enumerate(header)]
-        lines.append("  ".join(h.ljust(w) if i < 2 else h.rjust(w) for i, (h, w) in enumerate(zip(header, widths))))
-        lines.extend("  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
-                     for cells in table)
+        from cnnlab._text import table as fit_table
+        from cnnlab._text import terminal_width
+
+        width = terminal_width() if args.output is None else None
+        body, dropped = fit_table(header, table, [i >= 2 for i in range(len(header))], width,
+                                  drop_order=(7, 8, 3, 1), shrink_order=(0,))
+        lines.extend([body[0], *body[2:]])  # no rule under the header, as before
+        if dropped:
+            lines.append(f"(left out to fit {width} columns: {', '.join(dropped)})")
     lines.append("")
     for row in rows[1:]:
         lines.append(f"{row['model']} vs {args.models[0]}: {_sentence(row['params_ratio'], 'parameters')}, "

@@ -56,14 +56,16 @@ def run_models(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([c.to_dict() for c in cards], indent=2))
         return 0
+    from cnnlab._text import table, terminal_width
+
     header = ("name", "family", "input", "params", "MACs", "counts from")
     rows = [(c.name, c.family, "x".join(map(str, c.input_size)), human(c.reference.params, "M"),
              human(c.reference.macs, "G"), c.reference.source) for c in cards]
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    numeric = {3, 4}  # right-align the counts so the decimal points line up
-    for row in [header, *rows]:
-        cells = [str(v).rjust(w) if i in numeric else str(v).ljust(w) for i, (v, w) in enumerate(zip(row, widths))]
-        print("  ".join(cells).rstrip())
+    # right-align the counts so the decimal points line up; a narrow terminal shortens "counts from" first
+    lines, _ = table(header, rows, [i in (3, 4) for i in range(len(header))], terminal_width(), drop_order=(),
+                     shrink_order=(5, 1), cut_end=(5,))
+    del lines[1]  # no rule under the header, as before
+    print("\n".join(lines))
     return 0
 
 
@@ -87,10 +89,13 @@ def run_card(args: argparse.Namespace) -> int:
         ("classes", card.num_classes), ("reference", _counts_line(card.reference)),
         ("follows", card.follows), ("differences", card.differences), ("tags", ", ".join(card.tags)),
     ]
+    from cnnlab._text import terminal_width, wrap
+
+    fields += [("variants" if i == 0 else "", f"{variant}: {_counts_line(counts)}")
+               for i, (variant, counts) in enumerate(card.variants.items())]
     width = max(len(k) for k, _ in fields)
+    columns = terminal_width()  # long values wrap under themselves in a terminal; a pipe gets one line each
     for key, value in fields:
         if value not in ("", None):
-            print(f"{key.ljust(width)}  {value}")
-    for variant, counts in card.variants.items():
-        print(f"{('variant ' + variant).ljust(width)}  {_counts_line(counts)}")
+            print("\n".join(wrap(f"{key.ljust(width)}  {value}", columns, indent=width + 2)))
     return 0
