@@ -116,7 +116,7 @@ def test_zoo_imagenet_field_equals_empirical(name):
     assert tuple(int(v) for v in rf.size) == measured
 
 
-# google-research/receptive_field README (TF-slim end points), reference/MODELS.md: the zoo follows the same
+# google-research/receptive_field README (TF-slim end points; docs/references.md): the zoo follows the same
 # layer layouts for these, so the analytic field at the last stage must match exactly.
 TF_SLIM_FIELDS = {"alexnet": 195, "vgg16": 212, "inception_v3": 1311, "inception_v4": 2071,
                   "inception_resnet_v2": 3039}

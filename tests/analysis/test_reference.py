@@ -37,7 +37,7 @@ def test_timm_conv_subclass_is_counted():
     with torch.device("meta"):
         ref = timm.create_model("resnetv2_50x1_bit", pretrained=False).eval()
     assert rep.macs == flop_counter_macs(ref, (3, 224, 224))
-    assert rep.macs > 4_000_000_000  # ptflops / thop report ~2-22M here (MODELS.md)
+    assert rep.macs > 4_000_000_000  # ptflops / thop report ~2-22M here (docs/references.md)
     assert all(p.device.type == "cpu" for p in model.parameters())
 
 

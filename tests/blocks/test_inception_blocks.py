@@ -410,7 +410,7 @@ def test_inception_v1_macs_formula() -> None:
         c * r.pool_proj)
     macs = conv_macs(InceptionV1(c, r), torch.randn(1, c, 28, 28))
     assert macs == hw * weights
-    assert round(macs / 1e6) == 128  # RESEARCH.md 1.1: per-module MACs 3a 128M
+    assert round(macs / 1e6) == 128  # docs/references.md: per-module MACs 3a 128M
 
 
 @pytest.mark.parametrize("size", [17, 35])

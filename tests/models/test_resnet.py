@@ -1,4 +1,4 @@
-"""ResNet zoo: counts against the cards, MODELS.md and closed forms; structure; forward; converters vs tv/timm."""
+"""ResNet zoo: counts against the cards, docs/references.md and closed forms; structure; forward; converters."""
 
 from __future__ import annotations
 
@@ -14,14 +14,14 @@ from cnnlab.models.convert import from_timm, from_torchvision
 NAMES = [n for n in list_models() if model_card(n).family == "resnet"]
 DEEP = {"resnet1202", "preact_resnet1001", "resnet152", "resnetv2_152", "resnetv2_200"}  # meta forward > 3 s
 
-# /work/shared/reference/MODELS.md, typed here independently of the cards
+# docs/references.md, typed here independently of the cards
 MODELS_MD_PARAMS = {
     "resnet18": 11_689_512, "resnet34": 21_797_672, "resnet50": 25_557_032, "resnet101": 44_549_160,
     "resnet152": 60_192_808, "resnetv2_50": 25_549_352, "resnetv2_101": 44_541_480, "resnetv2_152": 60_185_128,
     "resnet20": 269_722, "resnet32": 464_154, "resnet44": 658_586, "resnet56": 853_018, "resnet110": 1_727_962,
     "resnet1202": 19_421_274, "preact_resnet164": 1_703_258, "preact_resnet1001": 10_327_706,
 }
-MODELS_MD_MACS = {  # exact where MODELS.md is exact, else (value, rounding step)
+MODELS_MD_MACS = {  # exact where docs/references.md is exact, else (value, rounding step)
     "resnet18": 1_814_073_344, "resnet34": 3_663_761_408, "resnet50": 4_089_184_256, "resnet101": 7_801_405_440,
     "resnet152": 11_513_626_624, "resnetv2_50": 4_089_184_256,
     "resnet20": (40.55e6, 0.01e6), "resnet32": (68.86e6, 0.01e6), "resnet44": (97.17e6, 0.01e6),
@@ -85,7 +85,7 @@ def test_cifar_params_closed_form(n):
 
 
 def test_preact_bottleneck_params_without_bn_match_the_paper():
-    # He et al. 2016b: ResNet-164 1.7M, ResNet-1001 10.2M; MODELS.md: 1,679,034 / 10,178,490 without BN
+    # He et al. 2016b: ResNet-164 1.7M, ResNet-1001 10.2M; docs/references.md: 1,679,034 / 10,178,490 without BN
     for name, without_bn in (("preact_resnet164", 1_679_034), ("preact_resnet1001", 10_178_490)):
         model = meta_model(name)
         bn = sum(p.numel() for m in model.modules() if isinstance(m, nn.BatchNorm2d) for p in m.parameters())

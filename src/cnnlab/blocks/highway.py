@@ -6,7 +6,7 @@ Networks" (NeurIPS 2015, arXiv:1507.06228): ``y = H(x) * T(x) + x * (1 - T(x))``
 close to the identity ("carry") and very deep stacks still pass signal and gradient.
 
 Gate bias: the papers initialize ``b_T`` negative and deeper nets more negative (values such as -1 to -3 are
-quoted in secondary sources; the exact value per depth is unconfirmed, see RESEARCH.md 1.8). The default
+quoted in secondary sources; the exact value per depth is unconfirmed, see docs/references.md). The default
 here, -1.0, is the mildest of that range; pass ``gate_bias`` to change it.
 """
 

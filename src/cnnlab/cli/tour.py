@@ -105,6 +105,8 @@ def tour_costs(out: Callable[[str], None]) -> None:
     out(f"GoogLeNet vs AlexNet: {alex.params / goog.params:.1f}x fewer parameters ({goog.params:,} vs "
         f"{alex.params:,}; the paper says 12x) and {goog.macs / alex.macs:.1f}x the multiply-adds "
         f"({goog.macs / 1e9:.2f} G vs {alex.macs / 1e9:.2f} G; the paper says 1.5 G).")
+    out("  (Szegedy et al. 2015, Going Deeper with Convolutions, arXiv:1409.4842, Sec. 1; every reference count and "
+        "its source: docs/references.md)")
     res = analyze("resnet50")
     rf = res.layer("layer4").rf
     out(f"ResNet-50 at 224x224: {res.macs:,} MACs ({res.flops / 1e9:.2f} GFLOPs at 2 per MAC); the receptive "

@@ -65,7 +65,7 @@ MODELS.register(
                "Neural Networks. NIPS 2012; layout of A. Krizhevsky (2014). One weird trick for parallelizing "
                "convolutional neural networks. arXiv:1404.5997"),
         input_size=(3, 224, 224),
-        reference=Counts(params=61_100_840, macs=714_188_480, source="torchvision 0.29.1 (MODELS.md)"),
+        reference=Counts(params=61_100_840, macs=714_188_480, source="torchvision 0.29.1 (docs/references.md)"),
         follows="torchvision 0.29.1 alexnet: the single-tower 'one weird trick' (2014) layout",
         differences=("Not the 2012 two-GPU original (96-256-384-384-256 filters with conv2/4/5 split into two "
                      "groups, local response normalisation, about 60M parameters): single tower with "

@@ -93,9 +93,10 @@ MODELS.register(ModelCard(
     input_size=(3, 224, 224),
     # default: the paper's layout with its two aux heads (torchvision also builds aux heads by default
     # without pretrained weights, and the paper trains with them); MACs are the inference path only
-    reference=Counts(13_378_280, 1_582_671_872, "computed from Table 1 (RESEARCH.md 1.1): 6,998,552 + two aux "
-                     "heads of 3,188,840 (4a) and 3,190,888 (4d)", {"aux_logits": True},
-                     note="MACs of the main path (aux heads run only in training; they add 8,372,224): MODELS.md 1.583 G"),
+    reference=Counts(13_378_280, 1_582_671_872, "computed from the paper's Table 1 (docs/references.md); 6,998,552 "
+                     "+ two aux heads of 3,188,840 (4a) and 3,190,888 (4d)", {"aux_logits": True},
+                     note="MACs of the main path (aux heads run only in training; they add 8,372,224); paper: 1.5 G "
+                          "(Sec. 1)"),
     follows="the paper's Table 1 and Fig. 3 (layout='paper'); torchvision 0.29.1 with layout='torchvision'",
     differences=(
         "Default layout='paper': true 5x5 branches, biases, no BN, LRN after pool1/conv3, 3x3/2 pool before 5a. "
@@ -107,11 +108,13 @@ MODELS.register(ModelCard(
         "layout='torchvision' uses BN, a 3x3 '5x5' branch (pytorch/vision#906), no LRN, a 2x2 pool before 5a and "
         "adaptive-pool aux heads; torchvision's transform_input is not built in (normalize inputs yourself)."),
     variants={
-        "paper_no_aux": Counts(6_998_552, 1_582_671_872, "computed from Table 1 (MODELS.md)", {"aux_logits": False}),
+        "paper_no_aux": Counts(6_998_552, 1_582_671_872, "computed from Table 1 (docs/references.md)",
+                               {"aux_logits": False}),
         "torchvision": Counts(13_004_888, 1_498_376_192, "torchvision 0.29.1", {"layout": "torchvision"}),
         "torchvision_no_aux": Counts(6_624_904, 1_498_376_192, "torchvision 0.29.1",
                                      {"layout": "torchvision", "aux_logits": False}),
-        "torchvision_5x5_no_aux": Counts(7_005_832, 1_582_671_872, "torchvision 0.29.1 with kernel 5 (MODELS.md)",
+        "torchvision_5x5_no_aux": Counts(7_005_832, 1_582_671_872,
+                                         "torchvision 0.29.1 with kernel 5 (docs/references.md)",
                                          {"layout": "torchvision", "branch5_kernel": 5, "aux_logits": False}),
     },
     min_input_size=MIN_INPUT["paper"],  # the main path's (eval mode); train mode with aux heads: AUX_MIN_INPUT

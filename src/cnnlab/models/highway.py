@@ -2,7 +2,7 @@
 
 Srivastava, Greff & Schmidhuber, "Training Very Deep Networks", NeurIPS 2015, arXiv:1507.06228: CIFAR-10
 highway nets of 19 layers (2.3M parameters, 92.40% accuracy) and 32 layers (1.25M, 90.20%), the rows that
-He et al. 2015 quote in their Table 6 (RESEARCH.md 1.3: 7.54% / 8.80% error).
+He et al. 2015 quote in their Table 6 (7.54% / 8.80% error; sources in docs/references.md).
 
 What is NOT the paper: its exact per-layer table (in the supplementary material) could not be confirmed here.
 The layouts below are cnnlab's: a 3x3 stem, three stages of 3x3 highway layers separated by 2x2 max pooling

@@ -99,7 +99,8 @@ MODELS.register(ModelCard(
     name="inception_resnet_v1",
     paper=_PAPER,
     input_size=(3, 299, 299),
-    reference=Counts(22_756_328, 6_206_361_696, "measured here (no public count; MODELS.md): pinned cnnlab count",
+    reference=Counts(22_756_328, 6_206_361_696,
+                     "measured here (no public count; docs/references.md): pinned cnnlab count",
                      note="paper: cost close to Inception-v3 (5.71 G MACs)"),
     follows="the paper: Fig. 14 stem, Figs. 10, 11, 13 units, Fig. 7 Reduction-A (192, 192, 256, 384), Fig. 12",
     differences=(
@@ -115,7 +116,7 @@ MODELS.register(ModelCard(
     name="inception_resnet_v2",
     paper=_PAPER,
     input_size=(3, 299, 299),
-    reference=Counts(55_843_464, 13_155_794_016, "timm 1.0.31 inception_resnet_v2 (MODELS.md)"),
+    reference=Counts(55_843_464, 13_155_794_016, "timm 1.0.31 inception_resnet_v2 (docs/references.md)"),
     follows="timm 1.0.31 inception_resnet_v2 (= TF-slim release)",
     differences=(
         "The release differs from the paper: an Inception-v3-like stem plus a 35x35 Inception module (Mixed_5b, "

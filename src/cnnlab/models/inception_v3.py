@@ -92,7 +92,7 @@ MODELS.register(ModelCard(
     paper="Szegedy, Vanhoucke, Ioffe, Shlens & Wojna 2016, Rethinking the Inception Architecture for Computer "
           "Vision (CVPR), arXiv:1512.00567",
     input_size=(3, 299, 299),
-    reference=Counts(27_161_264, 5_713_216_096, "torchvision 0.29.1 (weights meta num_params; MODELS.md)",
+    reference=Counts(27_161_264, 5_713_216_096, "torchvision 0.29.1 weights meta num_params (docs/references.md)",
                      {"aux_logits": True}, note="MACs of the main path at 299 (the aux head runs only in training)"),
     follows="torchvision 0.29.1 Inception3 (= timm 1.0.31 inception_v3 = the released TF model)",
     differences=(
@@ -103,7 +103,7 @@ MODELS.register(ModelCard(
         "torchvision; train mode returns ModelOutput(logits, (aux,)). Inputs down to 75x75 run in eval mode (as "
         "torchvision); train mode with the aux head needs >= 299x299 (its 5x5/3 pool on the 17x17 grid), "
         "aux_logits=False trains down to 75x75. torchvision's transform_input is not built in."),
-    variants={"no_aux": Counts(23_834_568, 5_713_216_096, "torchvision 0.29.1 minus AuxLogits (MODELS.md)",
+    variants={"no_aux": Counts(23_834_568, 5_713_216_096, "torchvision 0.29.1 minus AuxLogits (docs/references.md)",
                                {"aux_logits": False})},
     min_input_size=MIN_INPUT,  # the main path's (eval mode); train mode with the aux head: AUX_MIN_INPUT
     family="inception",

@@ -60,7 +60,7 @@ MODELS.register(ModelCard(
     paper="Szegedy, Ioffe, Vanhoucke & Alemi 2017, Inception-v4, Inception-ResNet and the Impact of Residual "
           "Connections on Learning (AAAI), arXiv:1602.07261",
     input_size=(3, 299, 299),
-    reference=Counts(42_679_816, 12_253_974_624, "timm 1.0.31 inception_v4 (MODELS.md)"),
+    reference=Counts(42_679_816, 12_253_974_624, "timm 1.0.31 inception_v4 (docs/references.md)"),
     follows="timm 1.0.31 inception_v4 (= TF-slim; Cadene's port)",
     differences=(
         "The order of the 1x7 / 7x1 pairs in Inception-B and the stem, and of 3x1 / 1x3 in Inception-C, is timm's "

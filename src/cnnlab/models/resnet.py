@@ -146,8 +146,8 @@ def build_resnet(spec: ResNetSpec, num_classes: int = 1000, *, name: str = "", s
     return net
 
 
-# ---- the zoo: one card per row; counts from /work/shared/reference/MODELS.md unless marked as pinned here ----
-_TV, _TIMM = "torchvision 0.29.1 (MODELS.md)", "timm 1.0.31 (MODELS.md)"
+# ---- the zoo: one card per row; every count and its source: docs/references.md ----
+_TV, _TIMM = "torchvision 0.29.1 (docs/references.md)", "timm 1.0.31 (docs/references.md)"
 _V1_FOLLOWS = "torchvision 0.29.1 layout (stride on the bottleneck's 3x3, 'ResNet v1.5'); its weights load"
 _V1_DIFF = ("paper (Table 1, Caffe models) strides the first 1x1 of a bottleneck: stride_in_1x1=True, "
             "same parameters, fewer MACs (variant 'paper_layout')")
@@ -180,7 +180,7 @@ for _name, _params, _macs, _paper_macs, _paper_g in (
     ("resnet152", 60_192_808, 11_513_626_624, 11_282_415_616, "11.3"),
 ):
     _variants = {} if _paper_macs is None else {"paper_layout": Counts(
-        _params, _paper_macs, f"computed (MODELS.md; paper Table 1: {_paper_g} G multiply-adds)",
+        _params, _paper_macs, f"computed (docs/references.md; paper Table 1: {_paper_g} G multiply-adds)",
         {"stride_in_1x1": True})}
     _register(_name, PAPER_V1, Counts(_params, _macs, f"{_TV}; paper Table 1: {_paper_g} G multiply-adds"),
               follows=_V1_FOLLOWS if _paper_macs else "torchvision 0.29.1 layout; its weights load",
@@ -211,13 +211,14 @@ for _depth, _params, _macs, _params_b, _macs_b, _paper_m in (
     (1202, 19_421_274, 2_829_238_912, 19_424_026, 2_829_501_056, "19.4M"),
 ):
     _register(f"resnet{_depth}", PAPER_V1,
-              Counts(_params, _macs, f"computed (MODELS.md); paper Table 6: {_paper_m} params"),
+              Counts(_params, _macs, f"computed (docs/references.md); paper Table 6: {_paper_m} params"),
               follows="the paper, Sec. 4.2", differences=_CIFAR_DIFF,
               variants={"option_B": Counts(_params_b, _macs_b, "measured by cnnlab (2 projections + BN)",
                                            {"shortcut": "B"})})
     if _depth <= 110:
         _register(f"plain{_depth}", PAPER_V1,
-                  Counts(_params, _macs, f"computed (MODELS.md: same as resnet{_depth}, option A has no weights)"),
+                  Counts(_params, _macs,
+                         f"computed (docs/references.md: same as resnet{_depth}, option A has no weights)"),
                   follows="the paper, Sec. 4.2 / Fig. 6 (no table: curves only)",
                   differences=_CIFAR_DIFF.replace("option A shortcuts", "no shortcuts"), tags=("plain",))
 
@@ -238,7 +239,7 @@ for _depth, _params, _macs, _params_b, _macs_b in (
                                            {"shortcut": "B"})},
               tags=("experiment",))
 _register("preact_resnet110", PAPER_V2,
-          Counts(1_727_962, 252_887_680, "computed by cnnlab (MODELS.md: ~1.7M, ~253M, paper)"),
+          Counts(1_727_962, 252_887_680, "computed by cnnlab (docs/references.md); paper: about 1.7M params"),
           follows="ResNet-110 of the first paper (option A) with pre-activation units, as the paper's Table 3",
           differences="the paper does not spell out the 110's shortcut; option A assumed (same params as "
                       "ResNet-110); shortcut='B' projects (variant 'option_B')",
@@ -247,7 +248,7 @@ _register("preact_resnet110", PAPER_V2,
 for _depth, _params, _macs, _macs_3x3, _paper_m in ((164, 1_703_258, 244_500_992, 247_646_720, "1.7M"),
                                                     (1001, 10_327_706, 1_487_849_984, 1_490_995_712, "10.2M")):
     _register(f"preact_resnet{_depth}", PAPER_V2,
-              Counts(_params, _macs, f"computed (MODELS.md); paper: {_paper_m} params, counted without BN"),
+              Counts(_params, _macs, f"computed (docs/references.md); paper: {_paper_m} params, counted without BN"),
               follows="KaimingHe/resnet-1k-layers resnet-pre-act.lua (stride on the first 1x1, projection "
                       "shortcut with shared BN-ReLU at the first unit of each stage)",
               differences="none known",

@@ -185,7 +185,7 @@ for _name, _version, _bypass, _params, _macs, _follows, _differences in _CARDS:
             name=_name,
             paper=_PAPER,
             input_size=(3, 224, 224),
-            reference=Counts(params=_params, macs=_macs, source="torchvision 0.29.1 (MODELS.md)"),
+            reference=Counts(params=_params, macs=_macs, source="torchvision 0.29.1 (docs/references.md)"),
             follows=_follows,
             differences=f"{_differences} {_HEAD_NOTE}",
             min_input_size=MIN_INPUT_SIZE[_version],

@@ -32,7 +32,7 @@ DROPOUT = 0.5  # Sec. 3.1: "dropout regularisation for the first two fully-conne
 MIN_INPUT_SIZE = 32  # five 2x2/2 max-pools need at least 2^5 pixels
 
 # (cnnlab name, config, batch norm, params, MACs at 224, count source); counts: torchvision 0.29.1
-_SOURCE = "torchvision 0.29.1 (MODELS.md)"
+_SOURCE = "torchvision 0.29.1 (docs/references.md)"
 _MEASURED = "torchvision 0.29.1, FlopCounterMode conv+addmm / 2, measured for this card"
 _VARIANTS = (
     ("vgg11", "A", False, 132_863_336, 7_609_090_048, _MEASURED),
