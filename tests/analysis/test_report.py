@@ -163,3 +163,18 @@ def test_page_draws_and_sorts_in_headless_chromium(tmp_path):
     assert result["first"] == "conv3"  # the stage with the most MACs (21.9%) comes first
     containers = {r.name.rpartition(".")[0] if r.depth > 1 else "" for r in rep.layers[1:]}
     assert result["details"] == len(containers)  # the module tree: one <details> per module with children
+
+
+def test_architecture_diagram_shows_branches_shortcuts_and_repeats():
+    from cnnlab.analysis.report import _diagram
+
+    googlenet = _diagram(analyze("googlenet"))
+    assert googlenet.count("concat -&gt; ") == 9 and "1x1 96 &gt; 3x3 128" in googlenet  # 3a's branch1
+    assert "shortcut" not in googlenet and "not run in eval mode: aux_heads" in googlenet
+    assert "aux_heads: 2 x GoogLeNetAux" in _diagram(analyze("googlenet", training=True))  # side outputs
+    resnet = _diagram(analyze("resnet50"))
+    assert "layer3: 6 x Bottleneck" in resnet and resnet.count("shortcut in each block") == 4
+    deep = _diagram(analyze("resnet1202"))
+    assert "layer1: 200 x BasicBlock" in deep and len(deep) < 20_000  # 1202 layers, still a few boxes
+    vgg = _diagram(analyze("vgg16"))
+    assert "concat" not in vgg and "shortcut" not in vgg and vgg.count("<rect") == 2 + 19  # input, output, stages
