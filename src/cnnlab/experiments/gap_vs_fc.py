@@ -22,7 +22,7 @@ ARMS = (
     Arm("fc", "cifar_convnet", {"conv": "3x3", "head": "fc"}, label="fully connected head (VGG-style)"),
 )
 QUICK_IMAGES, QUICK_EPOCHS = 20_000, 5
-VGG16_FC_PARAMS, VGG16_PARAMS = 123_642_856, 138_357_544  # fc6 + fc7 + fc8 of torchvision's vgg16 (MODELS.md)
+VGG16_FC_PARAMS, VGG16_PARAMS = 123_642_856, 138_357_544  # fc6 + fc7 + fc8 of vgg16, counted by cnnlab (docs/references.md)
 
 
 def analyse(outcome: Outcome) -> Analysis:
