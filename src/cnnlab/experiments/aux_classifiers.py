@@ -52,7 +52,7 @@ EXPERIMENT = Experiment(
     arms=ARMS,
     budgets={
         "smoke": budgets.smoke(),
-        "quick": budgets.quick(QUICK_IMAGES, QUICK_EPOCHS, "~12 min on a 2-core CPU"),
+        "quick": budgets.quick(QUICK_IMAGES, QUICK_EPOCHS, "~15 min estimated on a 2-core CPU (not yet measured)"),
         "paper": budgets.paper_cifar(3, "~30 h on a 2-core CPU; a GPU: an hour", "the papers' recipes are ImageNet-only"),
     },
     analyse=analyse,

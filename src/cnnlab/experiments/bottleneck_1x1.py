@@ -69,7 +69,7 @@ EXPERIMENT = Experiment(
     arms=ARMS,
     budgets={
         "smoke": budgets.smoke(),
-        "quick": budgets.quick(QUICK_IMAGES, QUICK_EPOCHS, "~15 min on a 2-core CPU"),
+        "quick": budgets.quick(QUICK_IMAGES, QUICK_EPOCHS, "13 min measured (1 thread of a shared 2-core CPU, docs/results)"),
         "paper": budgets.paper_cifar(3, "~40 h on a 2-core CPU; a GPU: an hour", "GoogLeNet's recipe is ImageNet-only"),
     },
     analyse=analyse,

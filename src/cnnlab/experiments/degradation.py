@@ -65,7 +65,7 @@ EXPERIMENT = Experiment(
     arms=ARMS,
     budgets={
         "smoke": budgets.smoke(("plain20", "plain32", "resnet20", "resnet32")),
-        "quick": budgets.quick(QUICK_IMAGES, QUICK_EPOCHS, "~15 min on a 2-core CPU",
+        "quick": budgets.quick(QUICK_IMAGES, QUICK_EPOCHS, "26 min measured (1-2 threads of a shared 2-core CPU, docs/results)",
                                arms=("plain20", "plain56", "resnet20", "resnet56"),
                                schedule=paper_schedule(QUICK_IMAGES, QUICK_EPOCHS, 128),
                                scaled="depths 20 and 56 only (the paper: 50k images, 64k iterations = ~164 epochs)"),

@@ -68,7 +68,7 @@ EXPERIMENT = Experiment(
     arms=ARMS,
     budgets={
         "smoke": budgets.smoke(),
-        "quick": budgets.quick(QUICK_IMAGES, QUICK_EPOCHS, "~15 min on a 2-core CPU"),
+        "quick": budgets.quick(QUICK_IMAGES, QUICK_EPOCHS, "~20 min estimated on a 2-core CPU (not yet measured)"),
         "paper": budgets.paper_cifar(3, "~40 h on a 2-core CPU; a GPU: an hour",
                                      "the paper's recipe is ImageNet-only (RMSProp, 20 replicas)"),
     },
