@@ -50,7 +50,7 @@ def _outcome(name: str, metrics: dict[str, dict[str, float]], images: int = 10_0
     """A hand-made outcome: per arm its final test / train accuracy (one seed), costs from the zoo on meta."""
     e = ex.get_experiment(name)
     budget = e.budgets["quick"]
-    runs = [RunRecord(arm=arm, seed=0, run_dir="", epochs=[{"epoch": 1, "test_acc": m["test_acc"],
+    runs = [RunRecord(arm=arm, seed=0, run_dir="", epochs=[{"epoch": 1, "step": 100, "test_acc": m["test_acc"],
                                                            "train_acc": m["train_acc"]}],
                       test_acc=m["test_acc"], train_acc=m["train_acc"], images_per_s=m.get("ips", 100.0),
                       wall_s=1.0, test_images=images, train_images=images)

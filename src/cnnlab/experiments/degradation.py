@@ -49,7 +49,7 @@ def analyse(outcome: Outcome) -> Analysis:
         rows.append((f"{arm}: training / test error", paper,
                      f"{mean_pct(train_err)} / {mean_pct(test_err)}", "final epoch; training error on the "
                      "augmented batches of that epoch, as the paper's curves"))
-    steps = max((r.epochs[-1]["step"] for r in outcome.runs if r.epochs), default=0)
+    steps = max((r.epochs[-1].get("step", 0) for r in outcome.runs if r.epochs), default=0)
     notes = [f"Depths compared: {lo} and {hi}. Training error is the error on the training batches of the last "
              f"epoch (with augmentation), as in the paper's Fig. 6; test error on the test set given.",
              f"Compared after {steps:,} iterations; the paper's curves and Table 6 run to 64,000. An ordering "
