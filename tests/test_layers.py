@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "cnnlab"
-FOUNDATION = {"_gc", "_io", "registry"}
+FOUNDATION = {"_gc", "_io", "_text", "registry"}
 # blocks -> models -> analysis / design -> data -> train -> experiments -> cli
 ALLOWED = {
     "blocks": {"blocks"},
