@@ -184,3 +184,16 @@ def test_cli_interrupted_run_says_how_to_resume(monkeypatch, capsys):
     assert main(["experiment", "run", "gap_vs_fc", "--budget", "smoke", "--out", "o"]) == 128 + signal.SIGTERM
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "SIGTERM at step 3" in err and "--resume --out o" in err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("budget", ["quick", "paper"])
+def test_real_budgets_run_with_tiny_limits(tmp_path, budget):
+    """The quick and paper budgets are not stubs: every arm's config builds and trains a step (synthetic data)."""
+    tiny = {"max_steps": 1, "epochs": 1, "batch_size": 16, "eval_batch_size": 64, "subset": None,
+            "warmup_steps": 0, "milestones": (1, 2)}
+    for name in ("degradation", "factorization"):
+        result = ex.run(name, budget, tmp_path / f"{name}-{budget}", source=ex.DataSource(synthetic=True),
+                        seeds=1, overrides=tiny, report_formats=())
+        assert {r.arm for r in result.outcome.runs} == {a.name for a in result.experiment.arms_of(result.budget)}
+        assert result.verdict == NO_VERDICT  # synthetic data never gives a verdict
