@@ -84,6 +84,52 @@ def test_num_classes_is_read_from_the_classifier(empty_registry):
     assert load_reference("torchvision", "alexnet", sd).head.fc.out_features == 10
 
 
+def test_ddp_state_dict_loads_without_its_module_prefix(empty_registry, caplog):
+    register_converter("torchvision", "squeezenet1_1", rules=())
+    model = cnnlab.create_model("squeezenet1_1", num_classes=7)
+    ddp = {f"module.{k}": v for k, v in model.state_dict().items()}
+    with caplog.at_level("INFO", logger="cnnlab.models.convert"):
+        loaded = load_reference("torchvision", "squeezenet1_1", ddp)
+    assert "DistributedDataParallel" in caplog.text
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values()))
+
+
+def test_a_state_dict_without_aux_heads_says_aux_logits_false(empty_registry):
+    register_converter("torchvision", "googlenet", rules=(), options={"layout": "torchvision"})
+    with torch.device("meta"):
+        sd = cnnlab.create_model("googlenet", layout="torchvision", aux_logits=False).state_dict()
+    sd = {k: torch.zeros(v.shape, dtype=v.dtype) for k, v in sd.items()}
+    with pytest.raises(ValueError, match="no auxiliary-classifier weights .*: pass aux_logits=False"):
+        load_reference("torchvision", "googlenet", sd)
+    assert not load_reference("torchvision", "googlenet", sd, aux_logits=False).has_aux
+
+
+def test_transform_input_is_torchvisions_rescaling_and_must_be_stated():
+    x = torch.randn(2, 3, 5, 5)
+    # torchvision's GoogLeNet._transform_input, written out per channel
+    expected = torch.cat([x[:, 0:1] * (0.229 / 0.5) + (0.485 - 0.5) / 0.5,
+                          x[:, 1:2] * (0.224 / 0.5) + (0.456 - 0.5) / 0.5,
+                          x[:, 2:3] * (0.225 / 0.5) + (0.406 - 0.5) / 0.5], 1)
+    assert torch.allclose(convert.TorchvisionInputTransform()(x), expected)
+    with pytest.raises(ValueError, match="pass transform_input=True for its weights"):
+        cnnlab.models.from_torchvision("inception_v3", {})
+    with pytest.raises(ValueError, match="transform_input applies to googlenet, inception_v3 only"):
+        cnnlab.models.from_torchvision("resnet18", {}, transform_input=True)
+
+
+def test_transform_input_runs_first_and_adds_no_weights():
+    model = cnnlab.create_model("googlenet", layout="torchvision", aux_logits=False).eval()
+    keys = list(model.state_dict())
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        plain = model(convert.TorchvisionInputTransform()(x))
+        model.prepend_stage("transform_input", convert.TorchvisionInputTransform())
+        assert torch.equal(model(x), plain)
+    assert list(model.state_dict()) == keys and model.stage_names[0] == "transform_input"
+    with pytest.raises(ValueError, match="already has a 'transform_input'"):
+        model.prepend_stage("transform_input", nn.Identity())
+
+
 # ---- reference tests: every registered converter against the library it converts from ----
 
 def _build_reference(source: str, reference_name: str, options: dict) -> nn.Module:

@@ -156,7 +156,7 @@ def test_torchvision_conversion(aux: bool) -> None:
     # torchvision's FutureWarning
     ref = tv.models.googlenet(weights=None, aux_logits=aux, transform_input=False, init_weights=True)
     randomize_batchnorm(ref)
-    ours = from_torchvision(NAME, ref.state_dict(), aux_logits=aux)
+    ours = from_torchvision(NAME, ref.state_dict(), aux_logits=aux, transform_input=False)
     assert n_params(ours) == n_params(ref) == (13_004_888 if aux else 6_624_904)
     x = torch.randn(2, 3, 224, 224)
     with torch.no_grad():
@@ -171,3 +171,18 @@ def test_torchvision_conversion(aux: bool) -> None:
         assert (r.logits - o.logits).abs().max() < 1e-5
         assert (r.aux_logits1 - o.aux_logits[0]).abs().max() < 1e-5
         assert (r.aux_logits2 - o.aux_logits[1]).abs().max() < 1e-5
+
+
+@pytest.mark.reference
+def test_torchvision_transform_input_is_built_in() -> None:
+    """torchvision's pretrained GoogLeNet re-scales normalised input; from_torchvision(transform_input=True) too."""
+    tv = pytest.importorskip("torchvision")
+    from cnnlab.models import from_torchvision
+
+    torch.manual_seed(0)
+    ref = tv.models.googlenet(weights=None, aux_logits=False, transform_input=True, init_weights=True).eval()
+    randomize_batchnorm(ref)
+    ours = from_torchvision(NAME, ref.state_dict(), aux_logits=False, transform_input=True).eval()
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        assert (ref(x) - ours(x)).abs().max() < 1e-5

@@ -203,7 +203,7 @@ def test_torchvision_inception_v3_conversion(aux: bool) -> None:
     # init (keeps activations moderate) and no FutureWarning
     ref = tv.models.inception_v3(weights=None, aux_logits=aux, transform_input=False, init_weights=False)
     randomize_batchnorm(ref)
-    ours = from_torchvision("inception_v3", ref.state_dict(), aux_logits=aux)
+    ours = from_torchvision("inception_v3", ref.state_dict(), aux_logits=aux, transform_input=False)
     assert n_params(ours) == (27_161_264 if aux else 23_834_568)
     _compare(ref, ours, 299)
     if aux:  # train mode (batch statistics, dropout off): the aux logits agree too

@@ -161,8 +161,10 @@ def _no_weights(name: str) -> str:
 
     found = {source: conv.reference_name for (source, n), conv in converters().items() if n == name}
     if "torchvision" in found:
+        extra = {"googlenet": ", transform_input=True, aux_logits=False",
+                 "inception_v3": ", transform_input=True"}.get(name, "")
         how = (f"load torchvision's: cnnlab.models.from_torchvision({name!r}, torchvision.models."
-               f"{found['torchvision']}(weights='DEFAULT').state_dict())")
+               f"{found['torchvision']}(weights='DEFAULT').state_dict(){extra})")
     elif "timm" in found:
         how = (f"load timm's: cnnlab.models.from_timm({name!r}, timm.create_model({found['timm']!r}, "
                f"pretrained=True).state_dict())")

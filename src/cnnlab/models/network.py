@@ -101,6 +101,13 @@ class Network(nn.Module):
             return ModelOutput(logits, tuple(aux))
         return logits
 
+    def prepend_stage(self, name: str, module: nn.Module) -> None:
+        """Run ``module`` before the first stage (e.g. an input re-scaling that a reference network builds in)."""
+        if hasattr(self, name):
+            raise ValueError(f"{self.model_name or 'the network'} already has a {name!r}; choose another name")
+        self.add_module(name, module)
+        self.stage_names.insert(0, name)
+
     def reset_classifier(self, num_classes: int) -> None:
         """New classifier (and aux classifiers) for ``num_classes`` outputs; the features are kept."""
         modules = [self.head] + (list(self.aux_heads.values()) if self.aux_heads is not None else [])
