@@ -130,6 +130,15 @@ def test_transform_input_runs_first_and_adds_no_weights():
         model.prepend_stage("transform_input", nn.Identity())
 
 
+@pytest.mark.parametrize("name, says", [("resnet50", "from_torchvision('resnet50', state_dict)"),
+                                        ("inception_v3", "from_torchvision('inception_v3', state_dict, "
+                                                         "transform_input=False)")])
+def test_from_timm_names_the_converter_to_use(name, says):
+    with pytest.raises(ValueError) as exc:
+        cnnlab.models.from_timm(name, {})
+    assert says in str(exc.value) and "\n" not in str(exc.value)
+
+
 # ---- reference tests: every registered converter against the library it converts from ----
 
 def _build_reference(source: str, reference_name: str, options: dict) -> nn.Module:

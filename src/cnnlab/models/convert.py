@@ -155,5 +155,11 @@ def from_torchvision(name: str, state_dict: StateDict, *, transform_input: bool 
 
 
 def from_timm(name: str, state_dict: StateDict, **options) -> nn.Module:
-    """A cnnlab model holding the weights of a timm state dict."""
+    """A cnnlab model holding the weights of a timm state dict (where timm names tensors as torchvision does,
+    e.g. resnet50 and inception_v3, the error says to use ``from_torchvision``)."""
+    if ("timm", name) not in _CONVERTERS and ("torchvision", name) in _CONVERTERS:
+        extra = ", transform_input=False" if name in TRANSFORM_INPUT_MODELS else ""
+        raise ValueError(f"timm's {name} names its tensors as torchvision's does: load it with "
+                         f"cnnlab.models.from_torchvision({name!r}, state_dict{extra}) (timm normalises images "
+                         f"outside the model, with its pretrained_cfg mean and std)")
     return load_reference("timm", name, state_dict, **options)
