@@ -172,7 +172,9 @@ def summarize(args: argparse.Namespace, runs: list[dict[str, Any]], errors: list
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recipe", default="cifar10-94")
-    parser.add_argument("--seeds", type=int, help="runs with seeds 0..N-1 (default 3; --smoke: 1)")
+    parser.add_argument("--seeds", type=int, help="how many seeds: first-seed..first-seed+N-1 (default 3; --smoke: 1)")
+    parser.add_argument("--first-seed", type=int, default=0,
+                        help="start at this seed (continue an earlier attempt's seeds in a new row)")
     parser.add_argument("--target", type=float, default=0.94, help="mean accuracy on the exact test images")
     parser.add_argument("--time-limit-s", type=float, help="mean wall seconds per run allowed (default: 1200 with "
                                                           "native bf16, none without; 0: none)")
@@ -204,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     runs, errors = [], []
     runs_dir = args.runs_dir or Path(tempfile.mkdtemp(prefix="cnnlab-tta-"))
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    for seed in range(args.seeds):
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
         try:
             runs.append(one_seed(args, overrides, seed, runs_dir / f"{args.recipe}-{stamp}-seed{seed}"))
             r = runs[-1]
