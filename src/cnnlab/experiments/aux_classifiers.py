@@ -52,7 +52,7 @@ EXPERIMENT = Experiment(
     arms=ARMS,
     budgets={
         "smoke": budgets.smoke(),
-        "quick": budgets.quick(QUICK_IMAGES, QUICK_EPOCHS, "~15 min estimated on a 2-core CPU (not yet measured)"),
+        "quick": budgets.quick(QUICK_IMAGES, QUICK_EPOCHS, "~7 min estimated alone on 2 cores from measured throughput (not yet run)"),
         "paper": budgets.paper_cifar(3, "~30 h on a 2-core CPU; a GPU: an hour", "the papers' recipes are ImageNet-only"),
     },
     analyse=analyse,
