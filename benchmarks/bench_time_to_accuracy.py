@@ -30,7 +30,6 @@ import argparse
 import dataclasses
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -43,6 +42,7 @@ import torch
 from _markdown import BENCHMARKS_MD, append_row
 from cnnlab.analysis import analyze
 from cnnlab.data import ArrayDataset, load_dataset
+from cnnlab.experiments.core import cpu_model
 from cnnlab.train import Trainer, evaluate_run, parse_override
 from cnnlab.train.recipes import get_recipe
 from cnnlab.train.trainer import native_cpu_bf16, resolve_device, resolve_precision
@@ -59,16 +59,6 @@ PREAMBLE = (
 HEADER = ("| date | CPU | native bf16 | load | torch, threads | recipe | seeds | wall s | exact 1000 acc | JPEG-75 acc "
           "| epochs (steps) | train img/s | train PFLOP | MFU (peak) | target | result |\n"
           "| --- | --- | --- | --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |")
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def matmul_peak(dtype: torch.dtype, n: int = 2048, seconds: float = 3.0) -> float:

@@ -31,7 +31,7 @@ import numpy as np
 from cnnlab import __version__
 from cnnlab._io import atomic_write
 from cnnlab.data import ArrayDataset, load_dataset
-from cnnlab.experiments.verdict import NO_VERDICT, Comparison, overall
+from cnnlab.experiments.verdict import NO_VERDICT, Comparison, mean_std, overall
 
 log = logging.getLogger(__name__)
 RECORD = "experiment.json"
@@ -194,14 +194,14 @@ class ExperimentResult:
 
 # ---------------------------------------------------------------- environment
 def cpu_model() -> str:
-    """The CPU's model name from /proc/cpuinfo (Linux), else platform.processor()."""
+    """The CPU's model name from /proc/cpuinfo (Linux), else what platform knows of it."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor() or "unknown"
+    return platform.processor() or platform.machine()
 
 
 def environment() -> dict[str, Any]:
@@ -436,9 +436,7 @@ def _run(experiment: Experiment, plan: Budget, out: Path, source: DataSource, re
         entry = json.loads((entries_dir / f"{name}.json").read_text())
         record["runs"][name] = entry
         runs.append(_read_run(out / "runs" / name, arm, seed, entry))
-    outcome = Outcome(experiment, plan, runs, record["costs"])
-    analysis = experiment.analyse(outcome)
-    verdict = NO_VERDICT if source.synthetic else overall([c.outcome for c in analysis.comparisons])
+    outcome, analysis, verdict = _decide(experiment, plan, runs, record["costs"], source.synthetic)
     record["analysis"] = {"rows": analysis.rows, "claims": [c.describe() for c in analysis.comparisons],
                           "outcomes": [c.outcome for c in analysis.comparisons], "notes": analysis.notes}
     record["verdict"] = verdict
@@ -446,6 +444,14 @@ def _run(experiment: Experiment, plan: Budget, out: Path, source: DataSource, re
     if main:
         atomic_write(record_path, json.dumps(record, indent=2))
     return ExperimentResult(experiment, plan, out, outcome, analysis, verdict, record, is_main=main)
+
+
+def _decide(experiment: Experiment, budget: Budget, runs: list[RunRecord], costs: dict[str, dict[str, Any]],
+            synthetic: bool) -> tuple[Outcome, Analysis, str]:
+    """The outcome of the runs, the experiment's analysis of it, and the verdict (none on synthetic data)."""
+    outcome = Outcome(experiment, budget, runs, costs)
+    analysis = experiment.analyse(outcome)
+    return outcome, analysis, NO_VERDICT if synthetic else overall([c.outcome for c in analysis.comparisons])
 
 
 def _open_record(path: Path, experiment: Experiment, budget: Budget, source: DataSource,
@@ -490,10 +496,8 @@ def load_result(experiment: Experiment, out: str | Path) -> ExperimentResult:
                              f"{experiment.name} --resume --out {out}")
         arm = experiment.arm(entry["arm"])
         runs.append(_read_run(out / "runs" / name, arm, int(entry["seed"]), entry))
-    outcome = Outcome(experiment, budget, runs, record["costs"])
-    analysis = experiment.analyse(outcome)
-    synthetic = bool(record.get("data", {}).get("synthetic"))
-    verdict = NO_VERDICT if synthetic else overall([c.outcome for c in analysis.comparisons])
+    outcome, analysis, verdict = _decide(experiment, budget, runs, record["costs"],
+                                         bool(record.get("data", {}).get("synthetic")))
     return ExperimentResult(experiment, budget, out, outcome, analysis, verdict, record)
 
 
@@ -506,6 +510,5 @@ def mean_pct(values: Sequence[float]) -> str:
     """Mean and spread of accuracies as text: '87.31% +/- 0.40 (n=3)'."""
     if not values:
         return "n/a"
-    mean = statistics.fmean(values)
-    spread = statistics.stdev(values) if len(values) > 1 else 0.0
+    mean, spread = mean_std(values)
     return f"{100 * mean:.2f}% +/- {100 * spread:.2f} (n={len(values)})"
