@@ -14,8 +14,6 @@ never modified) and their tests are listed in docs/reliability.md.
 from __future__ import annotations
 
 import contextlib
-import datetime
-import hashlib
 import json
 import logging
 import math
@@ -46,6 +44,7 @@ from cnnlab.train.checkpoint import (
     set_rng_state,
 )
 from cnnlab.train.config import TrainConfig, from_dict
+from cnnlab.train.distributed import Distributed, weights_digest  # noqa: F401 (still importable from here)
 from cnnlab.train.ema import load_ema_weights
 from cnnlab.train.optim import (
     LENGTH_DEPENDENT,
@@ -86,57 +85,6 @@ class TrainingInterrupted(Exception):
     def __init__(self, message: str, signum: int) -> None:
         super().__init__(message)
         self.signum = signum
-
-
-# ---------------------------------------------------------------- process group
-class _Dist:
-    """Rank, world size and the process group that torchrun's environment describes (one process otherwise)."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.world_size = int(os.environ.get("WORLD_SIZE", "1"))
-        self.rank = int(os.environ.get("RANK", "0"))
-        self.owns_group = False
-        if self.world_size > 1 and not torch.distributed.is_initialized():
-            if device.type == "cuda":
-                torch.cuda.set_device(device)  # NCCL collectives and all_gather_object use the current device
-            backend = "nccl" if device.type == "cuda" else "gloo"
-            torch.distributed.init_process_group(backend=backend, timeout=datetime.timedelta(minutes=10))
-            self.owns_group = True
-
-    @property
-    def active(self) -> bool:
-        return self.world_size > 1
-
-    def any(self, flags: list[float], device: torch.device) -> list[float]:
-        """Elementwise max of ``flags`` over all ranks (so every rank stops on the same step)."""
-        if not self.active:
-            return flags
-        t = torch.tensor(flags, dtype=torch.float64, device=device)
-        torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
-        return t.tolist()
-
-    def sum_(self, t: torch.Tensor) -> torch.Tensor:
-        if self.active:
-            torch.distributed.all_reduce(t)
-        return t
-
-    def broadcast_buffers(self, module: nn.Module) -> None:
-        """Rank 0's buffers on every rank. Each rank's forward updates its own BatchNorm running statistics
-        from its own shard; DDP broadcasts rank 0's at the start of the next forward, so this changes no
-        training step, only what the ranks evaluate and save in between."""
-        if not self.active:
-            return
-        for buffer in module.buffers():
-            if buffer.is_contiguous():
-                torch.distributed.broadcast(buffer, src=0)
-            else:
-                dense = buffer.contiguous()
-                torch.distributed.broadcast(dense, src=0)
-                buffer.copy_(dense)
-
-    def close(self) -> None:
-        if self.owns_group:
-            torch.distributed.destroy_process_group()
 
 
 # ---------------------------------------------------------------- helpers
@@ -294,8 +242,8 @@ class Trainer:
         self.ckpt_dir = self.run_dir / "checkpoints"
         self._lock = RunLock(self.run_dir)
         self.device = resolve_device(config.device)
-        self.dist = _Dist(self.device)
-        self.is_main = self.dist.rank == 0
+        self.dist = Distributed(self.device)
+        self.is_main = self.dist.is_main
         made = [p for p in (self.run_dir, *self.run_dir.parents) if not p.exists()]  # e.g. runs/ and runs/x
         try:
             self._setup(config, resume, model, train_data, test_data, progress, tuple(allow_changes),
@@ -347,12 +295,12 @@ class Trainer:
                              f"{self.device} (torch {torch.__version__}); drop sync_bn=true or train on GPUs")
         self.progress = progress and self.is_main
 
-        if self.dist.active and not self.is_main:
-            torch.distributed.barrier()  # rank 0 downloads (if needed) first; torchrun ends all ranks if it fails
+        if not self.is_main:
+            self.dist.barrier()  # rank 0 downloads (if needed) first; torchrun ends all ranks if it fails
         train = train_data if train_data is not None else self._load("train")
         test = test_data if test_data is not None else self._load("test")
-        if self.dist.active and self.is_main:
-            torch.distributed.barrier()
+        if self.is_main:
+            self.dist.barrier()
         _check_not_empty(train, "training")
         _check_not_empty(test, "test")
         if cfg.subset is not None:
@@ -424,12 +372,7 @@ class Trainer:
             env = _environment(self.device, self.precision, self.dist.world_size)
             atomic_write(self.run_dir / "config.json", json.dumps({"config": cfg.to_dict(), "environment": env,
                                                                    "changes": []}, indent=2))
-        self.forward_model: nn.Module = self.model
-        if self.dist.active:
-            from torch.nn.parallel import DistributedDataParallel
-
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            self.forward_model = DistributedDataParallel(self.model, device_ids=ids)
+        self.forward_model: nn.Module = self.dist.wrap(self.model, self.device)
         if cfg.compile:  # after DDP, so that the compiler sees DDP's gradient buckets (PyTorch's advice)
             self.forward_model = torch.compile(self.forward_model)
         if self.is_main:
@@ -472,8 +415,7 @@ class Trainer:
             if files:
                 log.info("removed %d temporary file(s) (%.1f MB) left by interrupted writes in %s", files,
                          size / 1e6, self.run_dir)
-        if self.dist.active:
-            torch.distributed.barrier()
+        self.dist.barrier()
 
     def _resume_config(self, config: TrainConfig,
                        allow_changes: tuple[str, ...]) -> tuple[TrainConfig, tuple[dict, dict] | None]:
@@ -638,14 +580,6 @@ class Trainer:
         return {"accuracy": float(matrix.diagonal().sum()) / max(1, n), "loss": float(loss_sum) / max(1, n),
                 "images": n, "confusion": matrix.tolist(), "classes": list(self.classes)}
 
-    def _ranks_identical(self) -> bool | None:
-        """Under DDP, whether every rank ended with bitwise-identical weights (None on one process)."""
-        if not self.dist.active:
-            return None
-        digests: list[str | None] = [None] * self.dist.world_size
-        torch.distributed.all_gather_object(digests, weights_digest(self.model))
-        return len(set(digests)) == 1
-
     # -------------------------------------------------------- training
     @contextlib.contextmanager
     def _signals(self) -> Iterator[dict[str, int]]:
@@ -769,7 +703,7 @@ class Trainer:
         if not last_eval and self.step >= self.total_steps:
             # stopped after its last checkpoint but before its summary: finish it, training nothing
             last_eval = self.evaluate()
-        in_sync = self._ranks_identical()
+        in_sync = self.dist.ranks_identical(self.model)
         summary = {"step": self.step, "total_steps": self.total_steps, "finished": self.step >= self.total_steps,
                    "best_test_acc": self.best_acc if self.best_acc >= 0 else None,
                    "final_test_acc": last_eval.get("accuracy"), "final_test_loss": last_eval.get("loss"),
@@ -780,21 +714,6 @@ class Trainer:
         if self.is_main:
             atomic_write(self.run_dir / "summary.json", json.dumps(summary, indent=2))
         return summary
-
-
-def weights_digest(model: nn.Module) -> str:
-    """SHA-256 of every parameter and buffer (name, dtype, shape, bytes), in state-dict order: equal digests mean
-    bitwise-equal weights. Any dtype and shape, 0-dim included (BatchNorm's num_batches_tracked)."""
-    h = hashlib.sha256()
-    for name, value in model.state_dict().items():
-        if not isinstance(value, torch.Tensor):  # a module's extra state
-            h.update(f"{name}={value!r}".encode())
-            continue
-        h.update(f"{name}:{value.dtype}:{tuple(value.shape)}".encode())
-        # flat first: a 0-dim tensor cannot be viewed as bytes of another element size
-        flat = value.detach().cpu().contiguous().reshape(-1)
-        h.update(flat.view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
 
 
 def _check_test_set(test: ArrayDataset, meta: dict[str, Any], name: str) -> None:
