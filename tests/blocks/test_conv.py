@@ -178,3 +178,10 @@ def test_pool_between_conv_and_norm():
         ConvNormAct(3, 4, 3, pool=0)
     with pytest.raises(ValueError, match="preact"):
         ConvNormAct(3, 4, 3, pool=2, preact=True)
+
+
+def test_conv_norm_act_exposes_its_layers():
+    unit, bare = ConvNormAct(4, 8, 3, act="gelu", pool=2), ConvNormAct(4, 8, 3, norm=False, act=None)
+    assert isinstance(unit.normalization, nn.BatchNorm2d) and unit.normalization.num_features == 8
+    assert isinstance(unit.activation, nn.GELU) and isinstance(unit.pooling, nn.MaxPool2d)
+    assert bare.normalization is None and bare.activation is None and bare.pooling is None

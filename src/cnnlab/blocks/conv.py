@@ -109,6 +109,22 @@ class ConvNormAct(nn.Sequential):
             if module is not None and not (name == "act" and isinstance(module, nn.Identity)):
                 self.add_module(name, module)
 
+    # read-only views for code that rebuilds a unit (the design transforms): the child names stay this block's own
+    @property
+    def normalization(self) -> nn.Module | None:
+        """The norm layer, or ``None`` when built with ``norm=False``."""
+        return self._modules.get("bn")
+
+    @property
+    def activation(self) -> nn.Module | None:
+        """The activation layer, or ``None`` when built with ``act=None``."""
+        return self._modules.get("act")
+
+    @property
+    def pooling(self) -> nn.Module | None:
+        """The max-pool between conv and norm, or ``None`` when built without ``pool``."""
+        return self._modules.get("pool")
+
 
 class StackedConv(nn.Sequential):
     """A ``k x k`` convolution expressed as ``(k - 1) / 2`` stacked 3x3 ConvNormAct layers.
