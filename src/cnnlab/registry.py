@@ -63,6 +63,7 @@ class Entry:
     name: str
     builder: Callable[..., nn.Module]
     card: ModelCard
+    spec: Callable[..., object] | None = None  # same options as builder -> the model's NetworkSpec
 
 
 class UnknownModelError(KeyError):
@@ -78,11 +79,13 @@ class Registry:
     def __init__(self) -> None:
         self._entries: dict[str, Entry] = {}
 
-    def register(self, card: ModelCard, builder: Callable[..., nn.Module]) -> None:
-        """Add a model; ``builder(num_classes=..., **options)`` must return the network."""
+    def register(self, card: ModelCard, builder: Callable[..., nn.Module], *,
+                 spec: Callable[..., object] | None = None) -> None:
+        """Add a model; ``builder(num_classes=..., **options)`` must return the network, and ``spec`` (for a
+        model declared in ``cnnlab.models.spec``'s dialect) its spec for the same options."""
         if card.name in self._entries:
             raise ValueError(f"model {card.name!r} is already registered; choose another name")
-        self._entries[card.name] = Entry(card.name, builder, card)
+        self._entries[card.name] = Entry(card.name, builder, card, spec)
 
     def get(self, name: str) -> Entry:
         """The entry for ``name``; unknown names raise UnknownModelError with suggestions."""

@@ -184,3 +184,19 @@ def test_min_input_size_is_the_smallest_that_works(name):
         assert breaks_below(model.train(), channels, aux - 1), \
             f"{name} trains at {aux - 1}x{aux - 1}: aux_min_input_size={aux} is not the smallest size"
         assert f"{aux}x{aux}" in card.differences, f"the card's differences should name the train-mode minimum {aux}"
+
+
+@pytest.mark.parametrize("name", forward_params())
+def test_backward_reaches_every_parameter(name):
+    """timm's check: one train-mode forward / backward at the smallest size that trains (aux heads included, so
+    their minimum counts) gives every parameter a gradient; a parameter without one is dead weight."""
+    card = cnnlab.model_card(name)
+    torch.manual_seed(0)
+    model = cnnlab.create_model(name).train()
+    size = max([card.min_input_size, *(getattr(model, "aux_min_input_size", None) or ())])
+    out = model(torch.randn(2, card.input_size[0], size, size))
+    logits = [out.logits, *out.aux_logits] if isinstance(out, cnnlab.models.ModelOutput) else [out]
+    sum(t.square().mean() for t in logits).backward()
+    # a parameter frozen on purpose (requires_grad=False: airbench's BN scales) must stay without one
+    missing = [qual for qual, p in model.named_parameters() if (p.grad is None) == p.requires_grad]
+    assert not missing, f"{name}: gradient wrong for {missing[:5]} ({len(missing)} parameters)"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
@@ -121,3 +123,44 @@ class InceptionV3Aux(nn.Module):
         """Replace the final linear layer for ``num_classes`` outputs."""
         self.fc = nn.Linear(768, check_positive(num_classes, "num_classes"))
         self.num_classes = num_classes
+
+
+class FCHead(nn.Sequential):
+    """Pool to a fixed grid -> flatten -> hidden fully connected layers -> classifier ``fc``.
+
+    The fully connected head of AlexNet and VGG. Hidden layers are named from ``fc6`` as in both papers;
+    the classifier (the papers' fc8) is ``fc``. Params: ``C*g*g*h6 + h6 + h6*h7 + h7 + h7*K + K`` for
+    ``pool_size`` g and ``K`` classes (VGG-16 fc6: 512*7*7*4096 + 4096 = 102,764,544); MACs: the same
+    without the biases. ``dropout_first`` puts dropout before each hidden layer (torchvision's AlexNet)
+    instead of after its activation (VGG, and AlexNet 2012 Sec. 4.2).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        num_classes: int,
+        pool_size: int = 7,
+        hidden: Sequence[int] = (4096, 4096),
+        dropout: float = 0.5,
+        dropout_first: bool = False,
+    ) -> None:
+        super().__init__()
+        check_positive(in_channels, "in_channels")
+        check_positive(num_classes, "num_classes")
+        check_positive(pool_size, "pool_size")
+        check_probability(dropout, "dropout")
+        self.pool = nn.AdaptiveAvgPool2d(pool_size)
+        self.flatten = nn.Flatten(1)
+        width = in_channels * pool_size * pool_size
+        for number, out in enumerate(hidden, start=6):
+            layers = [(f"fc{number}", nn.Linear(width, check_positive(out, "hidden width"))),
+                      (f"act{number}", nn.ReLU(inplace=True))]
+            drop = (f"drop{number}", nn.Dropout(dropout))
+            for name, module in [drop, *layers] if dropout_first else [*layers, drop]:
+                self.add_module(name, module)
+            width = out
+        self.fc = nn.Linear(width, num_classes)
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Replace the classifier ``fc`` for ``num_classes`` outputs; fc6, fc7 are kept."""
+        self.fc = nn.Linear(self.fc.in_features, check_positive(num_classes, "num_classes"))

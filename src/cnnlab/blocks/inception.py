@@ -47,13 +47,18 @@ def _chain(in_channels: int, layers: Sequence[Layer], **conv_kwargs) -> nn.Modul
 
 
 class MultiBranch(nn.Module):
-    """Base of every Inception module: ``branch0 .. branchN`` on the same input, concatenated on channels."""
+    """Base of every Inception module: ``branch0 .. branchN`` on the same input, concatenated on channels.
 
-    def __init__(self, in_channels: int) -> None:
+    ``branches`` are ``(module, out_channels)`` pairs (``cnnlab.models.build`` passes them from a spec).
+    """
+
+    def __init__(self, in_channels: int, branches: Sequence[tuple[nn.Module, int]] = ()) -> None:
         super().__init__()
         self.in_channels = check_positive(in_channels, "in_channels")
         self.out_channels = 0
         self.num_branches = 0
+        for module, out_channels in branches:
+            self.add_branch(module, out_channels)
 
     def add_branch(self, module: nn.Module, out_channels: int) -> None:
         """Append a branch producing ``out_channels`` channels (concatenated after the previous ones)."""
@@ -433,8 +438,15 @@ def _check_scale(scale: float) -> float:
     return float(scale)
 
 
-class _ResidualInception(MultiBranch):
-    """Shared tail of the Inception-ResNet units: ``act(x + scale * expand(concat(branches)))``."""
+class ResidualMultiBranch(MultiBranch):
+    """An Inception-ResNet unit: ``act(x + scale * expand(concat(branches)))``, ``expand`` a biased 1x1 conv
+    back to ``in_channels`` (Szegedy et al. 2017, Sec. 3.2). Subclasses add their branches, then ``_finish``."""
+
+    def __init__(self, in_channels: int, branches: Sequence[tuple[nn.Module, int]] = (), scale: float = 1.0,
+                 activate: bool = True, act: str | None = "relu") -> None:
+        super().__init__(in_channels, branches)
+        if branches:
+            self._finish(scale, activate, act)
 
     def _finish(self, scale: float, activate: bool, act: str | None) -> None:
         # the 1x1 "filter-expansion" conv has no activation and no BN (Sec. 3.2): it only matches depths
@@ -473,7 +485,7 @@ class InceptionResNetCWidths:
     b3: tuple[int, int, int]
 
 
-class InceptionResNetA(_ResidualInception):
+class InceptionResNetA(ResidualMultiBranch):
     """Inception-ResNet-A: 35x35 Inception branches, 1x1 linear expansion to ``C``, scaled residual add, ReLU.
 
     Szegedy et al. 2017, Figs. 10 (v1) / 16 (v2), Sec. 3.3: residuals scaled by ``scale`` (0.1-0.3) before
@@ -495,7 +507,7 @@ class InceptionResNetA(_ResidualInception):
         self._finish(scale, activate, act)
 
 
-class InceptionResNetB(_ResidualInception):
+class InceptionResNetB(ResidualMultiBranch):
     """Inception-ResNet-B: 17x17 branches 1x1 | 1x1->1x7->7x1, linear 1x1 expansion, scaled add, ReLU.
 
     Szegedy et al. 2017, Figs. 11 (v1) / 17 (v2). Params: ``w(1,C,b1) + w(1,C,r) + w(7,r,a) + w(7,a,o)
@@ -514,7 +526,7 @@ class InceptionResNetB(_ResidualInception):
         self._finish(scale, activate, act)
 
 
-class InceptionResNetC(_ResidualInception):
+class InceptionResNetC(ResidualMultiBranch):
     """Inception-ResNet-C: 8x8 branches 1x1 | 1x1->1x3->3x1, linear 1x1 expansion, scaled add, ReLU.
 
     Szegedy et al. 2017, Figs. 13 (v1) / 19 (v2). Params: ``w(1,C,b1) + w(1,C,r) + w(3,r,a) + w(3,a,o)

@@ -17,10 +17,11 @@ from torch import nn
 from cnnlab._gc import gc_paused
 from cnnlab.models.convert import from_timm, from_torchvision
 from cnnlab.models.network import ModelOutput, Network, aux_loss
+from cnnlab.models.spec import NetworkSpec
 from cnnlab.registry import MODELS, ModelCard, UnknownModelError
 
 __all__ = ["ModelOutput", "Network", "UntrustedCodeError", "aux_loss", "check_trusted", "create_model",
-           "import_object", "is_code_reference", "list_models", "model_card", "UnknownModelError", "from_timm",
+           "import_object", "is_code_reference", "list_models", "model_card", "model_spec", "UnknownModelError", "from_timm",
            "from_torchvision"]
 
 # every module in this package that is not infrastructure is a family file that registers models
@@ -172,6 +173,16 @@ def _no_weights(name: str) -> str:
         how = ("torchvision and timm have no weights for this network either: train it (cnnlab train) or load your "
                "own with model.load_state_dict")
     return f"{name}: cnnlab ships no pretrained weights; {how}"
+
+
+def model_spec(name: str, num_classes: int | None = None, **options) -> NetworkSpec:
+    """The ``NetworkSpec`` that ``create_model(name, num_classes, **options)`` builds (``build(spec)`` gives the
+    same network); a ValueError for a model not declared as a spec."""
+    entry = MODELS.get(name)
+    if entry.spec is None:
+        have = [e.name for e in MODELS if e.spec is not None]
+        raise ValueError(f"{name} is built by code, not declared as a spec; models with a spec: {', '.join(have)}")
+    return entry.spec(num_classes=entry.card.num_classes if num_classes is None else num_classes, **options)
 
 
 def list_models(pattern: str | None = None) -> list[str]:

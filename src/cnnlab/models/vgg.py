@@ -8,15 +8,13 @@ fully connected layers. Stages are the paper's layers: ``conv1_1 ... conv5_x``, 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from functools import partial
 
-from torch import nn
-
-from cnnlab.blocks import ConvNormAct
-from cnnlab.blocks._validate import check_positive, check_probability
+from cnnlab.blocks.heads import FCHead  # noqa: F401  (public here before it moved to the blocks)
+from cnnlab.models.build import build
 from cnnlab.models.convert import register_converter
 from cnnlab.models.network import Network
+from cnnlab.models.spec import ConvDefaults, HeadSpec, NetworkSpec, conv, max_pool, min_input_size, stage
 from cnnlab.registry import MODELS, Counts, ModelCard
 
 # Simonyan & Zisserman 2015, Table 1: the conv widths of each block; every block ends in a 2x2/2 max-pool
@@ -29,7 +27,6 @@ CONFIGS: dict[str, tuple[tuple[int, ...], ...]] = {
 FC_WIDTHS = (4096, 4096)  # fc6, fc7 (Table 1, "FC-4096"); fc8 is the classifier
 POOLED_SIZE = 7  # 224 / 2^5: the grid fc6 sees; torchvision pools to it adaptively so any size >= 32 works
 DROPOUT = 0.5  # Sec. 3.1: "dropout regularisation for the first two fully-connected layers (dropout ratio 0.5)"
-MIN_INPUT_SIZE = 32  # five 2x2/2 max-pools need at least 2^5 pixels
 
 # (cnnlab name, config, batch norm, params, MACs at 224, count source); counts: torchvision 0.29.1
 _SOURCE = "torchvision 0.29.1 (docs/references.md)"
@@ -46,79 +43,27 @@ _VARIANTS = (
 )
 
 
-class FCHead(nn.Sequential):
-    """Pool to a fixed grid -> flatten -> hidden fully connected layers -> classifier ``fc``.
-
-    The fully connected head of AlexNet and VGG. Hidden layers are named from ``fc6`` as in both papers;
-    the classifier (the papers' fc8) is ``fc``. Params: ``C*g*g*h6 + h6 + h6*h7 + h7 + h7*K + K`` for
-    ``pool_size`` g and ``K`` classes (VGG-16 fc6: 512*7*7*4096 + 4096 = 102,764,544); MACs: the same
-    without the biases. ``dropout_first`` puts dropout before each hidden layer (torchvision's AlexNet)
-    instead of after its activation (VGG, and AlexNet 2012 Sec. 4.2).
-    """
-
-    def __init__(
-        self,
-        in_channels: int,
-        num_classes: int,
-        pool_size: int = POOLED_SIZE,
-        hidden: Sequence[int] = FC_WIDTHS,
-        dropout: float = DROPOUT,
-        dropout_first: bool = False,
-    ) -> None:
-        super().__init__()
-        check_positive(in_channels, "in_channels")
-        check_positive(num_classes, "num_classes")
-        check_positive(pool_size, "pool_size")
-        check_probability(dropout, "dropout")
-        self.pool = nn.AdaptiveAvgPool2d(pool_size)
-        self.flatten = nn.Flatten(1)
-        width = in_channels * pool_size * pool_size
-        for number, out in enumerate(hidden, start=6):
-            layers = [(f"fc{number}", nn.Linear(width, check_positive(out, "hidden width"))),
-                      (f"act{number}", nn.ReLU(inplace=True))]
-            drop = (f"drop{number}", nn.Dropout(dropout))
-            for name, module in [drop, *layers] if dropout_first else [*layers, drop]:
-                self.add_module(name, module)
-            width = out
-        self.fc = nn.Linear(width, num_classes)
-
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace the classifier ``fc`` for ``num_classes`` outputs; fc6, fc7 are kept."""
-        self.fc = nn.Linear(self.fc.in_features, check_positive(num_classes, "num_classes"))
+def vgg_spec(config: str, batch_norm: bool = False, num_classes: int = 1000, dropout: float = DROPOUT,
+             in_channels: int = 3, name: str = "") -> NetworkSpec:
+    """VGG configuration ``config`` ("A", "B", "D", "E") of Table 1 as a spec, optionally with batch norm."""
+    if config not in CONFIGS:
+        raise ValueError(f"config must be one of {sorted(CONFIGS)} (Table 1), got {config!r}")
+    stages = []
+    for block, widths in enumerate(CONFIGS[config], start=1):
+        stages += [stage(f"conv{block}_{layer}", conv(width)) for layer, width in enumerate(widths, start=1)]
+        stages.append(stage(f"pool{block}", max_pool(2, 2)))
+    # conv bias kept next to batch norm, as torchvision does, so its weights load one to one
+    return NetworkSpec(name, tuple(stages), HeadSpec("fc_stack", dropout, FC_WIDTHS, POOLED_SIZE), num_classes,
+                       in_channels, conv=ConvDefaults(norm=batch_norm, bias=True), init="torchvision_vgg")
 
 
 def vgg(config: str, batch_norm: bool = False, num_classes: int = 1000, dropout: float = DROPOUT,
         in_channels: int = 3, name: str = "") -> Network:
     """Build VGG configuration ``config`` ("A", "B", "D", "E") of Table 1, optionally with batch norm."""
-    if config not in CONFIGS:
-        raise ValueError(f"config must be one of {sorted(CONFIGS)} (Table 1), got {config!r}")
-    stages: list[tuple[str, nn.Module]] = []
-    channels = in_channels
-    for block, widths in enumerate(CONFIGS[config], start=1):
-        for layer, width in enumerate(widths, start=1):
-            # conv bias kept next to batch norm, as torchvision does, so its weights load one to one
-            stages.append((f"conv{block}_{layer}", ConvNormAct(channels, width, 3, norm=batch_norm, bias=True)))
-            channels = width
-        stages.append((f"pool{block}", nn.MaxPool2d(2, 2)))
-    head = FCHead(channels, num_classes, POOLED_SIZE, FC_WIDTHS, dropout)
-    model = Network(stages, head, in_channels=in_channels, min_input_size=MIN_INPUT_SIZE, name=name)
-    _init_weights(model)
-    return model
+    return build(vgg_spec(config, batch_norm, num_classes, dropout, in_channels, name))
 
 
-def _init_weights(model: nn.Module) -> None:
-    # torchvision 0.29.1 VGG init (He et al. 2015 for convs, N(0, 0.01) for linears): it trains without the
-    # paper's staged initialisation from configuration A (Sec. 3.1)
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.Linear):
-            nn.init.normal_(m.weight, 0.0, 0.01)
-            nn.init.zeros_(m.bias)
+MIN_INPUT_SIZE = min_input_size(vgg_spec("A"))  # 32: five 2x2/2 max-pools need at least 2^5 pixels
 
 
 def _torchvision_rules(config: str, batch_norm: bool) -> tuple[tuple[str, str], ...]:
@@ -159,5 +104,6 @@ for _name, _config, _bn, _params, _macs, _source in _VARIANTS:
             tags=("imagenet", "plain") + (("batch_norm",) if _bn else ()),
         ),
         partial(vgg, _config, _bn, name=_name),
+        spec=partial(vgg_spec, _config, _bn, name=_name),
     )
     register_converter("torchvision", _name, _torchvision_rules(_config, _bn))

@@ -1,0 +1,138 @@
+"""The only code that turns a ``NetworkSpec`` into modules, from cnnlab.blocks.
+
+Module names follow the spec: stages are the Network's children under their names, a multi-branch module's
+branches are ``branch0 .. branchN``, a one-layer branch is that layer bare and a longer one a Sequential
+(torchvision's and timm's layout, so their state dicts load by renaming keys only).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable
+
+from torch import nn
+
+from cnnlab.blocks import ClassifierHead, ConvNormAct
+from cnnlab.blocks.conv import AsymmetricConv
+from cnnlab.blocks.heads import FCHead, GoogLeNetAux, InceptionV3Aux
+from cnnlab.blocks.inception import MultiBranch, ResidualMultiBranch
+from cnnlab.models.network import Network
+from cnnlab.models.spec import (
+    AuxSpec,
+    BranchSpec,
+    ConvDefaults,
+    HeadSpec,
+    LayerSpec,
+    MultiBranchSpec,
+    NetworkSpec,
+    StageSpec,
+    min_input_size,
+)
+
+
+def build(spec: NetworkSpec) -> Network:
+    """The network ``spec`` describes, its smallest input sizes computed from the spec."""
+    if not isinstance(spec, NetworkSpec):
+        raise TypeError(f"build takes a NetworkSpec, got {type(spec).__name__}")
+    conv_kwargs = _conv_kwargs(spec.conv)
+    stages: list[tuple[str, nn.Module]] = []
+    aux_heads: dict[str, nn.Module] = {}
+    channels = spec.in_channels
+    for stage_spec in spec.stages:
+        stages.append((stage_spec.name, build_stage(stage_spec, channels, conv_kwargs)))
+        channels = stage_spec.channels(channels)
+        for aux in spec.aux:  # built right after its stage, as the family files always did (same init order)
+            if aux.after == stage_spec.name:
+                aux_heads[aux.after] = _aux(aux, channels, spec.num_classes, spec.conv)
+    model = Network(stages, _head(spec.head, channels, spec.num_classes), aux_heads, spec.in_channels,
+                    min_input_size(spec), name=spec.name,
+                    aux_min_input_size=min_input_size(spec, with_aux=True) if spec.aux else None)
+    _INITS[spec.init](model)
+    return model
+
+
+def _conv_kwargs(defaults: ConvDefaults) -> dict[str, object]:
+    return {"norm": defaults.norm, "norm_eps": defaults.norm_eps, "bias": defaults.bias}
+
+
+def build_layer(layer: LayerSpec, in_channels: int, conv_kwargs: dict[str, object]) -> nn.Module:
+    """One layer of a spec as a module."""
+    if layer.kind == "conv":
+        return ConvNormAct(in_channels, layer.out_channels, layer.kernel, layer.stride, layer.padding,
+                           **conv_kwargs)  # type: ignore[arg-type]
+    if layer.kind == "conv_split":
+        return AsymmetricConv(in_channels, layer.out_channels, layer.kernel, parallel=True,  # type: ignore[arg-type]
+                              **conv_kwargs)
+    padding = 0 if layer.padding is None else layer.padding
+    if layer.kind == "max_pool":
+        return nn.MaxPool2d(layer.kernel, layer.stride, padding, ceil_mode=layer.ceil_mode)
+    if layer.kind == "avg_pool":
+        return nn.AvgPool2d(layer.kernel, layer.stride, padding, ceil_mode=layer.ceil_mode,
+                            count_include_pad=layer.count_include_pad)
+    return nn.LocalResponseNorm(layer.kernel, alpha=1e-4, beta=0.75)  # type: ignore[arg-type]  # "lrn"
+
+
+def build_branch(branch: BranchSpec, in_channels: int, conv_kwargs: dict[str, object]) -> nn.Module:
+    modules = []
+    for layer in branch.layers:
+        modules.append(build_layer(layer, in_channels, conv_kwargs))
+        in_channels = layer.channels(in_channels)
+    return modules[0] if len(modules) == 1 else nn.Sequential(*modules)
+
+
+def build_multi_branch(spec: MultiBranchSpec, in_channels: int, conv_kwargs: dict[str, object]) -> MultiBranch:
+    """An Inception module (``MultiBranch``), or an Inception-ResNet unit when ``spec.residual``."""
+    branches = [(build_branch(b, in_channels, conv_kwargs), b.channels(in_channels)) for b in spec.branches]
+    if spec.residual:
+        return ResidualMultiBranch(in_channels, branches, spec.scale, spec.activate)
+    return MultiBranch(in_channels, branches)
+
+
+def build_unit(unit: LayerSpec | MultiBranchSpec, in_channels: int, conv_kwargs: dict[str, object]) -> nn.Module:
+    if isinstance(unit, MultiBranchSpec):
+        return build_multi_branch(unit, in_channels, conv_kwargs)
+    return build_layer(unit, in_channels, conv_kwargs)
+
+
+def build_stage(stage: StageSpec, in_channels: int, conv_kwargs: dict[str, object]) -> nn.Module:
+    modules = []
+    for unit in stage.sequence:
+        modules.append(build_unit(unit, in_channels, conv_kwargs))
+        in_channels = unit.channels(in_channels)
+    if stage.bare:
+        return modules[0]
+    if stage.unit_names:
+        return nn.Sequential(OrderedDict(zip(stage.unit_names, modules)))
+    return nn.Sequential(*modules)
+
+
+def _head(head: HeadSpec, channels: int, num_classes: int) -> nn.Module:
+    if head.kind == "fc_stack":
+        return FCHead(channels, num_classes, head.pool_size, head.hidden, head.dropout, head.dropout_first)
+    return ClassifierHead(channels, num_classes, head.dropout)
+
+
+def _aux(aux: AuxSpec, channels: int, num_classes: int, conv: ConvDefaults) -> nn.Module:
+    if aux.kind == "inception_v3":
+        return InceptionV3Aux(channels, num_classes, norm_eps=conv.norm_eps)
+    return GoogLeNetAux(channels, num_classes, aux.dropout, pool=aux.pool, norm=aux.norm)
+
+
+def _torchvision_vgg_init(model: nn.Module) -> None:
+    # torchvision 0.29.1 VGG init (He et al. 2015 for convs, N(0, 0.01) for linears): it trains without the
+    # paper's staged initialisation from configuration A (Simonyan & Zisserman 2015, Sec. 3.1)
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, 0.0, 0.01)
+            nn.init.zeros_(m.bias)
+
+
+# spec.INITS names these; a spec read from JSON can only pick one of them
+_INITS: dict[str, Callable[[nn.Module], None]] = {"": lambda model: None, "torchvision_vgg": _torchvision_vgg_init}

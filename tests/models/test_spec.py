@@ -1,0 +1,116 @@
+"""The spec dialect: every zoo model declared as a spec round-trips through JSON and builds the same network;
+loading refuses anything that is not a known spec type or kind; the smallest input comes from the spec."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import cnnlab
+from _helpers import n_params
+from cnnlab.models import model_spec
+from cnnlab.models.build import build
+from cnnlab.models.spec import (
+    LayerSpec,
+    NetworkSpec,
+    avg_pool,
+    branch,
+    conv,
+    from_json,
+    max_pool,
+    min_input_size,
+    multi_branch,
+    stage,
+    to_json,
+)
+from cnnlab.registry import MODELS
+
+WITH_SPEC = [entry.name for entry in MODELS if entry.spec is not None]
+
+
+def layout(model: torch.nn.Module) -> list[tuple[str, tuple[int, ...]]]:
+    return [(key, tuple(value.shape)) for key, value in model.state_dict().items()]
+
+
+@pytest.mark.parametrize("name", WITH_SPEC)
+def test_spec_round_trips_through_json_and_builds_the_same_network(name):
+    spec = model_spec(name)
+    text = to_json(spec)
+    again = from_json(text)
+    assert again == spec
+    assert to_json(again) == text
+    with torch.device("meta"):
+        direct, rebuilt = cnnlab.create_model(name), build(again)
+    assert n_params(rebuilt) == n_params(direct) == cnnlab.model_card(name).reference.params
+    assert layout(rebuilt) == layout(direct)
+    assert rebuilt.min_input_size == direct.min_input_size
+
+
+@pytest.mark.parametrize("name", WITH_SPEC)
+def test_card_min_input_size_is_the_spec_s(name):
+    assert cnnlab.model_card(name).min_input_size == min_input_size(model_spec(name))
+
+
+def test_model_spec_passes_options_and_refuses_code_built_models():
+    spec = model_spec(WITH_SPEC[0], num_classes=7, in_channels=1)
+    assert (spec.num_classes, spec.in_channels) == (7, 1)
+    code_built = [entry.name for entry in MODELS if entry.spec is None]
+    if code_built:
+        with pytest.raises(ValueError, match="not declared as a spec"):
+            model_spec(code_built[0])
+
+
+TINY = NetworkSpec("tiny", (
+    stage("conv1", conv(8, 3, 2)),
+    stage("mixed", multi_branch(conv(4, 1), (conv(2, 1), conv(4, (1, 3)), conv(4, (3, 1))),
+                                (avg_pool(3, 1, 1, count_include_pad=False), conv(4, 1)))),
+    stage("res", multi_branch(conv(4, 1), (conv(4, 1), conv(4, 3)), residual=True, scale=0.2), repeat=2),
+    stage("pool", max_pool(3, 2, ceil_mode=True)),
+), num_classes=5)
+
+
+def test_a_hand_written_spec_builds_runs_and_round_trips():
+    model = build(from_json(to_json(TINY)))
+    assert model(torch.randn(2, 3, 16, 16)).shape == (2, 5)
+    assert model.mixed.out_channels == 12 and model.res[0].out_channels == 12
+    assert [k for k in model.state_dict() if k.startswith("mixed.branch1.1")] == [
+        "mixed.branch1.1.conv.weight", "mixed.branch1.1.bn.weight", "mixed.branch1.1.bn.bias",
+        "mixed.branch1.1.bn.running_mean", "mixed.branch1.1.bn.running_var", "mixed.branch1.1.bn.num_batches_tracked"]
+
+
+def test_min_input_size_is_the_smallest_size_that_runs():
+    smallest = min_input_size(TINY)
+    model = build(TINY).eval()
+    model.min_input_size = (1, 1)  # let the layers themselves decide
+    model(torch.randn(1, 3, smallest, smallest))
+    with pytest.raises(RuntimeError):
+        model(torch.randn(1, 3, smallest - 1, smallest - 1))
+
+
+@pytest.mark.parametrize("data, match", [
+    ({"type": "network", "name": "x", "stages": [{"type": "stage", "name": "s",
+                                                  "units": [{"type": "layer", "kind": "eval"}]}]},
+     "unknown layer kind 'eval'"),
+    ({"type": "os.system", "name": "x"}, "unknown spec type 'os.system'"),
+    ({"type": "network", "name": "x", "stages": [], "init": "torch.hub:load"}, "unknown init kind"),
+    ({"type": "network", "name": "x", "stages": [], "head": {"type": "head", "kind": "module:Head"}},
+     "unknown head kind"),
+    ({"type": "layer", "kind": "conv", "out_channels": 3, "__reduce__": 1}, "unknown fields"),
+])
+def test_loading_refuses_unknown_types_kinds_and_fields(data, match):
+    with pytest.raises(ValueError, match=match):
+        from_json(json.dumps(data))
+
+
+def test_from_json_wants_a_network():
+    with pytest.raises(ValueError, match="expected a network spec"):
+        from_json(json.dumps({"type": "layer", "kind": "conv", "out_channels": 3}))
+
+
+def test_layer_checks_its_numbers():
+    with pytest.raises(ValueError, match="out_channels must be a positive int"):
+        LayerSpec("conv", 0)
+    with pytest.raises(ValueError, match="a branch is a non-empty tuple"):
+        branch()
