@@ -9,12 +9,10 @@ from __future__ import annotations
 
 from functools import partial
 
-from torch import nn
-
-from cnnlab.blocks import ConvNormAct
+from cnnlab.models.build import build
 from cnnlab.models.convert import register_converter
 from cnnlab.models.network import Network
-from cnnlab.models.vgg import FCHead
+from cnnlab.models.spec import ConvDefaults, HeadSpec, NetworkSpec, conv, max_pool, min_input_size, stage
 from cnnlab.registry import MODELS, Counts, ModelCard
 
 # (stage name, out channels, kernel, stride, padding, followed by a 3x3/2 max-pool): torchvision 0.29.1 widths
@@ -29,21 +27,27 @@ LAYERS = (
 FC_WIDTHS = (4096, 4096)  # fc6, fc7 (2012, Sec. 3.5)
 POOLED_SIZE = 6  # the 6x6 grid that fc6 sees at 224
 DROPOUT = 0.5  # 2012, Sec. 4.2
-MIN_INPUT_SIZE = 63  # conv1 (11/4, pad 2) and three 3x3/2 pools: 63 -> 15 -> 7 -> 3 -> 1; 62 ends at 0
+
+
+def alexnet_spec(num_classes: int = 1000, dropout: float = DROPOUT, in_channels: int = 3) -> NetworkSpec:
+    """AlexNet in torchvision's single-tower layout, as a spec."""
+    stages = []
+    for name, width, kernel, stride, padding, pool in LAYERS:
+        stages.append(stage(name, conv(width, kernel, stride, padding)))
+        if pool:
+            stages.append(stage(f"pool{name[-1]}", max_pool(3, 2)))
+    # dropout before fc6 and fc7, as torchvision places it (the same network at inference)
+    head = HeadSpec("fc_stack", dropout, FC_WIDTHS, POOLED_SIZE, dropout_first=True)
+    return NetworkSpec("alexnet", tuple(stages), head, num_classes, in_channels, conv=ConvDefaults(norm=False))
 
 
 def alexnet(num_classes: int = 1000, dropout: float = DROPOUT, in_channels: int = 3) -> Network:
     """Build AlexNet in torchvision's single-tower layout."""
-    stages: list[tuple[str, nn.Module]] = []
-    channels = in_channels
-    for name, width, kernel, stride, padding, pool in LAYERS:
-        stages.append((name, ConvNormAct(channels, width, kernel, stride, padding, norm=False)))
-        if pool:
-            stages.append((f"pool{name[-1]}", nn.MaxPool2d(3, 2)))
-        channels = width
-    # dropout before fc6 and fc7, as torchvision places it (the same network at inference)
-    head = FCHead(channels, num_classes, POOLED_SIZE, FC_WIDTHS, dropout, dropout_first=True)
-    return Network(stages, head, in_channels=in_channels, min_input_size=MIN_INPUT_SIZE, name="alexnet")
+    return build(alexnet_spec(num_classes, dropout, in_channels))
+
+
+# 63 from the spec: conv1 (11/4, pad 2) and three 3x3/2 pools: 63 -> 15 -> 7 -> 3 -> 1; 62 ends at 0
+MIN_INPUT_SIZE = min_input_size(alexnet_spec())
 
 
 def _torchvision_rules() -> tuple[tuple[str, str], ...]:
@@ -76,5 +80,6 @@ MODELS.register(
         tags=("imagenet", "plain"),
     ),
     partial(alexnet),
+    spec=alexnet_spec,
 )
 register_converter("torchvision", "alexnet", _torchvision_rules())

@@ -8,38 +8,85 @@ batch norm, local response norm after pool1 and conv3, 3x3/2 max-pool before 5a,
 
 from __future__ import annotations
 
-from torch import nn
-
-from cnnlab.blocks import ClassifierHead, ConvNormAct
-from cnnlab.blocks.heads import GoogLeNetAux
-from cnnlab.blocks.inception import InceptionV1, InceptionV1Widths
+from cnnlab.models.build import build
 from cnnlab.models.convert import register_converter
 from cnnlab.models.network import Network
+from cnnlab.models.spec import (
+    AuxSpec,
+    ConvDefaults,
+    HeadSpec,
+    MultiBranchSpec,
+    NetworkSpec,
+    StageSpec,
+    conv,
+    lrn,
+    max_pool,
+    min_input_size,
+    multi_branch,
+    stage,
+)
 from cnnlab.registry import MODELS, Counts, ModelCard
 
-# Szegedy et al. 2015, Table 1: name, then #1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5, pool proj.
-# None marks the 3x3 stride-2 max-pools between the grids (maxpool3 before 4a, maxpool4 before 5a).
-INCEPTION_TABLE: tuple[tuple[str, InceptionV1Widths | None], ...] = (
-    ("inception3a", InceptionV1Widths(64, 96, 128, 16, 32, 32)),      # 28x28x256
-    ("inception3b", InceptionV1Widths(128, 128, 192, 32, 96, 64)),    # 28x28x480
-    ("maxpool3", None),
-    ("inception4a", InceptionV1Widths(192, 96, 208, 16, 48, 64)),     # 14x14x512
-    ("inception4b", InceptionV1Widths(160, 112, 224, 24, 64, 64)),    # 14x14x512
-    ("inception4c", InceptionV1Widths(128, 128, 256, 24, 64, 64)),    # 14x14x512
-    ("inception4d", InceptionV1Widths(112, 144, 288, 32, 64, 64)),    # 14x14x528
-    ("inception4e", InceptionV1Widths(256, 160, 320, 32, 128, 128)),  # 14x14x832
-    ("maxpool4", None),
-    ("inception5a", InceptionV1Widths(256, 160, 320, 32, 128, 128)),  # 7x7x832
-    ("inception5b", InceptionV1Widths(384, 192, 384, 48, 128, 128)),  # 7x7x1024
-)
 AUX_AFTER = ("inception4a", "inception4d")  # Sec. 5: aux classifiers on top of (4a) and (4d)
 LAYOUTS = ("paper", "torchvision")
-# smallest H = W that runs (found by trying sizes on the meta device, checked in tests), per layout. Main
-# path (every mode): the paper's 3x3 pool before 5a needs a 3x3 map where torchvision's 2x2 pool takes 1x1.
-# Aux heads (train mode only): the paper's 5x5/3 aux pool needs the 4a map to be at least 5x5; torchvision's
-# adaptive aux pool takes any size, so there the main path's minimum holds for the aux heads too
-MIN_INPUT = {"paper": 31, "torchvision": 15}
-AUX_MIN_INPUT = {"paper": 79, "torchvision": 15}
+
+
+def inception(b1: int, b3_reduce: int, b3: int, b5_reduce: int, b5: int, pool_proj: int,
+              kernel5: int = 5) -> MultiBranchSpec:
+    """A row of Table 1 (Fig. 2b): 1x1 | 1x1 -> 3x3 | 1x1 -> 5x5 | 3x3 max-pool -> 1x1, concatenated.
+
+    torchvision's "5x5" branch is a 3x3 (``kernel5=3``, pytorch/vision#906, inherited from TF-slim).
+    """
+    return multi_branch(conv(b1, 1), (conv(b3_reduce, 1), conv(b3, 3)), (conv(b5_reduce, 1), conv(b5, kernel5)),
+                        (max_pool(3, 1, 1), conv(pool_proj, 1)))
+
+
+def googlenet_spec(num_classes: int = 1000, aux_logits: bool = True, layout: str = "paper",
+                   branch5_kernel: int | None = None, dropout: float | None = None, dropout_aux: float = 0.7,
+                   in_channels: int = 3) -> NetworkSpec:
+    """GoogLeNet as a spec; the options are ``build_googlenet``'s."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+    paper = layout == "paper"
+    k5 = (5 if paper else 3) if branch5_kernel is None else branch5_kernel
+    if not isinstance(k5, int) or isinstance(k5, bool) or k5 < 1 or k5 % 2 == 0:
+        raise ValueError(f"branch5_kernel must be an odd int (5 as the paper, 3 as torchvision), got {k5!r}")
+
+    def row(name: str, *widths: int) -> StageSpec:
+        return stage(name, inception(*widths, kernel5=k5))
+
+    def pool(name: str, size: int = 3) -> StageSpec:
+        return stage(name, max_pool(size, 2, ceil_mode=True))
+
+    norm = [stage("norm1", lrn(5)), stage("norm2", lrn(5))] if paper else []  # Fig. 3 (sizes as in Caffe)
+    stages = (
+        stage("conv1", conv(64, 7, 2, 3)),              # 112x112x64
+        pool("maxpool1"),                               # 56x56x64
+        *norm[:1],
+        stage("conv2", conv(64, 1)),                    # Table 1 "convolution 3x3" row: its 3x3 reduce
+        stage("conv3", conv(192, 3)),                   # 56x56x192
+        *norm[1:],
+        pool("maxpool2"),                               # 28x28x192
+        # Szegedy et al. 2015, Table 1: #1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5, pool proj
+        row("inception3a", 64, 96, 128, 16, 32, 32),    # 28x28x256
+        row("inception3b", 128, 128, 192, 32, 96, 64),  # 28x28x480
+        pool("maxpool3"),
+        row("inception4a", 192, 96, 208, 16, 48, 64),   # 14x14x512
+        row("inception4b", 160, 112, 224, 24, 64, 64),  # 14x14x512
+        row("inception4c", 128, 128, 256, 24, 64, 64),  # 14x14x512
+        row("inception4d", 112, 144, 288, 32, 64, 64),  # 14x14x528
+        row("inception4e", 256, 160, 320, 32, 128, 128),  # 14x14x832
+        # the paper pools 3x3/2 before 5a as before 4a; torchvision uses 2x2/2 (same 7x7 output at 224)
+        pool("maxpool4", 3 if paper else 2),
+        row("inception5a", 256, 160, 320, 32, 128, 128),  # 7x7x832
+        row("inception5b", 384, 192, 384, 48, 128, 128),  # 7x7x1024
+    )
+    aux = tuple(AuxSpec("googlenet", after, dropout_aux, "paper" if paper else "adaptive", norm=not paper)
+                for after in AUX_AFTER) if aux_logits else ()
+    drop = (0.4 if paper else 0.2) if dropout is None else dropout  # Table 1 "dropout (40%)"; torchvision 0.2
+    # torchvision's BasicConv2d: BN eps 0.001, no bias; the paper: biases, no BN
+    return NetworkSpec("googlenet", stages, HeadSpec("pool_fc", drop), num_classes, in_channels, aux,
+                       ConvDefaults(norm=not paper, norm_eps=1e-3))
 
 
 def build_googlenet(num_classes: int = 1000, aux_logits: bool = True, layout: str = "paper",
@@ -50,40 +97,14 @@ def build_googlenet(num_classes: int = 1000, aux_logits: bool = True, layout: st
     ``aux_logits=True`` by default, as torchvision builds GoogLeNet without pretrained weights and as the
     paper trains it; train mode then returns ``ModelOutput(logits, (aux_4a, aux_4d))``.
     """
-    if layout not in LAYOUTS:
-        raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
-    paper = layout == "paper"
-    kernel5 = (5 if paper else 3) if branch5_kernel is None else branch5_kernel
-    conv = dict(norm=not paper, norm_eps=1e-3)  # torchvision's BasicConv2d: BN eps 0.001, no bias
-    stages: list[tuple[str, nn.Module]] = [
-        ("conv1", ConvNormAct(in_channels, 64, 7, stride=2, padding=3, **conv)),  # 112x112x64
-        ("maxpool1", nn.MaxPool2d(3, stride=2, ceil_mode=True)),                  # 56x56x64
-    ]
-    if paper:  # Fig. 3: LocalRespNorm after pool1 and after conv2 (sizes as in the Caffe release)
-        stages.append(("norm1", nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75)))
-    stages += [
-        ("conv2", ConvNormAct(64, 64, 1, **conv)),    # Table 1 "convolution 3x3" row: its 3x3 reduce
-        ("conv3", ConvNormAct(64, 192, 3, **conv)),   # 56x56x192
-    ]
-    if paper:
-        stages.append(("norm2", nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75)))
-    stages.append(("maxpool2", nn.MaxPool2d(3, stride=2, ceil_mode=True)))  # 28x28x192
-    channels = 192
-    aux_heads: dict[str, nn.Module] = {}
-    for name, widths in INCEPTION_TABLE:
-        if widths is None:
-            # the paper pools 3x3/2 before 5a as before 4a; torchvision uses 2x2/2 there (same 7x7 output at 224)
-            size = 2 if (name == "maxpool4" and not paper) else 3
-            stages.append((name, nn.MaxPool2d(size, stride=2, ceil_mode=True)))
-            continue
-        stages.append((name, InceptionV1(channels, widths, branch5_kernel=kernel5, **conv)))
-        channels = widths.out_channels
-        if aux_logits and name in AUX_AFTER:
-            aux_heads[name] = GoogLeNetAux(channels, num_classes, dropout_aux, pool="paper" if paper else "adaptive",
-                                           norm=not paper)
-    drop = (0.4 if paper else 0.2) if dropout is None else dropout  # Table 1 "dropout (40%)"; torchvision 0.2
-    return Network(stages, ClassifierHead(channels, num_classes, drop), aux_heads, in_channels,
-                   MIN_INPUT[layout], name="googlenet", aux_min_input_size=AUX_MIN_INPUT[layout])
+    return build(googlenet_spec(num_classes, aux_logits, layout, branch5_kernel, dropout, dropout_aux, in_channels))
+
+
+# smallest H = W that runs, per layout, from the spec. Main path (every mode): the paper's 3x3 pool before 5a
+# needs a 3x3 map where torchvision's 2x2 pool takes 1x1. Aux heads (train mode only): the paper's 5x5/3 aux
+# pool needs the 4a map to be at least 5x5; torchvision's adaptive aux pool takes any size
+MIN_INPUT = {layout: min_input_size(googlenet_spec(layout=layout)) for layout in LAYOUTS}  # 31, 15
+AUX_MIN_INPUT = {layout: min_input_size(googlenet_spec(layout=layout), with_aux=True) for layout in LAYOUTS}  # 79, 15
 
 
 _PAPER = "Szegedy et al. 2015, Going Deeper with Convolutions (CVPR), arXiv:1409.4842"
@@ -120,7 +141,7 @@ MODELS.register(ModelCard(
     min_input_size=MIN_INPUT["paper"],  # the main path's (eval mode); train mode with aux heads: AUX_MIN_INPUT
     family="inception",
     tags=("imagenet", "aux"),
-), build_googlenet)
+), build_googlenet, spec=googlenet_spec)
 
 
 def _googlenet_rules() -> tuple[tuple[str, str], ...]:

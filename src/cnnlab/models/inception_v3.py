@@ -7,84 +7,117 @@ BN eps 0.001 as there, so torchvision weights load and outputs match.
 
 from __future__ import annotations
 
-from torch import nn
-
-from cnnlab.blocks import ClassifierHead, ConvNormAct
-from cnnlab.blocks.heads import InceptionV3Aux
-from cnnlab.blocks.inception import (
-    INCEPTION_V3_REDUCTION_A,
-    INCEPTION_V3_REDUCTION_B,
-    InceptionV3A,
-    InceptionV3AWidths,
-    InceptionV3B,
-    InceptionV3BWidths,
-    InceptionV3C,
-    InceptionV3CWidths,
-    ReductionA,
-    ReductionB,
-)
+from cnnlab.models.build import build
 from cnnlab.models.convert import register_converter
 from cnnlab.models.network import Network
+from cnnlab.models.spec import (
+    AuxSpec,
+    ConvDefaults,
+    HeadSpec,
+    MultiBranchSpec,
+    NetworkSpec,
+    avg_pool,
+    conv,
+    conv_split,
+    max_pool,
+    min_input_size,
+    multi_branch,
+    stage,
+)
 from cnnlab.registry import MODELS, Counts, ModelCard
 
-# stem (torchvision 0.29.1): name, out, kernel, stride, padding; "pool" = 3x3/2 max-pool
-STEM: tuple[tuple[str, int, int, int, int] | str, ...] = (
-    ("Conv2d_1a_3x3", 32, 3, 2, 0),    # 149x149x32
-    ("Conv2d_2a_3x3", 32, 3, 1, 0),    # 147x147x32
-    ("Conv2d_2b_3x3", 64, 3, 1, 1),    # 147x147x64
-    "maxpool1",                        # 73x73x64
-    ("Conv2d_3b_1x1", 80, 1, 1, 0),    # 73x73x80
-    ("Conv2d_4a_3x3", 192, 3, 1, 0),   # 71x71x192
-    "maxpool2",                        # 35x35x192
-)
-_C = InceptionV3CWidths(320, (384, 384), (448, 384, 384), 192)
-# Table 1's 3 x Inception (Fig. 5), 5 x Inception (Fig. 6) with its reduction, 2 x Inception (Fig. 7) with its
-# reduction; widths as torchvision 0.29.1
-MODULES: tuple[tuple[str, object], ...] = (
-    ("Mixed_5b", InceptionV3AWidths(64, (48, 64), (64, 96, 96), 32)),   # 35x35x256
-    ("Mixed_5c", InceptionV3AWidths(64, (48, 64), (64, 96, 96), 64)),   # 35x35x288
-    ("Mixed_5d", InceptionV3AWidths(64, (48, 64), (64, 96, 96), 64)),   # 35x35x288
-    ("Mixed_6a", INCEPTION_V3_REDUCTION_A),                             # 17x17x768
-    ("Mixed_6b", InceptionV3BWidths.uniform(128)),                      # 17x17x768
-    ("Mixed_6c", InceptionV3BWidths.uniform(160)),
-    ("Mixed_6d", InceptionV3BWidths.uniform(160)),
-    ("Mixed_6e", InceptionV3BWidths.uniform(192)),                      # aux head here
-    ("Mixed_7a", INCEPTION_V3_REDUCTION_B),                             # 8x8x1280
-    ("Mixed_7b", _C),                                                   # 8x8x2048
-    ("Mixed_7c", _C),                                                   # 8x8x2048
-)
-_BLOCKS = {InceptionV3AWidths: InceptionV3A, InceptionV3BWidths: InceptionV3B, InceptionV3CWidths: InceptionV3C,
-           type(INCEPTION_V3_REDUCTION_A): ReductionA, type(INCEPTION_V3_REDUCTION_B): ReductionB}
+
+def pool_proj(out: int, count_include_pad: bool = True) -> tuple:
+    """The pool branch of every Inception module: 3x3 stride-1 average pool, then a 1x1 projection."""
+    return (avg_pool(3, 1, 1, count_include_pad), conv(out, 1))
+
+
+def module_a(b1: int, b5: tuple[int, int], b3dbl: tuple[int, int, int], pool: int,
+             count_include_pad: bool = True) -> MultiBranchSpec:
+    """35x35 module (Fig. 5, a 5x5 kept as released): 1x1 | 1x1 -> 5x5 | 1x1 -> 3x3 -> 3x3 | pool -> 1x1."""
+    return multi_branch(conv(b1, 1), (conv(b5[0], 1), conv(b5[1], 5)),
+                        tuple(conv(w, 1 if i == 0 else 3) for i, w in enumerate(b3dbl)),
+                        pool_proj(pool, count_include_pad))
+
+
+def module_b(b1: int, b7: tuple[int, int, int], b7dbl: tuple[int, int, int, int, int], pool: int,
+             count_include_pad: bool = True) -> MultiBranchSpec:
+    """17x17 module (Fig. 6, n = 7): 1x1 | 1x1 -> 1x7 -> 7x1 | 1x1 -> 7x1 -> 1x7 -> 7x1 -> 1x7 | pool -> 1x1."""
+    h, v = (1, 7), (7, 1)  # the papers' 1x7 (horizontal) and 7x1 (vertical) kernels, as (height, width)
+    return multi_branch(conv(b1, 1), (conv(b7[0], 1), conv(b7[1], h), conv(b7[2], v)),
+                        tuple(conv(w, k) for w, k in zip(b7dbl, (1, v, h, v, h))), pool_proj(pool, count_include_pad))
+
+
+def module_b_uniform(mid: int, out: int = 192) -> MultiBranchSpec:
+    """torchvision's ``InceptionC(channels_7x7=mid)``: every inner width ``mid``, every output ``out``."""
+    return module_b(out, (mid, mid, out), (mid, mid, mid, mid, out), out)
+
+
+def module_c(b1: int, b3: tuple[int, int], b3dbl: tuple[int, int, int], pool: int) -> MultiBranchSpec:
+    """8x8 module (Fig. 7): 1x1 | 1x1 -> (1x3 || 3x1) | 1x1 -> 3x3 -> (1x3 || 3x1) | pool -> 1x1 (expanded)."""
+    return multi_branch(conv(b1, 1), (conv(b3[0], 1), conv_split(b3[1])),
+                        (conv(b3dbl[0], 1), conv(b3dbl[1], 3), conv_split(b3dbl[2])), pool_proj(pool))
+
+
+def reduction_a(k: int, l: int, m: int, n: int) -> MultiBranchSpec:  # noqa: E741 (the paper's names)
+    """35x35 -> 17x17 (Sec. 5, Fig. 10; 2017 Fig. 7): 3x3/2 (n) | 1x1 (k) -> 3x3 (l) -> 3x3/2 (m) | max-pool."""
+    return multi_branch(conv(n, 3, 2, 0), (conv(k, 1), conv(l, 3), conv(m, 3, 2, 0)), max_pool(3, 2))
+
+
+def reduction_b(b3: tuple[int, int], b7: tuple[int, int, int, int]) -> MultiBranchSpec:
+    """17x17 -> 8x8: 1x1 -> 3x3/2 | 1x1 -> 1x7 -> 7x1 -> 3x3/2 | 3x3/2 max-pool (unpadded "V")."""
+    r, a, b, o = b7
+    return multi_branch((conv(b3[0], 1), conv(b3[1], 3, 2, 0)),
+                        (conv(r, 1), conv(a, (1, 7)), conv(b, (7, 1)), conv(o, 3, 2, 0)), max_pool(3, 2))
+
+
+_C = module_c(320, (384, 384), (448, 384, 384), 192)
 AUX_AFTER = "Mixed_6e"
-# smallest H = W that runs (meta-device search, checked in tests): the main path needs the 8x8 grid to be at
-# least 1x1 (torchvision's weights meta says 75), in every mode; the aux head, which runs in train mode only,
-# needs a 17x17 grid (pooled 5x5/3 to 5x5 for its unpadded 5x5 conv)
-MIN_INPUT = 75
-AUX_MIN_INPUT = 299
+
+
+def inception_v3_spec(num_classes: int = 1000, aux_logits: bool = True, dropout: float = 0.5,
+                      in_channels: int = 3) -> NetworkSpec:
+    """Inception-v3 as torchvision's ``Inception3``; the options are ``build_inception_v3``'s."""
+    stages = (
+        # stem (torchvision 0.29.1)
+        stage("Conv2d_1a_3x3", conv(32, 3, 2, 0)),     # 149x149x32
+        stage("Conv2d_2a_3x3", conv(32, 3, 1, 0)),     # 147x147x32
+        stage("Conv2d_2b_3x3", conv(64, 3, 1, 1)),     # 147x147x64
+        stage("maxpool1", max_pool(3, 2)),             # 73x73x64
+        stage("Conv2d_3b_1x1", conv(80, 1, 1, 0)),     # 73x73x80
+        stage("Conv2d_4a_3x3", conv(192, 3, 1, 0)),    # 71x71x192
+        stage("maxpool2", max_pool(3, 2)),             # 35x35x192
+        # Table 1's 3 x Inception (Fig. 5), 5 x Inception (Fig. 6) with its reduction, 2 x Inception (Fig. 7)
+        # with its reduction; widths as torchvision 0.29.1
+        stage("Mixed_5b", module_a(64, (48, 64), (64, 96, 96), 32)),   # 35x35x256
+        stage("Mixed_5c", module_a(64, (48, 64), (64, 96, 96), 64)),   # 35x35x288
+        stage("Mixed_5d", module_a(64, (48, 64), (64, 96, 96), 64)),   # 35x35x288
+        stage("Mixed_6a", reduction_a(64, 96, 96, 384)),               # 17x17x768 (torchvision InceptionB)
+        stage("Mixed_6b", module_b_uniform(128)),                      # 17x17x768
+        stage("Mixed_6c", module_b_uniform(160)),
+        stage("Mixed_6d", module_b_uniform(160)),
+        stage("Mixed_6e", module_b_uniform(192)),                      # aux head here
+        stage("Mixed_7a", reduction_b((192, 320), (192, 192, 192, 192))),  # 8x8x1280 (InceptionD)
+        stage("Mixed_7b", _C),                                         # 8x8x2048
+        stage("Mixed_7c", _C),                                         # 8x8x2048
+    )
+    aux = (AuxSpec("inception_v3", AUX_AFTER),) if aux_logits else ()
+    # torchvision BasicConv2d / TF: BN eps 0.001
+    return NetworkSpec("inception_v3", stages, HeadSpec("pool_fc", dropout), num_classes, in_channels, aux,
+                       ConvDefaults(norm_eps=1e-3))
 
 
 def build_inception_v3(num_classes: int = 1000, aux_logits: bool = True, dropout: float = 0.5,
                        in_channels: int = 3) -> Network:
     """Inception-v3 as torchvision's ``Inception3`` (``aux_logits=True`` by default, as torchvision)."""
-    conv = dict(norm_eps=1e-3)  # torchvision BasicConv2d / TF: BN eps 0.001
-    stages: list[tuple[str, nn.Module]] = []
-    channels = in_channels
-    for row in STEM:
-        if isinstance(row, str):
-            stages.append((row, nn.MaxPool2d(3, stride=2)))
-            continue
-        name, out, kernel, stride, padding = row
-        stages.append((name, ConvNormAct(channels, out, kernel, stride, padding, **conv)))
-        channels = out
-    aux_heads: dict[str, nn.Module] = {}
-    for name, widths in MODULES:
-        block = _BLOCKS[type(widths)](channels, widths, **conv)
-        stages.append((name, block))
-        channels = block.out_channels
-        if aux_logits and name == AUX_AFTER:
-            aux_heads[name] = InceptionV3Aux(channels, num_classes, norm_eps=1e-3)
-    return Network(stages, ClassifierHead(channels, num_classes, dropout), aux_heads, in_channels,
-                   MIN_INPUT, name="inception_v3", aux_min_input_size=AUX_MIN_INPUT)
+    return build(inception_v3_spec(num_classes, aux_logits, dropout, in_channels))
+
+
+# smallest H = W that runs, from the spec: the main path needs the 8x8 grid to be at least 1x1 (torchvision's
+# weights meta says 75), in every mode; the aux head, which runs in train mode only, needs a 17x17 grid
+# (pooled 5x5/3 to 5x5 for its unpadded 5x5 conv)
+MIN_INPUT = min_input_size(inception_v3_spec())  # 75
+AUX_MIN_INPUT = min_input_size(inception_v3_spec(), with_aux=True)  # 299
 
 
 MODELS.register(ModelCard(
@@ -108,7 +141,7 @@ MODELS.register(ModelCard(
     min_input_size=MIN_INPUT,  # the main path's (eval mode); train mode with the aux head: AUX_MIN_INPUT
     family="inception",
     tags=("imagenet", "aux"),
-), build_inception_v3)
+), build_inception_v3, spec=inception_v3_spec)
 
 
 def _v3_rules() -> tuple[tuple[str, str], ...]:
