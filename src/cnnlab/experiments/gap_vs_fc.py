@@ -55,7 +55,7 @@ EXPERIMENT = Experiment(
     arms=ARMS,
     budgets={
         "smoke": budgets.smoke(),
-        "quick": budgets.quick(QUICK_IMAGES, QUICK_EPOCHS, "21 min measured (1 thread of a shared 2-core CPU, docs/results)", seeds=2),
+        "quick": budgets.quick(QUICK_IMAGES, QUICK_EPOCHS, "11.3 min measured alone on 2 cores (native-bf16 AMD EPYC, 2026-12-02)", seeds=2),
         "paper": budgets.paper_cifar(5, "~20 h on a 2-core CPU; a GPU: an hour",
                                      "GoogLeNet's recipe is ImageNet-only (a 0.6-point effect needs five seeds)"),
     },
