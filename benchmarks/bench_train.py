@@ -20,6 +20,8 @@ Issue 6's target, asserted here (exit status 1 when missed): the default step re
 from __future__ import annotations
 
 import argparse
+import contextlib
+import copy
 import os
 import statistics
 import sys
@@ -36,7 +38,8 @@ from _markdown import write_section
 from cnnlab.data import ArrayDataset, Augment, BatchLoader, channel_stats
 from cnnlab.models import create_model
 from cnnlab.train import TrainConfig, Trainer
-from cnnlab.train.trainer import native_cpu_bf16
+from cnnlab.train.recipes import get_recipe
+from cnnlab.train.trainer import native_cpu_bf16, resolve_device, resolve_precision
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET = 2.0  # issue 6: the default step at >= 2x the plain fp32 loop
@@ -53,12 +56,15 @@ def _data(n: int) -> ArrayDataset:
     return ArrayDataset(np.ascontiguousarray(x), y.astype(np.int64), tuple(str(i) for i in range(10)))
 
 
-def plain_round(model, opt, x, y, steps: int) -> float:
-    """Images/s of the plain fp32 loop."""
+def plain_round(model, opt, x, y, steps: int, dtype: torch.dtype | None = None, label_smoothing: float = 0.0) -> float:
+    """Images/s of the plain loop: fp32, or under ``dtype`` autocast."""
+    autocast = torch.autocast("cpu", dtype=dtype) if dtype is not None else contextlib.nullcontext()
     start = time.perf_counter()
     for _ in range(steps):
         opt.zero_grad(set_to_none=True)
-        F.cross_entropy(model(x), y).backward()
+        with autocast:
+            loss = F.cross_entropy(model(x).float(), y, label_smoothing=label_smoothing)
+        loss.backward()
         opt.step()
     return steps * len(y) / (time.perf_counter() - start)
 
@@ -88,6 +94,45 @@ def loader_rate(data: ArrayDataset, batch_size: int, batches: int = 50) -> float
     for i in range(batches):
         loader.batch(order, i % len(loader), g)
     return batches * batch_size / (time.perf_counter() - start)
+
+
+def recipe_run(recipe_name: str, rounds: int, steps: int, **overrides: object) -> dict:
+    """The recipe's ``Trainer`` step against its network in a plain loop (fp32 NCHW; and in the recipe's precision
+    and layout when that differs), alternating within each round; images/s and per-round ratios."""
+    recipe = get_recipe(recipe_name)
+    cfg = recipe.config(data="npz", epochs=1000, **overrides)  # a long run: no evaluation, the lr near its start
+    dtype = resolve_precision(cfg.precision, resolve_device(cfg.device))
+    data = _data(1000)
+    data = ArrayDataset(np.tile(data.x, (20, 1, 1, 1)), np.tile(data.y, 20), data.classes)
+    mean, std = channel_stats(data.x)
+    x = ((torch.from_numpy(data.x[:cfg.batch_size]).float() / 255 - torch.tensor(mean)) / torch.tensor(std))
+    x = x.permute(0, 3, 1, 2).contiguous()
+    y = torch.from_numpy(data.y[:cfg.batch_size])
+    torch.manual_seed(0)
+    plain = create_model(cfg.model, num_classes=10)
+    loops: dict[str, tuple] = {"plain": (plain, x, None)}
+    if dtype is not None or cfg.channels_last:  # the same network in the recipe's precision and layout
+        fast = copy.deepcopy(plain)
+        if cfg.channels_last:
+            fast = fast.to(memory_format=torch.channels_last)
+        loops["plain_recipe_precision"] = (fast, x.contiguous(memory_format=torch.channels_last)
+                                           if cfg.channels_last else x, dtype)
+    opts = {k: torch.optim.SGD(m.parameters(), lr=0.01, momentum=cfg.momentum, nesterov=cfg.nesterov,
+                               weight_decay=cfg.weight_decay) for k, (m, _, _) in loops.items()}
+    trainer = Trainer(cfg, Path(tempfile.mkdtemp(prefix="cnnlab-bench-recipe-")) / "run", train_data=data,
+                      test_data=data, progress=False)
+    for k, (m, xx, dt) in loops.items():
+        plain_round(m, opts[k], xx, y, 1, dt, cfg.label_smoothing)  # warm-up
+    trainer_round(trainer, 1)
+    rates: dict[str, list[float]] = {**{k: [] for k in loops}, "recipe": []}
+    for _ in range(rounds):
+        for k, (m, xx, dt) in loops.items():
+            rates[k].append(plain_round(m, opts[k], xx, y, steps, dt, cfg.label_smoothing))
+        rates["recipe"].append(trainer_round(trainer, steps))
+    ratios = {k: statistics.median(c / p for c, p in zip(v, rates["plain"])) for k, v in rates.items()}
+    return {"recipe": recipe_name, "model": cfg.model, "batch": cfg.batch_size, "steps": steps, "rates": rates,
+            "ratios": ratios, "autocast": str(dtype).replace("torch.", "") if dtype is not None else "fp32",
+            "channels_last": cfg.channels_last}
 
 
 def run(model_name: str, batch_size: int, rounds: int, steps: int, compile_too: bool = False) -> dict:
@@ -192,7 +237,36 @@ def markdown(r: dict) -> str:
         f"without it oneDNN emulates bfloat16 and the bf16 row shows what that costs.",
         "",
     ]
+    if r.get("recipe"):
+        lines += recipe_markdown(r["recipe"], r["rounds"])[1:]
     return "\n".join(lines)
+
+
+def recipe_markdown(q: dict, rounds: int) -> list[str]:
+    """The table of the recipe's step against the same network in a plain loop."""
+    med = {k: statistics.median(v) for k, v in q["rates"].items()}
+    layout = "channels_last" if q["channels_last"] else "NCHW"
+    rows = [("plain fp32 PyTorch loop (NCHW, one batch already in memory, no augmentation)", "plain"),
+            (f"plain loop in the recipe's precision and layout (autocast {q['autocast']}, {layout})",
+             "plain_recipe_precision"),
+            (f"`Trainer` with `--recipe {q['recipe']}` (autocast {q['autocast']}, {layout}; whitened first conv, "
+             f"reflect crops, alternating flips, label smoothing, per-group lr, EMA / Lookahead every 5 steps, "
+             f"metrics)", "recipe")]
+    lines = ["", f"The `{q['recipe']}` recipe's step against the same network ({q['model']}, batch {q['batch']}, "
+                 f"Nesterov SGD, label smoothing as the recipe) in a plain loop; median of {rounds} rounds of "
+                 f"{q['steps']} steps, alternating within each round:", "",
+             "| loop | images/s (median) | vs plain fp32 (median of per-round ratios) | all rounds |",
+             "| --- | ---: | ---: | --- |"]
+    for label, key in rows:
+        if key in q["rates"]:
+            lines.append(f"| {label} | {med[key]:.0f} | {q['ratios'][key]:.2f}x | "
+                         f"{', '.join(f'{v:.0f}' for v in q['rates'][key])} |")
+    if "plain_recipe_precision" in med:
+        lines.append(f"The recipe's `Trainer` step runs at {med['recipe'] / med['plain_recipe_precision']:.2f}x the "
+                     f"plain loop in the same precision and layout: what its extra work (augmentation, EMA, metrics) "
+                     f"costs or saves.")
+    lines.append("")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -202,9 +276,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--compile", action="store_true", help="also time torch.compile (minutes to compile)")
+    parser.add_argument("--recipe", default="cifar10-94", help="also time this recipe's step against its network in "
+                                                                "a plain loop ('none': skip)")
+    parser.add_argument("--recipe-steps", type=int, default=2, help="steps per round for the recipe's comparison")
     parser.add_argument("--write", action="store_true", help="write the section into BENCHMARKS.md")
     args = parser.parse_args(argv)
     result = run(args.model, args.batch_size, args.rounds, args.steps, args.compile)
+    if args.recipe != "none":
+        result["recipe"] = recipe_run(args.recipe, args.rounds, args.recipe_steps)
     text = markdown(result)
     print(text)
     if args.write:
