@@ -15,6 +15,7 @@ from cnnlab.models.build import build
 from cnnlab.models.spec import (
     LayerSpec,
     NetworkSpec,
+    ResidualSpec,
     avg_pool,
     branch,
     conv,
@@ -28,13 +29,20 @@ from cnnlab.models.spec import (
 from cnnlab.registry import MODELS
 
 WITH_SPEC = [entry.name for entry in MODELS if entry.spec is not None]
+# building these twice on meta takes seconds each (thousands of modules; test_zoo.py measures the same set)
+DEEP = frozenset({"resnet1202", "preact_resnet1001", "resnet152", "resnetv2_101", "resnetv2_152", "resnetv2_200",
+                  "preact_resnet164", "inception_resnet_v2"})
+
+
+def spec_params():
+    return [pytest.param(name, marks=pytest.mark.slow if name in DEEP else ()) for name in WITH_SPEC]
 
 
 def layout(model: torch.nn.Module) -> list[tuple[str, tuple[int, ...]]]:
     return [(key, tuple(value.shape)) for key, value in model.state_dict().items()]
 
 
-@pytest.mark.parametrize("name", WITH_SPEC)
+@pytest.mark.parametrize("name", spec_params())
 def test_spec_round_trips_through_json_and_builds_the_same_network(name):
     spec = model_spec(name)
     text = to_json(spec)
@@ -68,13 +76,16 @@ TINY = NetworkSpec("tiny", (
                                 (avg_pool(3, 1, 1, count_include_pad=False), conv(4, 1)))),
     stage("res", multi_branch(conv(4, 1), (conv(4, 1), conv(4, 3)), residual=True, scale=0.2), repeat=2),
     stage("pool", max_pool(3, 2, ceil_mode=True)),
-), num_classes=5)
+    stage("layer", ResidualSpec("bottleneck", 16, 2, preact=True, stride_in_1x1=True), layout="sequential"),
+    stage("norm", LayerSpec("norm_act")),
+), num_classes=5, init="he")
 
 
 def test_a_hand_written_spec_builds_runs_and_round_trips():
     model = build(from_json(to_json(TINY)))
     assert model(torch.randn(2, 3, 16, 16)).shape == (2, 5)
     assert model.mixed.out_channels == 12 and model.res[0].out_channels == 12
+    assert isinstance(model.layer, torch.nn.Sequential) and len(model.layer) == 1  # "sequential": even for one unit
     assert [k for k in model.state_dict() if k.startswith("mixed.branch1.1")] == [
         "mixed.branch1.1.conv.weight", "mixed.branch1.1.bn.weight", "mixed.branch1.1.bn.bias",
         "mixed.branch1.1.bn.running_mean", "mixed.branch1.1.bn.running_var", "mixed.branch1.1.bn.num_batches_tracked"]
@@ -109,8 +120,15 @@ def test_from_json_wants_a_network():
         from_json(json.dumps({"type": "layer", "kind": "conv", "out_channels": 3}))
 
 
+def test_merged_stage_puts_a_conv_s_layers_beside_the_pool():
+    spec = NetworkSpec("stem", (stage("stem", conv(8, 7, 2), max_pool(3, 2, 1), names=("", "pool"), layout="merged"),))
+    assert [name for name, _ in build(spec).stem.named_children()] == ["conv", "bn", "act", "pool"]
+
+
 def test_layer_checks_its_numbers():
     with pytest.raises(ValueError, match="out_channels must be a positive int"):
         LayerSpec("conv", 0)
     with pytest.raises(ValueError, match="a branch is a non-empty tuple"):
         branch()
+    with pytest.raises(ValueError, match="shortcut must be one of"):
+        ResidualSpec("basic", 8, shortcut="D")

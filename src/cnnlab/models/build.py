@@ -16,6 +16,7 @@ from cnnlab.blocks import ClassifierHead, ConvNormAct
 from cnnlab.blocks.conv import AsymmetricConv
 from cnnlab.blocks.heads import FCHead, GoogLeNetAux, InceptionV3Aux
 from cnnlab.blocks.inception import MultiBranch, ResidualMultiBranch
+from cnnlab.blocks.residual import BasicBlock, Bottleneck, PreActBasicBlock, PreActBottleneck, norm_act
 from cnnlab.models.network import Network
 from cnnlab.models.spec import (
     AuxSpec,
@@ -25,6 +26,7 @@ from cnnlab.models.spec import (
     LayerSpec,
     MultiBranchSpec,
     NetworkSpec,
+    ResidualSpec,
     StageSpec,
     min_input_size,
 )
@@ -52,11 +54,16 @@ def build(spec: NetworkSpec) -> Network:
 
 
 def _conv_kwargs(defaults: ConvDefaults) -> dict[str, object]:
-    return {"norm": defaults.norm, "norm_eps": defaults.norm_eps, "bias": defaults.bias}
+    kwargs: dict[str, object] = {"norm": defaults.norm, "norm_eps": defaults.norm_eps, "bias": defaults.bias}
+    if not defaults.act:
+        kwargs["act"] = None
+    return kwargs
 
 
 def build_layer(layer: LayerSpec, in_channels: int, conv_kwargs: dict[str, object]) -> nn.Module:
     """One layer of a spec as a module."""
+    if layer.options is not None:
+        conv_kwargs = _conv_kwargs(layer.options)
     if layer.kind == "conv":
         return ConvNormAct(in_channels, layer.out_channels, layer.kernel, layer.stride, layer.padding,
                            **conv_kwargs)  # type: ignore[arg-type]
@@ -69,6 +76,8 @@ def build_layer(layer: LayerSpec, in_channels: int, conv_kwargs: dict[str, objec
     if layer.kind == "avg_pool":
         return nn.AvgPool2d(layer.kernel, layer.stride, padding, ceil_mode=layer.ceil_mode,
                             count_include_pad=layer.count_include_pad)
+    if layer.kind == "norm_act":
+        return norm_act(in_channels)
     return nn.LocalResponseNorm(layer.kernel, alpha=1e-4, beta=0.75)  # type: ignore[arg-type]  # "lrn"
 
 
@@ -88,9 +97,23 @@ def build_multi_branch(spec: MultiBranchSpec, in_channels: int, conv_kwargs: dic
     return MultiBranch(in_channels, branches)
 
 
-def build_unit(unit: LayerSpec | MultiBranchSpec, in_channels: int, conv_kwargs: dict[str, object]) -> nn.Module:
+_RESIDUAL_UNITS = {(False, "basic"): BasicBlock, (False, "bottleneck"): Bottleneck,
+                   (True, "basic"): PreActBasicBlock, (True, "bottleneck"): PreActBottleneck}
+
+
+def build_residual(unit: ResidualSpec, in_channels: int) -> nn.Module:
+    """A ResNet unit; its convs are the blocks' own (BN, no bias), whatever the network's conv defaults."""
+    extra = {"stride_in_1x1": unit.stride_in_1x1} if unit.kind == "bottleneck" else {}
+    return _RESIDUAL_UNITS[(unit.preact, unit.kind)](in_channels, unit.out_channels, unit.stride,
+                                                     shortcut=unit.shortcut, **extra)
+
+
+def build_unit(unit: LayerSpec | MultiBranchSpec | ResidualSpec, in_channels: int,
+               conv_kwargs: dict[str, object]) -> nn.Module:
     if isinstance(unit, MultiBranchSpec):
         return build_multi_branch(unit, in_channels, conv_kwargs)
+    if isinstance(unit, ResidualSpec):
+        return build_residual(unit, in_channels)
     return build_layer(unit, in_channels, conv_kwargs)
 
 
@@ -101,6 +124,11 @@ def build_stage(stage: StageSpec, in_channels: int, conv_kwargs: dict[str, objec
         in_channels = unit.channels(in_channels)
     if stage.bare:
         return modules[0]
+    if stage.layout == "merged":
+        merged: list[tuple[str, nn.Module]] = []
+        for unit_name, module in zip(stage.unit_names, modules):
+            merged += list(module.named_children()) if not unit_name else [(unit_name, module)]
+        return nn.Sequential(OrderedDict(merged))
     if stage.unit_names:
         return nn.Sequential(OrderedDict(zip(stage.unit_names, modules)))
     return nn.Sequential(*modules)
@@ -134,5 +162,25 @@ def _torchvision_vgg_init(model: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
+def he_init(net: nn.Module) -> None:
+    """He init: conv weights N(0, 2 / (k^2 C_out)) as resnet-1k-layers and torchvision 0.29.1; BN scale 1, shift 0."""
+    for m in net.modules():
+        if any(p.is_meta for p in m.parameters(recurse=False)):
+            continue  # meta tensors hold no values; sampling them only costs time (a 1202-layer net: seconds)
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
+def _he_zero_residual_init(net: nn.Module) -> None:
+    he_init(net)
+    for m in net.modules():
+        if isinstance(m, tuple(_RESIDUAL_UNITS.values())):
+            m.zero_init_last()
+
+
 # spec.INITS names these; a spec read from JSON can only pick one of them
-_INITS: dict[str, Callable[[nn.Module], None]] = {"": lambda model: None, "torchvision_vgg": _torchvision_vgg_init}
+_INITS: dict[str, Callable[[nn.Module], None]] = {"": lambda model: None, "torchvision_vgg": _torchvision_vgg_init,
+                                                  "he": he_init, "he_zero_residual": _he_zero_residual_init}

@@ -10,24 +10,25 @@ parameters including BN and MACs of convolutions and the classifier (cnnlab's co
 from __future__ import annotations
 
 import re
-from collections import OrderedDict
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 
-from cnnlab.blocks.conv import ConvNormAct
-from cnnlab.blocks.heads import ClassifierHead
-from cnnlab.blocks.residual import (
-    BasicBlock,
-    Bottleneck,
-    PreActBasicBlock,
-    PreActBottleneck,
-    check_shortcut,
-    norm_act,
-)
+from cnnlab.blocks.residual import check_shortcut
+from cnnlab.models.build import build, he_init
 from cnnlab.models.convert import register_converter
 from cnnlab.models.network import Network
+from cnnlab.models.spec import (
+    ConvDefaults,
+    HeadSpec,
+    LayerSpec,
+    NetworkSpec,
+    ResidualSpec,
+    conv,
+    max_pool,
+    min_input_size,
+    stage,
+)
 from cnnlab.registry import MODELS, Counts, ModelCard
 
 PAPER_V1 = ('He, Zhang, Ren & Sun 2016, "Deep Residual Learning for Image Recognition", CVPR, '
@@ -83,29 +84,37 @@ for _n in (18, 111):
     SPECS[f"preact_resnet{9 * _n + 2}"] = ResNetSpec("bottleneck", (_n,) * 3, _CIFAR_BOTTLENECK, "cifar", 16,
                                                      preact=True, stride_in_1x1=True)
 
-_UNITS = {(False, "basic"): BasicBlock, (False, "bottleneck"): Bottleneck,
-          (True, "basic"): PreActBasicBlock, (True, "bottleneck"): PreActBottleneck}
+init_weights = he_init  # the ResNets' init, by its earlier name (cnnlab's lab nets use it too)
 
 
-def _stem(spec: ResNetSpec, in_channels: int) -> nn.Sequential:
+def resnet_spec(spec: ResNetSpec, num_classes: int = 1000, *, name: str = "", shortcut: str | bool | None = None,
+                stride_in_1x1: bool | None = None, zero_init_residual: bool = False,
+                in_channels: int = 3) -> NetworkSpec:
+    """A ``ResNetSpec`` row as a NetworkSpec: stages ``stem``, ``layer1`` .. (``norm`` if pre-act), ``head``.
+
+    The options are ``build_resnet``'s.
+    """
+    shortcut = check_shortcut(spec.shortcut if shortcut is None else shortcut)
+    stride_in_1x1 = spec.stride_in_1x1 if stride_in_1x1 is None else stride_in_1x1
+    if stride_in_1x1 and spec.unit != "bottleneck":
+        raise ValueError(f"stride_in_1x1 applies to bottleneck units only; {name or 'this net'} uses "
+                         f"{spec.unit} units, so leave it False")
     # pre-activation nets leave the stem without BN-ReLU: the first unit's own BN-ReLU follows it
-    conv_kw = {"bias": False, "norm": False, "act": None} if spec.preact else {}
+    bare = ConvDefaults(norm=False, bias=False, act=False) if spec.preact else None
     if spec.stem == "cifar":
-        return ConvNormAct(in_channels, spec.stem_width, 3, **conv_kw)
-    conv = ConvNormAct(in_channels, spec.stem_width, 7, stride=2, **conv_kw)
-    return nn.Sequential(OrderedDict([*conv.named_children(), ("pool", nn.MaxPool2d(3, 2, 1))]))
-
-
-def init_weights(net: nn.Module) -> None:
-    """He init: conv weights N(0, 2 / (k^2 C_out)) as resnet-1k-layers and torchvision 0.29.1; BN scale 1, shift 0."""
-    for m in net.modules():
-        if any(p.is_meta for p in m.parameters(recurse=False)):
-            continue  # meta tensors hold no values; sampling them only costs time (a 1202-layer net: seconds)
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
+        stages = [stage("stem", conv(spec.stem_width, 3, options=bare))]
+    else:  # torchvision's conv1, bn1, relu, maxpool, as one stage
+        stages = [stage("stem", conv(spec.stem_width, 7, 2, options=bare), max_pool(3, 2, 1), names=("", "pool"),
+                        layout="merged")]
+    unit_kw = {"stride_in_1x1": stride_in_1x1} if spec.unit == "bottleneck" else {}
+    for i, (depth, width) in enumerate(zip(spec.depths, spec.widths)):
+        units = [ResidualSpec(spec.unit, width, 2 if i > 0 and j == 0 else 1, spec.preact, shortcut, **unit_kw)
+                 for j in range(depth)]
+        stages.append(stage(f"layer{i + 1}", *units, layout="sequential"))
+    if spec.preact:  # the last unit's sum is not normalized yet (He et al. 2016b, Fig. 4e / resnet-1k-layers)
+        stages.append(stage("norm", LayerSpec("norm_act")))
+    return NetworkSpec(name, tuple(stages), HeadSpec("pool_fc"), num_classes, in_channels,
+                       init="he_zero_residual" if zero_init_residual else "he")
 
 
 def build_resnet(spec: ResNetSpec, num_classes: int = 1000, *, name: str = "", shortcut: str | bool | None = None,
@@ -115,35 +124,11 @@ def build_resnet(spec: ResNetSpec, num_classes: int = 1000, *, name: str = "", s
 
     ``shortcut`` overrides the spec's option ("A", "B", "C", False); ``stride_in_1x1`` overrides where a
     bottleneck strides: first 1x1 (the papers) or 3x3 (torchvision / timm); ``zero_init_residual`` starts
-    every unit as its shortcut (last BN scale, or last conv for pre-act units, set to zero).
+    every unit as its shortcut (last BN scale, or last conv for pre-act units, set to zero). Every layer keeps
+    H >= 1 for H >= 1 (same padding, ceil(H / 2) per stride 2), so 1x1 is the smallest input.
     """
-    shortcut = check_shortcut(spec.shortcut if shortcut is None else shortcut)
-    stride_in_1x1 = spec.stride_in_1x1 if stride_in_1x1 is None else stride_in_1x1
-    if stride_in_1x1 and spec.unit != "bottleneck":
-        raise ValueError(f"stride_in_1x1 applies to bottleneck units only; {name or 'this net'} uses "
-                         f"{spec.unit} units, so leave it False")
-    unit = _UNITS[(spec.preact, spec.unit)]
-    unit_kw = {"stride_in_1x1": stride_in_1x1} if spec.unit == "bottleneck" else {}
-    stages: list[tuple[str, nn.Module]] = [("stem", _stem(spec, in_channels))]
-    channels = spec.stem_width
-    for i, (depth, width) in enumerate(zip(spec.depths, spec.widths)):
-        units = []
-        for j in range(depth):
-            stride = 2 if i > 0 and j == 0 else 1
-            units.append(unit(channels, width, stride, shortcut=shortcut, **unit_kw))
-            channels = width
-        stages.append((f"layer{i + 1}", nn.Sequential(*units)))
-    if spec.preact:  # the last unit's sum is not normalized yet (He et al. 2016b, Fig. 4e / resnet-1k-layers)
-        stages.append(("norm", norm_act(channels)))
-    # every layer keeps H >= 1 for H >= 1 (same padding, ceil(H / 2) per stride 2), so 1x1 is the smallest input
-    net = Network(stages, ClassifierHead(channels, num_classes), in_channels=in_channels, min_input_size=1,
-                  name=name)
-    init_weights(net)
-    if zero_init_residual:
-        for m in net.modules():
-            if isinstance(m, tuple(_UNITS.values())):
-                m.zero_init_last()
-    return net
+    return build(resnet_spec(spec, num_classes, name=name, shortcut=shortcut, stride_in_1x1=stride_in_1x1,
+                             zero_init_residual=zero_init_residual, in_channels=in_channels))
 
 
 # ---- the zoo: one card per row; every count and its source: docs/references.md ----
@@ -163,12 +148,16 @@ def _register(name: str, paper: str, counts: Counts, *, follows: str = "", diffe
     def builder(num_classes: int = 10 if cifar else 1000, **options) -> Network:
         return build_resnet(spec, num_classes, name=name, **options)
 
+    def network_spec(num_classes: int = 10 if cifar else 1000, **options) -> NetworkSpec:
+        return resnet_spec(spec, num_classes, name=name, **options)
+
     builder.__doc__ = f"Build {name} (see its ModelCard); options: shortcut, stride_in_1x1, zero_init_residual."
     card = ModelCard(name=name, paper=paper, input_size=(3, 32, 32) if cifar else (3, 224, 224),
                      reference=counts, num_classes=10 if cifar else 1000, follows=follows,
-                     differences=differences, variants=variants or {}, min_input_size=1, family="resnet",
+                     differences=differences, variants=variants or {}, min_input_size=min_input_size(network_spec()),
+                     family="resnet",
                      tags=("cifar" if cifar else "imagenet", "preact" if spec.preact else "postact", *tags))
-    MODELS.register(card, builder)
+    MODELS.register(card, builder, spec=network_spec)
 
 
 # (name, params, MACs at the torchvision layout, MACs with the paper's stride on the first 1x1, paper's G)

@@ -18,10 +18,15 @@ import json
 import math
 from dataclasses import dataclass
 
-LAYER_KINDS = ("conv", "conv_split", "max_pool", "avg_pool", "lrn")
+LAYER_KINDS = ("conv", "conv_split", "max_pool", "avg_pool", "lrn", "norm_act")
+RESIDUAL_KINDS = ("basic", "bottleneck")
+SHORTCUTS = ("A", "B", "C", False)  # He et al. 2015, Sec. 3.3; False: no shortcut (the plain nets)
+STAGE_LAYOUTS = ("auto", "sequential", "merged")
 HEAD_KINDS = ("pool_fc", "fc_stack")
 AUX_KINDS = ("googlenet", "inception_v3")
-INITS = ("", "torchvision_vgg")  # "": PyTorch's default initialisation of each module
+# "": PyTorch's default initialisation of each module; "he": He et al. 2015 fan-out normal convs, BN 1 / 0
+# ("he_zero_residual": then every residual unit starts as its shortcut, Goyal et al. 2017)
+INITS = ("", "torchvision_vgg", "he", "he_zero_residual")
 
 
 def _tuple(value: object) -> object:
@@ -40,11 +45,23 @@ def _positive(value: object, what: str) -> None:
 
 
 @dataclass(frozen=True)
+class ConvDefaults:
+    """How the ``conv`` layers of a network are built: batch norm or not, its epsilon, the conv bias (None: a bias
+    only without a norm), a ReLU after it or not. A layer's own ``options`` replace the network's."""
+
+    norm: bool = True
+    norm_eps: float = 1e-5
+    bias: bool | None = None
+    act: bool = True
+
+
+@dataclass(frozen=True)
 class LayerSpec:
     """One layer. ``conv`` is a ConvNormAct; ``conv_split`` is ``1 x k`` and ``k x 1`` side by side (2x the
     channels, Inception-v3 Fig. 7); pools and ``lrn`` (``kernel`` = its size) keep the channels.
 
-    ``padding=None`` is "same" for convolutions (at stride 1) and 0 for pools.
+    ``padding=None`` is "same" for convolutions (at stride 1) and 0 for pools; ``options`` replace the network's
+    conv defaults for this layer (a pre-activation net's bare stem conv). ``norm_act`` is BN then ReLU.
     """
 
     kind: str
@@ -54,6 +71,7 @@ class LayerSpec:
     padding: int | tuple[int, int] | None = None
     ceil_mode: bool = False
     count_include_pad: bool = True
+    options: ConvDefaults | None = None
 
     def __post_init__(self) -> None:
         _check_kind(self.kind, LAYER_KINDS, "layer")
@@ -74,7 +92,7 @@ class LayerSpec:
     def size(self, size: int, axis: int) -> int:
         """Output length along ``axis`` (0: H, 1: W) for an input of ``size``; < 1 means PyTorch refuses it."""
         kernel = _pair(self.kernel)[axis]
-        if self.kind == "lrn":
+        if self.kind in ("lrn", "norm_act"):
             return size
         if self.kind.startswith("conv"):
             pad = (kernel - 1) // 2 if self.padding is None else _pair(self.padding)[axis]
@@ -92,9 +110,9 @@ def _pair(value: int | tuple[int, int] | None) -> tuple[int, int]:
 
 
 def conv(out_channels: int, kernel: int | tuple[int, int] = 3, stride: int = 1,
-         padding: int | tuple[int, int] | None = None) -> LayerSpec:
+         padding: int | tuple[int, int] | None = None, options: ConvDefaults | None = None) -> LayerSpec:
     """A ConvNormAct layer; ``padding=None`` keeps the size at stride 1, ``0`` is the papers' "V" (valid)."""
-    return LayerSpec("conv", out_channels, kernel, stride, padding)
+    return LayerSpec("conv", out_channels, kernel, stride, padding, options=options)
 
 
 def conv_split(out_channels: int, kernel: int = 3) -> LayerSpec:
@@ -177,26 +195,65 @@ def multi_branch(*branches: BranchSpec | LayerSpec | tuple[LayerSpec, ...], resi
     return MultiBranchSpec(made, residual, scale, activate)
 
 
-Unit = LayerSpec | MultiBranchSpec
+@dataclass(frozen=True)
+class ResidualSpec:
+    """A ResNet unit (He et al. 2015 Fig. 5; ``preact``: He et al. 2016 Fig. 4e): ``basic`` (two 3x3) or
+    ``bottleneck`` (1x1, 3x3, 1x1 to ``out_channels``), shortcut option A / B / C or False (plain).
+    ``stride_in_1x1``: a bottleneck strides its first 1x1 (the papers) rather than its 3x3 (torchvision)."""
+
+    kind: str
+    out_channels: int
+    stride: int = 1
+    preact: bool = False
+    shortcut: str | bool = "B"
+    stride_in_1x1: bool = False
+
+    def __post_init__(self) -> None:
+        _check_kind(self.kind, RESIDUAL_KINDS, "residual unit")
+        _positive(self.out_channels, f"{self.kind} out_channels")
+        _positive(self.stride, f"{self.kind} stride")
+        if not (self.shortcut is False or (isinstance(self.shortcut, str) and self.shortcut in SHORTCUTS)):
+            raise ValueError(f"shortcut must be one of {SHORTCUTS}, got {self.shortcut!r}")
+        if self.stride_in_1x1 and self.kind != "bottleneck":
+            raise ValueError("stride_in_1x1 applies to bottleneck units only; leave it False for basic units")
+
+    def channels(self, in_channels: int) -> int:
+        return self.out_channels
+
+    def size(self, size: int, axis: int) -> int:
+        return (size - 1) // self.stride + 1  # padded 3x3 / 1x1 convs and the subsampling shortcut agree
+
+
+Unit = LayerSpec | MultiBranchSpec | ResidualSpec
 
 
 @dataclass(frozen=True)
 class StageSpec:
     """A named stage: one unit built bare, or a sequence (``units`` repeated ``repeat`` times), whose children
-    are named ``unit_names`` (TF-slim's stems) or numbered from 0."""
+    are named ``unit_names`` (TF-slim's stems) or numbered from 0.
+
+    ``layout="sequential"`` builds a Sequential even for one unit; ``"merged"`` puts the layers of each conv
+    unit side by side with the other units, named by ``unit_names`` ("" for a conv: torchvision's ResNet stem
+    ``conv, bn, act, pool``).
+    """
 
     name: str
     units: tuple[Unit, ...]
     unit_names: tuple[str, ...] = ()
     repeat: int = 1
+    layout: str = "auto"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "units", tuple(self.units))
         object.__setattr__(self, "unit_names", tuple(self.unit_names))
         if not isinstance(self.name, str) or not self.name.isidentifier():
             raise ValueError(f"stage name must be a Python identifier, got {self.name!r}")
-        if not self.units or not all(isinstance(u, (LayerSpec, MultiBranchSpec)) for u in self.units):
-            raise ValueError(f"stage {self.name!r}: units must be LayerSpec or MultiBranchSpec, got {self.units!r}")
+        if not self.units or not all(isinstance(u, (LayerSpec, MultiBranchSpec, ResidualSpec)) for u in self.units):
+            raise ValueError(f"stage {self.name!r}: units must be LayerSpec, MultiBranchSpec or ResidualSpec, "
+                             f"got {self.units!r}")
+        _check_kind(self.layout, STAGE_LAYOUTS, "stage layout")
+        if self.layout == "merged" and len(self.unit_names) != len(self.units):
+            raise ValueError(f"stage {self.name!r}: a merged stage names every unit ('' for a conv unit)")
         _positive(self.repeat, f"stage {self.name!r} repeat")
         if self.unit_names and (len(self.unit_names) != len(self.units) or self.repeat != 1):
             raise ValueError(f"stage {self.name!r}: give one unit name per unit (and repeat=1), "
@@ -209,7 +266,7 @@ class StageSpec:
     @property
     def bare(self) -> bool:
         """True when the stage is its single unit rather than a Sequential of units."""
-        return len(self.units) == 1 and self.repeat == 1 and not self.unit_names
+        return len(self.units) == 1 and self.repeat == 1 and not self.unit_names and self.layout == "auto"
 
     def channels(self, in_channels: int) -> int:
         for unit in self.sequence:
@@ -222,8 +279,8 @@ class StageSpec:
         return size
 
 
-def stage(name: str, *units: Unit, names: tuple[str, ...] = (), repeat: int = 1) -> StageSpec:
-    return StageSpec(name, units, names, repeat)
+def stage(name: str, *units: Unit, names: tuple[str, ...] = (), repeat: int = 1, layout: str = "auto") -> StageSpec:
+    return StageSpec(name, units, names, repeat, layout)
 
 
 @dataclass(frozen=True)
@@ -262,16 +319,6 @@ class AuxSpec:
             return size  # adaptive pooling takes any grid
         size = avg_pool(5, 3, 0).size(size, axis) if size >= 1 else 0
         return conv(768, 5, padding=0).size(size, axis) if self.kind == "inception_v3" and size >= 1 else size
-
-
-@dataclass(frozen=True)
-class ConvDefaults:
-    """How every ``conv`` layer of a network is built: batch norm or not, its epsilon, the conv bias
-    (None: a bias only without a norm)."""
-
-    norm: bool = True
-    norm_eps: float = 1e-5
-    bias: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -331,7 +378,7 @@ def min_input_size(spec: NetworkSpec, *, with_aux: bool = False, limit: int = 40
 # JSON: every dataclass is an object with a "type" tag; fields left at their defaults are omitted
 
 _TYPES: dict[str, type] = {"layer": LayerSpec, "branch": BranchSpec, "multi_branch": MultiBranchSpec,
-                           "stage": StageSpec, "head": HeadSpec, "aux": AuxSpec, "conv_defaults": ConvDefaults,
+                           "residual": ResidualSpec, "stage": StageSpec, "head": HeadSpec, "aux": AuxSpec, "conv_defaults": ConvDefaults,
                            "network": NetworkSpec}
 _TAGS = {cls: tag for tag, cls in _TYPES.items()}
 
