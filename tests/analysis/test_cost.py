@@ -337,3 +337,51 @@ def test_input_sizes_as_torchinfo_users_type_them():
     assert analyze(nn.Sequential(nn.Linear(20, 5)), (7, 20)).batch_size == 7
     with pytest.raises(ValueError, match="includes a batch of 4 but batch_size=2"):
         analyze("resnet20", (4, 3, 32, 32), batch_size=2)
+
+
+def _snapshot(model: nn.Module) -> dict:
+    """Every module's attributes (dicts by their items) and every tensor's own attributes, by identity."""
+    state = {}
+    for name, m in model.named_modules():
+        state[name] = {k: (dict(v) if isinstance(v, dict) else v) for k, v in vars(m).items()}
+        for key, t in [*m._parameters.items(), *m._buffers.items()]:
+            if t is not None:
+                state[f"{name}:{key}"] = (t, t.shape, t.dtype, t.requires_grad, dict(vars(t)))
+    return state
+
+
+def _same(before: dict, after: dict) -> bool:
+    def equal(a, b) -> bool:
+        if isinstance(a, dict) and isinstance(b, dict):
+            return a.keys() == b.keys() and all(a[k] is b[k] or equal(a[k], b[k]) for k in a)
+        if isinstance(a, tuple) and isinstance(b, tuple):
+            return len(a) == len(b) and all(x is y or equal(x, y) for x, y in zip(a, b))
+        return a is b or (not isinstance(a, torch.Tensor) and a == b)
+
+    return before.keys() == after.keys() and all(equal(before[k], after[k]) for k in before)
+
+
+@pytest.mark.parametrize("size", [(3, 10, 10), (3, 4, 4)])  # (3, 4, 4): too small, the error path runs too
+def test_neither_the_model_nor_its_copy_is_changed(monkeypatch, size):
+    from cnnlab.analysis import cost, input_size
+    from cnnlab.models.network import Network
+
+    copies = []
+
+    def recording_copy(*args, **kwargs):
+        copy = cnnlab.analysis.meta_copy(*args, **kwargs)
+        copies.append((copy, _snapshot(copy)))
+        return copy
+
+    monkeypatch.setattr(cost, "meta_copy", recording_copy)
+    monkeypatch.setattr(input_size, "meta_copy", recording_copy)
+    net = Network([("conv", nn.Conv2d(3, 4, 3)), ("bn", nn.BatchNorm2d(4)), ("pool", nn.MaxPool2d(4))],
+                  head=nn.Flatten(), min_input_size=10, name="tiny")
+    before = _snapshot(net)
+    try:
+        analyze(net, size, training=True)
+    except ValueError as exc:
+        assert "layer 'pool' (MaxPool2d)" in str(exc)  # found on a second copy built without the declared check
+    assert _same(before, _snapshot(net)) and net.training
+    assert len(copies) == (1 if size[1] == 10 else 2) and all(_same(snap, _snapshot(c)) for c, snap in copies)
+    assert copies[0][0].min_input_size == (10, 10) and copies[0][0].training

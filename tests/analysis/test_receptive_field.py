@@ -149,3 +149,39 @@ def test_tf_slim_resnet_v1_50_layout_gives_483():
     for units, last_stride in ((3, 2), (4, 2), (6, 2), (3, 1)):
         layers += [Bottleneck(4, 1) for _ in range(units - 1)] + [Bottleneck(4, last_stride)]
     assert analyze(nn.Sequential(*layers), (3, 224, 224)).layer("").rf.size == (483, 483)
+
+
+def test_fields_are_typed_values_kept_beside_the_tensors():
+    from dataclasses import FrozenInstanceError
+
+    from cnnlab.analysis.receptive_field import UNKNOWN, FieldTracker, TensorField, input_field
+
+    x = torch.empty(1, 3, 9, 9, device="meta")
+    tracker = FieldTracker(x, 2)
+    assert tracker.get(x) == TensorField(input_field(2), True) and not vars(x)  # nothing written on the tensor
+    y = torch.empty(1, 5, 4, 4, device="meta")
+    w = torch.empty(5, 3, 3, 3, device="meta")
+    tracker.propagate("conv", (x, w, None, [2, 2], [0, 0], [1, 1], False, [0, 0], 1), {}, y)
+    assert tracker.get(y) == TensorField(cnnlab.analysis.ReceptiveField((3, 3), (2, 2), (1, 1)), True)
+    flat = torch.empty(1, 80, device="meta")
+    tracker.propagate("free", (y, [1, 80]), {}, flat)
+    assert tracker.get(flat) == TensorField(cnnlab.analysis.ReceptiveField((9, 9), (8, 8), (4, 4)), False)  # every position
+    moved = torch.empty(1, 4, 4, 5, device="meta")  # channels last
+    tracker.propagate("layout", (y, [0, 2, 3, 1]), {}, moved)
+    assert tracker.get(moved) is UNKNOWN and UNKNOWN.field is None
+    with pytest.raises(FrozenInstanceError):
+        tracker.get(y).on_grid = False  # type: ignore[misc]
+
+
+def test_a_permute_leaves_the_field_unknown_not_wrong():
+    class ChannelsLast(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3)
+            self.after = nn.Conv2d(4, 4, 3)
+
+        def forward(self, x):
+            return self.after(self.conv(x).permute(0, 2, 3, 1).permute(0, 3, 1, 2))
+
+    rep = analyze(ChannelsLast(), (3, 9, 9))
+    assert rep.layer("conv").rf.size == (3, 3) and rep.layer("after").rf is None and rep.layer("").rf is None
