@@ -15,7 +15,7 @@ from torch import nn
 
 from cnnlab.cli import main
 from cnnlab.train import evaluate_run, load_checkpoint
-from cnnlab.train.trainer import weights_digest
+from cnnlab.train.distributed import check_world_change, weights_digest
 
 # no BatchNorm: its batch statistics are per process under DDP, which would make the two runs differ
 NET = '''
@@ -55,6 +55,16 @@ def test_weights_digest_every_dtype_and_shape():
     assert weights_digest(_with_buffers(a=torch.zeros(4, dtype=torch.int32))) != weights_digest(
         _with_buffers(a=torch.zeros(2, dtype=torch.int64)))
     assert weights_digest(_with_buffers(a=torch.zeros(4))) != weights_digest(_with_buffers(a=torch.zeros(2, 2)))
+
+
+def test_check_world_change():
+    # batch_size is the global batch: a run resumed on another number of processes splits it the new number of ways
+    note = check_world_change("runs/x", 2, 1, 16)
+    assert note.startswith("1 process instead of 2: the global batch stays 16 images, 16 per process (before: 8)")
+    with pytest.raises(ValueError) as refused:
+        check_world_change("runs/x", 1, 2, 15)
+    assert str(refused.value) == ("runs/x trained on 1 process with a global batch of 15, which 2 processes cannot "
+                                  "split evenly; resume it on 1 process, or on a number of processes that divides 15")
 
 
 def _cnnlab(tmp_path, args: list[str], processes: int = 1) -> subprocess.CompletedProcess:

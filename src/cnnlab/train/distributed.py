@@ -16,7 +16,7 @@ import os
 import torch
 from torch import nn
 
-__all__ = ["Distributed", "has_batchnorm", "weights_digest"]
+__all__ = ["Distributed", "check_world_change", "weights_digest"]
 
 
 class Distributed:
@@ -119,6 +119,19 @@ def weights_digest(model: nn.Module) -> str:
     return h.hexdigest()
 
 
-def has_batchnorm(model: nn.Module) -> bool:
-    """Whether ``model`` normalises by batch statistics (its result then depends on the per-process batch)."""
-    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+def _processes(n: int) -> str:
+    return f"{n} process{'' if n == 1 else 'es'}"
+
+
+def check_world_change(where: object, before: int, now: int, batch: int) -> str:
+    """Resuming run ``where``, trained on ``before`` processes with global batch ``batch``, on ``now`` processes.
+
+    ``batch_size`` is the global batch, so the run goes on with the same images per step, split ``now`` ways:
+    returns the line to tell the user. ValueError in one line when ``now`` does not divide ``batch``."""
+    if batch % now:
+        raise ValueError(f"{where} trained on {_processes(before)} with a global batch of {batch}, which "
+                         f"{_processes(now)} cannot split evenly; resume it on {_processes(before)}, or on a number "
+                         f"of processes that divides {batch}")
+    return (f"{_processes(now)} instead of {before}: the global batch stays {batch} images, {batch // now} per "
+            f"process (before: {batch // before}), so BatchNorm layers normalise over {batch // now} images")

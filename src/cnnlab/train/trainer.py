@@ -44,7 +44,11 @@ from cnnlab.train.checkpoint import (
     set_rng_state,
 )
 from cnnlab.train.config import TrainConfig, from_dict
-from cnnlab.train.distributed import Distributed, weights_digest  # noqa: F401 (still importable from here)
+from cnnlab.train.distributed import (  # noqa: F401 (weights_digest: still importable from here)
+    Distributed,
+    check_world_change,
+    weights_digest,
+)
 from cnnlab.train.ema import load_ema_weights
 from cnnlab.train.optim import (
     LENGTH_DEPENDENT,
@@ -313,6 +317,8 @@ class Trainer:
                              f"now has {self.num_classes}; resume it on the data it started with")
         self.mean, self.std = channel_stats(train.x) if checkpoint is None else (
             tuple(checkpoint[1]["mean"]), tuple(checkpoint[1]["std"]))
+        if checkpoint is not None:
+            self._check_processes(checkpoint[1], min(cfg.batch_size, len(train)))
         data_device = self.device if self.device.type == "cuda" else "cpu"
         common = dict(rank=self.dist.rank, world_size=self.dist.world_size, device=data_device,
                       channels_last=cfg.channels_last)
@@ -471,6 +477,14 @@ class Trainer:
                                    f"as it is; extend it with a larger --epochs (now {cfg.epochs}, "
                                    f"{self.steps_per_epoch} steps each) or --max-steps, or start a new run")
 
+    def _check_processes(self, meta: dict[str, Any], batch: int) -> None:
+        """A run resumed on another number of processes keeps its global batch, split the new number of ways
+        (recorded in config.json), or is refused when that number does not divide it."""
+        before = int(meta.get("processes", self._record.get("environment", {}).get("processes", 1)))
+        if before != self.dist.world_size:
+            self._notes.append(check_world_change(self.run_dir, before, self.dist.world_size, batch))
+            self._changes.append({"key": "processes", "old": before, "new": self.dist.world_size})
+
     def _fix_schedule(self, meta: dict[str, Any], restretch: bool) -> None:
         """The schedule keeps the length it started with: a longer run continues at its final lr."""
         cfg, total = self.config, self.total_steps
@@ -541,7 +555,7 @@ class Trainer:
         meta = {"step": self.step, "epoch": epoch, "best_acc": self.best_acc, "mean": list(self.mean),
                 "std": list(self.std), "epoch_stats": self.epoch_stats, "classes": list(self.classes),
                 "num_classes": self.num_classes, "classes_named": self.classes_named,
-                "image_shape": list(self.image_shape),
+                "image_shape": list(self.image_shape), "processes": self.dist.world_size,
                 "scheduler": {"name": self.config.schedule, "step": self.step, "total_steps": self.schedule_steps},
                 "config": self.config.to_dict()}
         extra = {**rng_state(), "rng/run": self.generator.get_state(), **(self.ema.tensors() if self.ema else {})}
