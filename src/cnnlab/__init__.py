@@ -2,7 +2,7 @@
 
 Public API (imported lazily so that ``import cnnlab`` stays fast):
 ``create_model``, ``list_models``, ``model_card`` (the zoo), ``analyze`` (the cost analyser),
-``design`` (transforms), ``train`` (the trainer).
+``design`` (transforms), ``train`` (the trainer), ``load_run`` (a trained run's network, for inference).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ _LAZY = {
     "CostReport": "cnnlab.analysis",
     "TrainConfig": "cnnlab.train",
     "Trainer": "cnnlab.train",
+    "load_run": "cnnlab.train",
 }
 
 

@@ -7,6 +7,8 @@ groups get their lr / weight decay; onecycle_linear; a resumed run with all opti
 
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
 import pytest
 import torch
@@ -168,10 +170,10 @@ def test_trainer_and_eval_use_the_configured_views(tmp_path, monkeypatch):
         t.model.eval()
         expected = F.cross_entropy((t.model(x) + t.model(x.flip(-1))) / 2, torch.from_numpy(data.y)).item()
     assert t.evaluate()["loss"] == pytest.approx(expected, rel=1e-5)
-    import cnnlab.train.trainer as trainer_module
+    evaluate_module = importlib.import_module("cnnlab.train.evaluate")  # the name cnnlab.train.evaluate: the function
 
     modes = []
-    monkeypatch.setattr(trainer_module, "tta_logits", lambda net, x, mode: modes.append(mode) or net(x))
+    monkeypatch.setattr(evaluate_module, "tta_logits", lambda net, x, mode: modes.append(mode) or net(x))
     evaluate_run(tmp_path / "r", "last", test_data=data, model=Whitened())
     assert modes and set(modes) == {"flip"}  # cnnlab eval evaluates the run's views too
 

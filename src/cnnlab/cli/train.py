@@ -56,9 +56,11 @@ def register(subparsers: Any) -> None:
                         "it names (by default only the MODEL you type is imported)")
     p.set_defaults(handler=run_train)
 
-    e = subparsers.add_parser("eval", help="test accuracy and confusion matrix of a run",
+    e = subparsers.add_parser("eval", help="test accuracy (top-1, top-5, per class) and confusion matrix of a run",
                               description="Evaluate a run's best (or last) checkpoint on its test set, or on "
-                                          "another one of the same format.")
+                                          "another one of the same image shape and classes: top-1 and top-5 "
+                                          "accuracy, loss, accuracy per class, and the confusion matrix (shown "
+                                          "up to 10 classes, or with --confusion).")
     e.add_argument("run_dir")
     e.add_argument("--checkpoint", choices=("best", "last"), default="best")
     e.add_argument("--test-file", help="npz/imagefolder runs: evaluate on this test file or folder instead")
@@ -67,7 +69,9 @@ def register(subparsers: Any) -> None:
                                    "run's options instead of the one its checkpoint names")
     e.add_argument("--trust-run-code", action="store_true",
                    help="import the package.module:callable the checkpoint names (only for runs you trust)")
-    e.add_argument("--json", action="store_true", help="print the result as JSON")
+    e.add_argument("--confusion", action="store_true",
+                   help="print the confusion matrix however many classes there are (default: up to 10)")
+    e.add_argument("--json", action="store_true", help="print the result as JSON (the confusion matrix included)")
     e.set_defaults(handler=run_eval)
 
 
@@ -184,6 +188,21 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+CONFUSION_UP_TO = 10  # classes; a larger matrix is printed only on request (--confusion)
+
+
+def format_per_class(result: dict[str, Any]) -> str:
+    """Accuracy per class as text, one line each: name, accuracy, correct / images of that class."""
+    names = [str(c) for c in result["classes"]]
+    width = max(5, *(len(c) for c in names))
+    lines = ["accuracy per class", f"  {'class'.ljust(width)}  accuracy  correct / images"]
+    for i, (name, acc) in enumerate(zip(names, result["per_class_accuracy"])):
+        row = result["confusion"][i]
+        text = "       -" if acc is None else f"{acc:8.4f}"
+        lines.append(f"  {name.ljust(width)}  {text}  {row[i]:>7} / {sum(row)}")
+    return "\n".join(lines)
+
+
 def format_confusion(result: dict[str, Any]) -> str:
     """The confusion matrix as text: rows are true classes, columns predictions."""
     classes = [str(c)[:10] for c in result["classes"]]
@@ -206,8 +225,14 @@ def run_eval(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result))
         return 0
-    print(f"{result['checkpoint']} (step {result['step']}): test accuracy {result['accuracy']:.4f} "
-          f"on {result['images']} images of {result['test_set']}")
-    print("confusion matrix (rows: true class, columns: predicted)")
-    print(format_confusion(result))
+    top5 = result.get("top5_accuracy")
+    print(f"{result['checkpoint']} (step {result['step']}): test accuracy {result['accuracy']:.4f} (top-1)"
+          f"{'' if top5 is None else f', top-5 {top5:.4f}'}, loss {result['loss']:.4f} on {result['images']} "
+          f"images of {result['test_set']}")
+    print(format_per_class(result))
+    if args.confusion or len(result["classes"]) <= CONFUSION_UP_TO:
+        print("confusion matrix (rows: true class, columns: predicted)")
+        print(format_confusion(result))
+    else:
+        print(f"({len(result['classes'])} classes: --confusion prints the confusion matrix)")
     return 0

@@ -49,7 +49,7 @@ from cnnlab.train.distributed import (  # noqa: F401 (weights_digest: still impo
     check_world_change,
     weights_digest,
 )
-from cnnlab.train.ema import load_ema_weights
+from cnnlab.train.evaluate import evaluate
 from cnnlab.train.optim import (
     LENGTH_DEPENDENT,
     OPTIMIZATION_KEYS,
@@ -67,7 +67,6 @@ from cnnlab.train.rundir import (
     run_config,
 )
 from cnnlab.train.techniques import build_ema, prepare_model, set_group_hyperparameters, split_param_groups
-from cnnlab.train.tta import tta_logits
 
 log = logging.getLogger(__name__)
 
@@ -570,29 +569,16 @@ class Trainer:
         return torch.autocast(self.device.type, dtype=self.precision)
 
     def evaluate(self) -> dict[str, Any]:
-        """Test-set accuracy, mean loss and confusion matrix (rows: true class, columns: predicted); under DDP
-        each rank evaluates its shard of the test set with rank 0's buffers, and the counts are summed."""
+        """``cnnlab.train.evaluate`` of the test set (top-1 / top-5 / per-class accuracy, mean loss, confusion
+        matrix); under DDP each rank evaluates its shard with rank 0's buffers, and the counts are summed."""
         self.dist.broadcast_buffers(self.model)
         net = self.model if self.ema is None else self.ema.module  # the weight average, when the run keeps one
         if net is not self.model:
             self.dist.broadcast_buffers(net)
-        net.eval()
-        confusion = torch.zeros(self.num_classes * self.num_classes, dtype=torch.float64, device=self.device)
-        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
-        with torch.no_grad(), self._autocast():
-            for x, y in self.test_loader:
-                x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-                logits = tta_logits(net, x, self.config.tta)  # float32, averaged over the tta views
-                loss_sum += F.cross_entropy(logits.float(), y, reduction="sum").double()
-                confusion += torch.bincount(y * self.num_classes + logits.argmax(1),
-                                            minlength=self.num_classes ** 2).double()
+        result = evaluate(net, self.test_loader, num_classes=self.num_classes, classes=self.classes,
+                          device=self.device, precision=self.precision, tta=self.config.tta, reduce=self.dist.sum_)
         self.model.train()
-        self.dist.sum_(confusion)
-        self.dist.sum_(loss_sum)
-        matrix = confusion.view(self.num_classes, self.num_classes).long().cpu()
-        n = int(matrix.sum())
-        return {"accuracy": float(matrix.diagonal().sum()) / max(1, n), "loss": float(loss_sum) / max(1, n),
-                "images": n, "confusion": matrix.tolist(), "classes": list(self.classes)}
+        return result
 
     # -------------------------------------------------------- training
     @contextlib.contextmanager
@@ -728,82 +714,3 @@ class Trainer:
         if self.is_main:
             atomic_write(self.run_dir / "summary.json", json.dumps(summary, indent=2))
         return summary
-
-
-def _check_test_set(test: ArrayDataset, meta: dict[str, Any], name: str) -> None:
-    """A test set for a trained run: images of its shape, its classes, labels in range."""
-    what = test.source or name
-    _check_not_empty(test, "test")
-    shape = meta.get("image_shape")  # H, W, C; older checkpoints know only C (the length of mean)
-    got = tuple(test.x.shape[1:])
-    if (shape is not None and tuple(shape) != got) or len(meta["mean"]) != got[-1]:
-        h, w, c = shape if shape is not None else ("H", "W", len(meta["mean"]))
-        raise ValueError(f"{what} holds {got[2]}x{got[0]}x{got[1]} images (CxHxW) but the run was trained on "
-                         f"{c}x{h}x{w}; evaluate it on images of its own shape")
-    classes = tuple(meta["classes"])
-    if not test.inferred_classes and meta.get("classes_named", True) and test.classes != classes:
-        raise ValueError(f"{what} names classes ({_names(test.classes)}) but the run was trained on "
-                         f"({_names(classes)}); evaluate it on a test set of the same classes")
-    check_labels(test.y, int(meta["num_classes"]), what, f"the run has {meta['num_classes']} classes")
-
-
-def evaluate_run(run_dir: str | Path, which: str = "best", test_data: ArrayDataset | None = None,
-                 model: nn.Module | str | None = None, *, test_file: str | Path | None = None,
-                 data_dir: str | Path | None = None, trust_code: bool = False) -> dict[str, Any]:
-    """Test accuracy and confusion matrix of a run's ``best`` (or ``last``) checkpoint.
-
-    The test set is the run's own unless ``test_data`` is given, or ``test_file`` (npz / imagefolder runs:
-    another test file of the same format, e.g. a re-encoded copy) or ``data_dir`` (official formats: where
-    the files are now) points elsewhere. The run's training statistics normalise it either way.
-    ``model`` (a module, or a name to build with the run's options) replaces the network the checkpoint
-    names; a ``package.module:callable`` named only by the checkpoint is refused unless ``trust_code``.
-    A checkpoint with NaN or infinite weights, or a test set whose image shape or class list differs from the
-    run's, is refused: either would give an accuracy that means nothing.
-    """
-    run_dir = Path(run_dir)
-    path = run_dir / "checkpoints" / f"{which}.safetensors"
-    if which == "best" and not path.exists():
-        path = run_dir / "checkpoints" / "last.safetensors"
-    tensors, meta = load_checkpoint(path)
-    bad = first_non_finite({k: v for k, v in tensors.items() if k.startswith(("model/", "ema/"))})
-    if bad is not None:
-        raise ValueError(f"{path} holds NaN or infinity in {bad.replace('model/', '', 1)}: the run diverged and its "
-                         f"weights predict nothing; evaluate another checkpoint (--checkpoint best / last) or resume the run "
-                         f"with a lower lr")
-    cfg = from_dict(meta["config"])
-    official = cfg.data not in ("npz", "imagefolder")
-    if test_file is not None and official:
-        raise ValueError(f"the run trained on --data {cfg.data}, read from its official files; a test file applies "
-                         f"to npz and imagefolder runs only: point --data-dir at the {cfg.data} files instead")
-    if data_dir is not None and not official:
-        raise ValueError(f"the run trained on --data {cfg.data}, read from {cfg.test_file}; --data-dir applies to "
-                         f"the official data sets only: give another test set with --test-file")
-    test_file = cfg.test_file if test_file is None else test_file
-    device = resolve_device(cfg.device)
-    test = test_data if test_data is not None else load_dataset(
-        cfg.data, "test", cfg.data_dir if data_dir is None else data_dir, file=test_file, download=cfg.download,
-        image_size=cfg.image_size)
-    num_classes = int(meta["num_classes"])
-    _check_test_set(test, meta, str(test_file or cfg.data))
-    if model is None:
-        check_trusted(cfg.model, f"checkpoint {path}", trusted=trust_code)
-    net = model if isinstance(model, nn.Module) else build_model(cfg, num_classes, name=model)
-    restore(tensors, meta, net, None)
-    load_ema_weights(net, tensors)  # a run that averaged its weights is evaluated with the average
-    net.to(device)
-    loader = BatchLoader(test, cfg.eval_batch_size, meta["mean"], meta["std"], train=False,
-                         device=device if device.type == "cuda" else "cpu", channels_last=cfg.channels_last)
-    precision = resolve_precision(cfg.precision, device)
-    net.eval()
-    confusion = torch.zeros(num_classes, num_classes, dtype=torch.long)
-    autocast = torch.autocast(device.type, dtype=precision) if precision else contextlib.nullcontext()
-    with torch.no_grad(), autocast:
-        for x, y in loader:
-            pred = tta_logits(net, x.to(device), cfg.tta).argmax(1).cpu()
-            confusion += torch.bincount(y.cpu() * num_classes + pred, minlength=num_classes ** 2).view(
-                num_classes, num_classes)
-    n = int(confusion.sum())
-    source = "given data" if test_data is not None else str(test_file or f"{cfg.data} test split")
-    return {"checkpoint": str(path), "step": meta["step"], "test_set": source,
-            "accuracy": float(confusion.diagonal().sum()) / max(1, n),
-            "images": n, "confusion": confusion.tolist(), "classes": meta["classes"]}
