@@ -11,7 +11,7 @@ from torch import nn
 from _helpers import n_params
 from cnnlab.blocks import ConvNormAct
 from cnnlab.blocks.residual import BasicBlock, PreActBasicBlock, ZeroPadShortcut
-from cnnlab.design import to_preactivation, to_residual
+from cnnlab.design import compare, to_preactivation, to_residual
 from cnnlab.models import create_model
 
 
@@ -40,7 +40,8 @@ def cifar_receptive_field(n: int) -> int:
 
 def test_to_residual_plain56_is_resnet56():
     plain, resnet = create_model("plain56"), create_model("resnet56")
-    new, report = to_residual(plain)
+    new, record = to_residual(plain)
+    report = compare(plain, new, record)
     assert n_params(new) == n_params(resnet) == cifar_resnet_params(9) == 853_018
     assert signature(new) == signature(resnet)
     assert report.before.receptive_field == report.after.receptive_field == (cifar_receptive_field(9),) * 2
@@ -54,7 +55,9 @@ def test_to_residual_plain56_is_resnet56():
 
 
 def test_to_residual_option_b_adds_the_projections():
-    new, report = to_residual(create_model("plain20"), shortcut="B")
+    plain = create_model("plain20")
+    new, record = to_residual(plain, shortcut="B")
+    report = compare(plain, new, record)
     # two stage transitions (16 -> 32, 32 -> 64), each a 1x1 stride-2 conv + BN
     assert report.after.params - report.before.params == (16 * 32 + 2 * 32) + (32 * 64 + 2 * 64)
     assert n_params(new) == n_params(create_model("resnet20", shortcut="B"))
@@ -64,7 +67,8 @@ def test_to_residual_pairs_conv_units_of_a_sequential():
     units = [ConvNormAct(3, 16, 3), ConvNormAct(16, 16, 3), ConvNormAct(16, 16, 3), ConvNormAct(16, 32, 3, stride=2),
              ConvNormAct(32, 32, 3)]
     plain = nn.Sequential(*units)
-    new, report = to_residual(plain, input_size=(3, 16, 16))
+    new, record = to_residual(plain)
+    report = compare(plain, new, record, input_size=(3, 16, 16))
     # pairs from the end of the run: (3, 4) with an option A shortcut, (1, 2) with an identity; 0 (the stem) alone
     assert list(new._modules) == ["0", "1_2", "3_4"]
     assert isinstance(new[1].shortcut, nn.Identity) and isinstance(new[2].shortcut, ZeroPadShortcut)
@@ -83,7 +87,7 @@ def test_to_residual_pairs_conv_units_of_a_sequential():
 
 def test_to_residual_not_applicable():
     model = nn.Sequential(ConvNormAct(3, 8, 3), nn.MaxPool2d(2), ConvNormAct(8, 8, 3))
-    new, report = to_residual(model, input_size=(3, 8, 8))
+    new, report = to_residual(model)
     assert not report.changed and "model unchanged" in report.notes[0] and repr(new) == repr(model)
     with pytest.raises(ValueError, match="shortcut"):
         to_residual(model, shortcut="C")
@@ -92,7 +96,8 @@ def test_to_residual_not_applicable():
 def test_to_preactivation_resnet110_is_preact_resnet110():
     resnet, preact = create_model("resnet110"), create_model("preact_resnet110")
     before = signature(resnet)
-    new, report = to_preactivation(resnet)
+    new, record = to_preactivation(resnet)
+    report = compare(resnet, new, record)
     assert signature(new) == signature(preact)
     assert n_params(new) == n_params(preact)
     # post -> pre moves BN: the stem loses its 2 * 16, a final BN on 64 is added, and each unit's first BN moves
@@ -109,7 +114,7 @@ def test_to_preactivation_resnet110_is_preact_resnet110():
 def test_to_preactivation_bottleneck_resnet50_is_resnetv2_50():
     with torch.device("meta"):  # structure only: no weights materialised
         resnet, preact = create_model("resnet50"), create_model("resnetv2_50")
-    new, _ = to_preactivation(resnet, input_size=(3, 64, 64))
+    new, _ = to_preactivation(resnet)
     assert signature(new) == signature(preact)
 
 

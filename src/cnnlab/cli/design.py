@@ -81,7 +81,7 @@ def run_transform(args: argparse.Namespace) -> int:
     import torch
 
     from cnnlab.design.recipe import WEIGHT_SUFFIXES, apply_transforms, save_transformed
-    from cnnlab.design.report import resolve_input_size
+    from cnnlab.design.report import compare, resolve_input_size
     from cnnlab.models import create_model
 
     steps = build_steps(args)
@@ -91,7 +91,12 @@ def run_transform(args: argparse.Namespace) -> int:
     options = {} if args.num_classes is None else {"num_classes": args.num_classes}
     model = create_model(args.model, **options)
     size = parse_size(args.input, dims=3) if args.input else resolve_input_size(model, None)
-    new_model, reports = apply_transforms(model, steps, size)
+    # transforms only rewrite; each step is measured here, against the model it was applied to
+    new_model, reports = model, []
+    for step in steps:
+        before = new_model
+        new_model, (record,) = apply_transforms(before, [step], size)
+        reports.append(compare(before, new_model, record, input_size=size))
 
     if args.format == "json":
         print(json.dumps({"model": args.model, "reports": [r.to_dict() for r in reports]}, indent=2))

@@ -117,16 +117,17 @@ def tour_design(out: Callable[[str], None]) -> None:
     """The papers' rules applied as transforms, with what they buy."""
     import torch
 
-    from cnnlab.design import factorize, gap_head
+    from cnnlab.design import compare, factorize, gap_head
     from cnnlab.models import create_model
 
     _section("4. Design rules as transforms (cnnlab transform)", out)
     with torch.device("meta"):
         vgg, googlenet = create_model("vgg16"), create_model("googlenet", aux_logits=False)
-    _, report = gap_head(vgg)
+    report = compare(vgg, *gap_head(vgg))
     out(f"gap_head(vgg16): params {report.before.params:,} -> {report.after.params:,} "
         f"(x{report.after.params / report.before.params:.3f}); global average pooling replaces fc6/fc7.")
-    _, report = factorize(googlenet, style="stack3x3", min_kernel=5)
+    # the nine Inception 5x5 branches; the 7x7/2 stem is not a 5x5 (as StackedConv, its stride would go first)
+    report = compare(googlenet, *factorize(googlenet, style="stack3x3", min_kernel=5, where="inception*"))
     out(f"factorize(googlenet, 5x5 -> two 3x3): {len(report.replaced)} layers, MACs {report.before.macs:,} -> "
         f"{report.after.macs:,} (x{report.after.macs / report.before.macs:.3f}), receptive field "
         f"{_rf(report.before.receptive_field)} -> {_rf(report.after.receptive_field)}.")

@@ -8,14 +8,15 @@ parameters, Simonyan & Zisserman 2015 Table 1) and fc7, and the classifier sees 
 
 from __future__ import annotations
 
+import copy
 from collections import OrderedDict
 
 import torch
 from torch import nn
 
 from cnnlab.analysis import meta_copy
-from cnnlab.design._graph import clone_model, describe, like, param_count
-from cnnlab.design.report import Replacement, TransformReport, build_report, resolve_input_size
+from cnnlab.design.report import resolve_input_size
+from cnnlab.design.rewrite import RewriteRecord, rewrite
 
 _POOLS = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.AvgPool2d, nn.MaxPool2d)
 _BETWEEN = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.Dropout)
@@ -25,7 +26,7 @@ def gap_head(
     model: nn.Module,
     *,
     input_size: tuple[int, int, int] | None = None,
-) -> tuple[nn.Module, TransformReport]:
+) -> tuple[nn.Module, RewriteRecord]:
     """Turn ``[pool] -> Flatten -> Linear (-> act/dropout -> Linear)*`` into ``GAP -> Flatten -> [dropout] -> fc``.
 
     The head must be an ``nn.Sequential`` (any subclass) holding an ``nn.Flatten`` followed only by linear
@@ -33,39 +34,35 @@ def gap_head(
     its outputs and now takes the ``C`` channels of the last feature map. Hidden linear layers are removed;
     the dropout right before the classifier is kept. The flatten's input shape is found by running a meta
     copy at ``input_size`` (default: the zoo card's), so no weights are materialised.
-    A network without such a head, or one that already pools to 1x1, is returned unchanged with an empty
-    report. The input model is never modified.
+    A network without such a head, or one that already pools to 1x1, is returned unchanged (copied) with a
+    note. The input model is never modified.
     """
     size = resolve_input_size(model, input_size)
     found = _find_flatten_head(model)
     if found is None:
-        return clone_model(model), build_report(
-            "gap_head", {}, size, model, model, (),
-            ["no flatten + fully connected head (an nn.Sequential with nn.Flatten then nn.Linear layers) found; "
-             "model unchanged"])
+        return _unchanged(model, "no flatten + fully connected head (an nn.Sequential with nn.Flatten then "
+                                 "nn.Linear layers) found; model unchanged")
     head_name, flatten_key = found
     if size is None:
         raise ValueError("gap_head needs input_size=(C, H, W) to find the feature map the head flattens "
                          "(the model is not a zoo model with a default input size)")
     shape = _flatten_input_shape(model, f"{head_name}.{flatten_key}" if head_name else flatten_key, size)
     if len(shape) != 4:
-        return clone_model(model), build_report(
-            "gap_head", {}, size, model, model, (),
-            [f"{head_name or 'model'}.{flatten_key} flattens a {len(shape)}-D tensor {tuple(shape)}, not a "
-             f"feature map; model unchanged"])
+        return _unchanged(model, f"{head_name or 'model'}.{flatten_key} flattens a {len(shape)}-D tensor "
+                                 f"{tuple(shape)}, not a feature map; model unchanged")
     channels, height, width = shape[1:]
     if height * width == 1:
-        return clone_model(model), build_report(
-            "gap_head", {}, size, model, model, (),
-            [f"the head already sees a 1x1 map ({channels} channels at {height}x{width}): it is a global-pooling "
-             f"head already; model unchanged"])
+        return _unchanged(model, f"the head already sees a 1x1 map ({channels} channels at {height}x{width}): it "
+                                 f"is a global-pooling head already; model unchanged")
+    new_model, record = rewrite(model, lambda name, m: name == head_name,
+                                lambda head: _gap_head(head, flatten_key, channels), transform="gap_head")
+    note = (f"the classifier now reads the {channels} channels of the last feature map, averaged over all "
+            f"positions (any input size now runs)")
+    return new_model, RewriteRecord("gap_head", {}, record.replaced, (note,))
 
-    new_model = clone_model(model)
-    head = new_model.get_submodule(head_name) if head_name else new_model
-    replaced = _rewrite(head, head_name, flatten_key, channels)
-    notes = [f"the classifier now reads the {channels} channels of the last feature map, averaged over all "
-             f"positions (any input size now runs)"]
-    return new_model, build_report("gap_head", {}, size, model, new_model, replaced, notes)
+
+def _unchanged(model: nn.Module, note: str) -> tuple[nn.Module, RewriteRecord]:
+    return copy.deepcopy(model), RewriteRecord("gap_head", {}, (), (note,))
 
 
 def _find_flatten_head(model: nn.Module) -> tuple[str, str] | None:
@@ -74,13 +71,11 @@ def _find_flatten_head(model: nn.Module) -> tuple[str, str] | None:
     for name, module in model.named_modules():
         if not isinstance(module, nn.Sequential):
             continue
-        keys = list(module._modules)
-        for i, key in enumerate(keys):
-            if not isinstance(module._modules[key], nn.Flatten):
-                continue
-            rest = [module._modules[k] for k in keys[i + 1:]]
-            if rest and any(isinstance(m, nn.Linear) for m in rest) and all(
-                    isinstance(m, (nn.Linear, *_BETWEEN)) for m in rest) and isinstance(rest[-1], nn.Linear):
+        children = list(module.named_children())
+        for i, (key, child) in enumerate(children):
+            rest = [m for _, m in children[i + 1:]]
+            if isinstance(child, nn.Flatten) and rest and isinstance(rest[-1], nn.Linear) and all(
+                    isinstance(m, (nn.Linear, *_BETWEEN)) for m in rest):
                 found = (name, key)
     return found
 
@@ -101,46 +96,24 @@ def _flatten_input_shape(model: nn.Module, flatten_name: str, size: tuple[int, i
     return shapes[0]
 
 
-def _rewrite(head: nn.Sequential, head_name: str, flatten_key: str, channels: int) -> list[Replacement]:
-    prefix = f"{head_name}." if head_name else ""
-    keys = list(head._modules)
+def _gap_head(head: nn.Sequential, flatten_key: str, channels: int) -> nn.Sequential:
+    """The head with ``GAP -> Flatten -> [dropout] -> fc``, rebuilt in place on the copy: it keeps its class (and
+    methods such as ``reset_classifier``) and every kept child keeps its name."""
+    children = OrderedDict(head.named_children())
+    keys = list(children)
     at = keys.index(flatten_key)
-    classifier_key = keys[-1]
-    classifier: nn.Linear = head._modules[classifier_key]  # type: ignore[assignment]
-    replaced: list[Replacement] = []
-    new_children: list[tuple[str, nn.Module]] = []
-    pool_key = keys[at - 1] if at > 0 and isinstance(head._modules[keys[at - 1]], _POOLS) else None
-    for key in keys[:at - 1 if pool_key else at]:
-        new_children.append((key, head._modules[key]))
-    gap = nn.AdaptiveAvgPool2d(1)
-    if pool_key is not None:
-        old_pool = head._modules[pool_key]
-        replaced.append(Replacement(prefix + pool_key, type(old_pool).__name__ + _pool_size(old_pool),
-                                    "AdaptiveAvgPool2d(1)", 0, 0))
-        new_children.append((pool_key, gap))
-    else:
-        replaced.append(Replacement(prefix + "gap", "(none)", "AdaptiveAvgPool2d(1)", 0, 0))
-        new_children.append(("gap", gap))
-    new_children.append((flatten_key, head._modules[flatten_key]))
+    pool_key = keys[at - 1] if at > 0 and isinstance(children[keys[at - 1]], _POOLS) else None
+    kept = [(key, children[key]) for key in keys[:at - 1 if pool_key else at]]
+    kept.append((pool_key or "gap", nn.AdaptiveAvgPool2d(1)))
+    kept.append((flatten_key, children[flatten_key]))
     between = keys[at + 1:-1]
-    last_dropout = next((k for k in reversed(between) if isinstance(head._modules[k], nn.Dropout)), None)
-    for key in between:
-        module = head._modules[key]
-        if key == last_dropout:
-            new_children.append((key, module))
-        elif isinstance(module, nn.Linear):
-            replaced.append(Replacement(prefix + key, describe(module), "removed", param_count(module), 0))
-    fc = like(nn.Linear(channels, classifier.out_features, bias=classifier.bias is not None), classifier.weight)
-    replaced.append(Replacement(prefix + classifier_key, describe(classifier), describe(fc),
-                                param_count(classifier), param_count(fc)))
-    new_children.append((classifier_key, fc))
-    # rebuild the Sequential's children in place: the head keeps its class (and methods such as
-    # reset_classifier) and every kept child keeps its name
-    head._modules.clear()
-    head._modules.update(OrderedDict(new_children))
-    return replaced
-
-
-def _pool_size(pool: nn.Module) -> str:
-    size = getattr(pool, "output_size", None) or getattr(pool, "kernel_size", None)
-    return f"({size})" if size is not None else ""
+    last_dropout = next((k for k in reversed(between) if isinstance(children[k], nn.Dropout)), None)
+    if last_dropout is not None:
+        kept.append((last_dropout, children[last_dropout]))
+    classifier = children[keys[-1]]
+    kept.append((keys[-1], nn.Linear(channels, classifier.out_features, bias=classifier.bias is not None)))
+    for key in keys:
+        delattr(head, key)
+    for key, module in kept:
+        head.add_module(key, module)
+    return head

@@ -22,11 +22,11 @@ from cnnlab.design.bottleneck import add_bottleneck
 from cnnlab.design.factorize import factorize
 from cnnlab.design.head import gap_head
 from cnnlab.design.preact import to_preactivation
-from cnnlab.design.report import TransformReport
 from cnnlab.design.residual import to_residual
+from cnnlab.design.rewrite import RewriteRecord
 
 RECIPE_FORMAT = "cnnlab-transform-recipe/1"
-TRANSFORMS: dict[str, Callable[..., tuple[nn.Module, TransformReport]]] = {
+TRANSFORMS: dict[str, Callable[..., tuple[nn.Module, RewriteRecord]]] = {
     "to_residual": to_residual,
     "to_preactivation": to_preactivation,
     "factorize": factorize,
@@ -37,17 +37,23 @@ WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth")
 
 
 def apply_transforms(model: nn.Module, steps: Sequence[Mapping[str, Any]],
-                     input_size: tuple[int, int, int] | None = None) -> tuple[nn.Module, list[TransformReport]]:
-    """Apply ``[{"name": "factorize", "args": {...}}, ...]`` in order; returns the last model and every report."""
-    reports = []
+                     input_size: tuple[int, int, int] | None = None) -> tuple[nn.Module, list[RewriteRecord]]:
+    """Apply ``[{"name": "factorize", "args": {...}}, ...]`` in order; returns the last model and every record.
+
+    Nothing is measured (``compare`` does that); ``input_size`` is only for ``gap_head``, which must find the
+    feature map its head flattens.
+    """
+    records = []
     for step in steps:
         name = step.get("name")
         if name not in TRANSFORMS:
             raise ValueError(f"unknown transform {name!r} in recipe; known: {sorted(TRANSFORMS)}")
         args = dict(step.get("args", {}))
-        model, report = TRANSFORMS[name](model, **args, input_size=input_size)
-        reports.append(report)
-    return model, reports
+        if name == "gap_head":
+            args.setdefault("input_size", input_size)
+        model, record = TRANSFORMS[name](model, **args)
+        records.append(record)
+    return model, records
 
 
 def recipe_path(weights_path: str | os.PathLike) -> Path:

@@ -1,4 +1,7 @@
-"""TransformReport: what a design transform replaced and what it bought (parameters, MACs, receptive field)."""
+"""Measuring what a transform bought: ``compare(before, after, record)`` -> TransformReport (params, MACs, field).
+
+Transforms only rewrite (``cnnlab.design.rewrite``); this module is the one that runs ``cnnlab.analysis``.
+"""
 
 from __future__ import annotations
 
@@ -9,23 +12,7 @@ from typing import Any
 from torch import nn
 
 from cnnlab.analysis import CostReport, analyze
-from cnnlab.design._graph import param_count
-
-
-@dataclass(frozen=True)
-class Replacement:
-    """One replaced layer: its qualified name, old and new description, and their parameter counts."""
-
-    name: str
-    old: str
-    new: str
-    params_before: int
-    params_after: int
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict with the same keys as the fields."""
-        return {"name": self.name, "old": self.old, "new": self.new, "params_before": self.params_before,
-                "params_after": self.params_after}
+from cnnlab.design.rewrite import Replacement, RewriteRecord, param_count
 
 
 @dataclass(frozen=True)
@@ -85,13 +72,14 @@ class TransformReport:
         lines = [f"{self.transform}({options}) at {size}: "
                  + (f"{len(self.replaced)} layer(s) replaced" if self.replaced else "nothing replaced")]
         if self.replaced:
-            name_w = max(len("layer"), *(len(r.name) for r in self.replaced))
+            names = [r.name or "(model)" for r in self.replaced]  # "" is the whole network, replaced
+            name_w = max(len("layer"), *(len(n) for n in names))
             old_w = max(len("old"), *(len(r.old) for r in self.replaced))
             new_w = max(len("new"), *(len(r.new) for r in self.replaced))
             lines.append(f"  {'layer':<{name_w}}  {'old':<{old_w}}  {'new':<{new_w}}  {'params':>25}")
-            for r in self.replaced:
+            for name, r in zip(names, self.replaced):
                 params = f"{r.params_before:,} -> {r.params_after:,}"
-                lines.append(f"  {r.name:<{name_w}}  {r.old:<{old_w}}  {r.new:<{new_w}}  {params:>25}")
+                lines.append(f"  {name:<{name_w}}  {r.old:<{old_w}}  {r.new:<{new_w}}  {params:>25}")
         lines.append(_total_line("params", self.before.params, self.after.params))
         lines.append(_total_line("MACs", self.before.macs, self.after.macs))
         rf_before, rf_after = self.before.receptive_field, self.after.receptive_field
@@ -182,17 +170,23 @@ def resolve_input_size(model: nn.Module, input_size: Sequence[int] | None) -> tu
     return None
 
 
-def build_report(transform: str, options: dict[str, Any], input_size: tuple[int, int, int] | None,
-                 before: nn.Module, after: nn.Module, replaced: Sequence[Replacement],
-                 notes: Sequence[str] = ()) -> TransformReport:
-    """Measure both networks and assemble the report; an unchanged model is measured once."""
-    cost_before, notes_before = measure(before, input_size)
-    if replaced:
-        cost_after, notes_after = measure(after, input_size)
+def compare(before: nn.Module, after: nn.Module, record: RewriteRecord | None = None, *,
+            input_size: Sequence[int] | None = None) -> TransformReport:
+    """Measure two networks (a model and its transformed copy) at ``input_size`` (default: ``before``'s zoo card).
+
+    ``record`` (what a transform returned) supplies the report's name, options, rows and notes; when it says
+    nothing was replaced, ``after`` is the same network and is not measured a second time.
+    """
+    measure_after = record is None or record.changed
+    record = record if record is not None else RewriteRecord("compare")
+    size = resolve_input_size(before, input_size)
+    cost_before, notes_before = measure(before, size)
+    if measure_after:
+        cost_after, notes_after = measure(after, size)
     else:
         cost_after, notes_after = cost_before, []
-    all_notes = list(notes) + [f"before: {n}" for n in notes_before] + [f"after: {n}" for n in notes_after]
-    if input_size is None and notes_before:
-        all_notes = list(notes) + notes_before  # one note, not "before:"/"after:" twice
-    return TransformReport(transform, dict(options), input_size, cost_before, cost_after, tuple(replaced),
-                           tuple(all_notes))
+    notes = list(record.notes) + [f"before: {n}" for n in notes_before] + [f"after: {n}" for n in notes_after]
+    if size is None and notes_before:
+        notes = list(record.notes) + notes_before  # one note, not "before:"/"after:" twice
+    return TransformReport(record.transform, dict(record.options), size, cost_before, cost_after, record.replaced,
+                           tuple(notes))
