@@ -67,7 +67,8 @@ def _pwned(work: Path) -> bool:
 
 def _train_tiny(out: str = "run") -> None:
     assert main(["train", "tinynet_safety:tiny", "--data", "npz", "--train-file", "train.npz", "--test-file",
-                 "test.npz", "--out", out, "--batch-size", "16", "--epochs", "1", "--set", "precision=fp32"]) == 0
+                 "test.npz", "--out", out, "--batch-size", "16", "--epochs", "1", "--set", "precision=fp32",
+                 "--quiet"]) == 0
 
 
 def _rename_model(run: Path, name: str) -> None:

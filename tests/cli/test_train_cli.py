@@ -66,7 +66,7 @@ def work(tmp_path, monkeypatch):
 
 def _train_args(out: str, *extra: str) -> list[str]:
     return ["train", "tinymodel_cli:tiny", "--data", "npz", "--train-file", "train.npz", "--test-file", "test.npz",
-            "--out", out, "--batch-size", "16", "--set", "precision=fp32", *extra]
+            "--out", out, "--batch-size", "16", "--set", "precision=fp32", "--quiet", *extra]
 
 
 def _one_line_error(capsys, argv: list[str], pattern: str) -> str:

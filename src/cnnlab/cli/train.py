@@ -15,7 +15,7 @@ from cnnlab.cli import CLIError
 # command-line flag -> config key (flags left unset do not override the config file or --set)
 _FLAGS = {"data": "data", "data_dir": "data_dir", "train_file": "train_file", "test_file": "test_file",
           "epochs": "epochs", "max_steps": "max_steps", "subset": "subset", "batch_size": "batch_size",
-          "lr": "lr", "seed": "seed"}
+          "lr": "lr", "seed": "seed", "tensorboard": "tensorboard"}
 
 
 def register(subparsers: Any) -> None:
@@ -48,9 +48,15 @@ def register(subparsers: Any) -> None:
                    help="with --resume: let these optimisation settings (lr, weight_decay, momentum, ...) change "
                         "from the resumed step on; config.json records each change and its step")
     p.add_argument("--restretch-schedule", action="store_true",
-                   help="with --resume and a new --epochs / --max-steps: stretch a cosine / one-cycle schedule "
-                        "over the new length (by default it keeps the length it started with)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar (also when CI=true)")
+                   help="with --resume and a new --epochs / --max-steps: stretch a cosine / one-cycle schedule, "
+                        "or a step schedule with milestones as fractions, over the new length (by default it keeps "
+                        "the length it started with)")
+    p.add_argument("--tensorboard", action="store_true", default=None,
+                   help="also write TensorBoard event files to RUN_DIR/tensorboard (needs the tensorboard "
+                        "package: pip install 'cnnlab[tensorboard]')")
+    p.add_argument("--quiet", action="store_true",
+                   help="print no start line, epoch lines or progress bar (the bar is drawn only on a terminal "
+                        "without CI=true; a log file gets the lines alone)")
     p.add_argument("--trust-run-code", action="store_true",
                    help="let a --config file or a resumed run's config.json import the package.module:callable "
                         "it names (by default only the MODEL you type is imported)")
@@ -172,9 +178,8 @@ def run_train(args: argparse.Namespace) -> int:
             raise CLIError("under torchrun every process must agree on the run directory: pass --out RUN_DIR")
         out = Path(args.out or f"runs/{config.model.replace(':', '_')}-{config.data}-{time.strftime('%Y%m%d-%H%M%S')}")
         trust = True  # the config came from the command line, or from a --config file checked in _config
-    quiet = args.quiet or os.environ.get("CI", "").lower() in ("1", "true", "yes")
     try:
-        summary = Trainer(config, out, resume=bool(args.resume), progress=not quiet, trust_code=trust,
+        summary = Trainer(config, out, resume=bool(args.resume), progress=not args.quiet, trust_code=trust,
                           allow_changes=allow, restretch_schedule=args.restretch_schedule).fit()
     except TrainingInterrupted as exc:
         if rank == 0:

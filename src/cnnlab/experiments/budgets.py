@@ -7,11 +7,11 @@ ImageNet papers, 100 CIFAR epochs of SGD with the ResNet schedule).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
 from cnnlab.experiments.core import Budget
+from cnnlab.train.optim import milestone_steps
 
 # He et al. 2015 (arXiv:1512.03385), Sec. 4.2: SGD, momentum 0.9, weight decay 1e-4, batch 128, lr 0.1
 RESNET_SGD = {"optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 1e-4, "batch_size": 128}
@@ -21,11 +21,13 @@ SMOKE_TRAIN = {"max_steps": 2, "epochs": 1, "batch_size": 16, "eval_batch_size":
 def paper_schedule(images: int, epochs: int, batch_size: int, fractions: tuple[float, ...] = (0.5, 0.75),
                    ) -> dict[str, Any]:
     """The ResNet step schedule (lr / 10 at 32k and 48k of 64k iterations: 50% and 75% of the run) for a run
-    of ``epochs`` over ``images`` at ``batch_size``, as TrainConfig keys."""
+    of ``epochs`` over ``images`` at ``batch_size``, as TrainConfig keys. The milestones are the steps that the
+    fractions resolve to in such a run (as ``milestones=(0.5, 0.75)`` would), kept as integer steps so that the
+    recorded configs of the experiments stay as they were."""
     steps = epochs * (images // batch_size)
     if steps < 2:
         raise ValueError(f"{epochs} epochs of {images} images at batch {batch_size} is under two steps")
-    return {"schedule": "step", "milestones": tuple(max(1, math.floor(f * steps)) for f in fractions)}
+    return {"schedule": "step", "milestones": milestone_steps(tuple(float(f) for f in fractions), steps)}
 
 
 # cnnlab's short-run recipe for CPU budgets, chosen before any experiment ran (README: resnet20, 9 epochs of

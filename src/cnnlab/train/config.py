@@ -30,7 +30,8 @@ _FLOAT_RANGES = (
 @dataclass(frozen=True)
 class TrainConfig:
     """A training run. Defaults are the CIFAR-10 ResNet recipe (He et al. 2016, Sec. 4.2): SGD momentum 0.9,
-    weight decay 1e-4, batch 128, lr 0.1 divided by 10 at 32k and 48k iterations, stop at 64k (~164 epochs)."""
+    weight decay 1e-4, batch 128, lr 0.1 divided by 10 at 50% and 75% of the run (the paper: 32k and 48k of 64k
+    iterations), 164 epochs (~64k iterations)."""
 
     model: str = "resnet20"  # registry name, or "package.module:callable" returning an nn.Module
     model_options: dict = field(default_factory=dict)
@@ -55,7 +56,9 @@ class TrainConfig:
     rmsprop_decay: float = 0.9  # Inception-v3 (Szegedy et al. 2016, Sec. 8): RMSProp decay 0.9, epsilon 1.0
     rmsprop_eps: float = 1.0
     schedule: str = "step"
-    milestones: tuple[int, ...] = (32000, 48000)  # in optimiser steps
+    # step schedule: lr x gamma at each milestone, given as fractions of the run (0.5: half-way, so any --epochs
+    # gets the paper's shape) or as integer optimiser steps (32000); fractions and steps are not mixed
+    milestones: tuple[int | float, ...] = (0.5, 0.75)
     gamma: float = 0.1  # step: factor at each milestone; exponential: factor every decay_every steps
     decay_every: int = 0  # exponential schedule period in steps (Inception-v3: 0.94 every 2 epochs)
     warmup_steps: int = 0  # ResNet-110: lr 0.01 for ~400 iterations, then 0.1 (He et al. 2016, Sec. 4.2)
@@ -74,6 +77,7 @@ class TrainConfig:
     log_every: int = 1  # steps between metric lines
     checkpoint_every: int = 0  # steps between checkpoints; 0: at the end of each epoch only
     eval_every: int = 1  # epochs between test-set evaluations
+    tensorboard: bool = False  # also write TensorBoard event files to RUN_DIR/tensorboard (cnnlab[tensorboard])
     # fast training (airbench, K. Jordan 2024, arXiv:2404.00498); the recipe cifar10-94 sets them (train/recipes.py)
     lr_start_factor: float = 0.2  # onecycle_linear: lr x this at step 0, rising linearly to lr at onecycle_pct
     lr_end_factor: float = 0.07  # onecycle_linear: lr x this at the last step, falling linearly from the peak
@@ -112,8 +116,7 @@ class TrainConfig:
         for name in ("checkpoint_every", "decay_every", "warmup_steps", "crop_padding"):
             if getattr(self, name) < 0:
                 raise ValueError(f"config {name} must be >= 0, got {getattr(self, name)}")
-        if any(m < 0 for m in self.milestones):
-            raise ValueError(f"config milestones must be steps >= 0, got {list(self.milestones)}")
+        _check_milestones(self.milestones)
         for name, ok, allowed in _FLOAT_RANGES:
             value = getattr(self, name)
             for v in value if isinstance(value, tuple) else () if value is None else (value,):
@@ -139,6 +142,21 @@ class TrainConfig:
     def replace(self, **changes: Any) -> TrainConfig:
         """A copy with ``changes``, each type-checked."""
         return from_dict({**self.to_dict(), **changes})
+
+
+def _check_milestones(milestones: tuple[int | float, ...]) -> None:
+    """All fractions of the run in (0, 1), or all integer steps >= 0."""
+    example = "fractions of the run such as [0.5, 0.75], or integer optimiser steps such as [32000, 48000]"
+    fractions = [m for m in milestones if isinstance(m, float)]
+    for m in fractions:
+        if not 0 < m < 1:
+            raise ValueError(f"config milestones: {m} is neither a fraction of the run in (0, 1) nor an integer "
+                             f"step; give {example}")
+    if fractions and len(fractions) != len(milestones):
+        raise ValueError(f"config milestones {list(milestones)} mixes fractions of the run and step numbers; give "
+                         f"{example}")
+    if any(m < 0 for m in milestones):
+        raise ValueError(f"config milestones must be steps >= 0, got {list(milestones)}")
 
 
 _HINTS: dict[str, Any] | None = None

@@ -59,7 +59,8 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
     ),
     Recipe(
         "cifar10-resnet20",
-        "resnet20 on CIFAR-10, the paper's schedule: SGD 0.1, /10 at 32k and 48k iterations, 64k in all",
+        "resnet20 on CIFAR-10, the paper's schedule: SGD 0.1, /10 at 50% and 75% of the run (32k and 48k of 64k "
+        "iterations; 164 epochs here)",
         'He, Zhang, Ren & Sun 2016, "Deep Residual Learning for Image Recognition", CVPR, arXiv:1512.03385, '
         "Sec. 4.2 (TrainConfig's defaults)",
         {"model": "resnet20"},

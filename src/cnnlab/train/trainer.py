@@ -20,7 +20,6 @@ import math
 import os
 import platform
 import signal
-import sys
 import threading
 import time
 from collections.abc import Collection, Iterator
@@ -51,13 +50,16 @@ from cnnlab.train.distributed import (  # noqa: F401 (weights_digest: still impo
 )
 from cnnlab.train.evaluate import evaluate
 from cnnlab.train.optim import (
-    LENGTH_DEPENDENT,
     OPTIMIZATION_KEYS,
     build_optimizer,
+    describe_schedule,
+    length_dependent,
     lr_at,
+    milestone_warning,
     set_hyperparameters,
     set_lr,
 )
+from cnnlab.train.progress import Progress, RunLogs, model_cost, precision_note, start_line
 from cnnlab.train.rundir import (
     RunLock,
     RunLockedError,
@@ -70,7 +72,8 @@ from cnnlab.train.techniques import build_ema, prepare_model, set_group_hyperpar
 
 log = logging.getLogger(__name__)
 
-RESUMABLE_CHANGES = ("epochs", "max_steps", "log_every", "checkpoint_every", "eval_every", "compile")
+RESUMABLE_CHANGES = ("epochs", "max_steps", "log_every", "checkpoint_every", "eval_every", "compile",
+                     "tensorboard")
 
 
 class NonFiniteLossError(ValueError):
@@ -193,32 +196,6 @@ def _environment(device: torch.device, precision: torch.dtype | None, world: int
     return {"torch": torch.__version__, "python": platform.python_version(), "device": str(device),
             "autocast": str(precision).replace("torch.", "") if precision else "fp32", "processes": world,
             "threads": torch.get_num_threads(), "host": platform.node()}
-
-
-class _Metrics:
-    """metrics.jsonl, appended line by line by rank 0."""
-
-    def __init__(self, path: Path, enabled: bool) -> None:
-        self.path, self.enabled = path, enabled
-
-    def truncate_after(self, step: int) -> None:
-        """Drop lines past ``step`` and any half-written last line (a run killed mid-write resumes cleanly)."""
-        if not self.enabled or not self.path.exists():
-            return
-        kept = []
-        for line in self.path.read_text().splitlines():
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if record.get("step", 0) <= step:
-                kept.append(line)
-        atomic_write(self.path, "".join(k + "\n" for k in kept))
-
-    def write(self, record: dict[str, Any]) -> None:
-        if self.enabled:
-            with open(self.path, "a") as f:
-                f.write(json.dumps(record) + "\n")
 
 
 # ---------------------------------------------------------------- the trainer
@@ -371,7 +348,7 @@ class Trainer:
             said = "; ".join(f"{c['key']} {c['old']} -> {c['new']}" for c in changes)
             self._notes.append(f"resuming {self.run_dir} at step {self.step}"
                                f"{f' with {said} (recorded in config.json)' if said else ''}")
-        self.metrics = _Metrics(self.run_dir / "metrics.jsonl", self.is_main)
+        self.metrics = RunLogs(self.run_dir, self.is_main, tensorboard=cfg.tensorboard)  # jsonl, csv, tensorboard
         self.metrics.truncate_after(self.step)
         if self.is_main and not resume:
             env = _environment(self.device, self.precision, self.dist.world_size)
@@ -383,6 +360,9 @@ class Trainer:
         if self.is_main:
             for note in self._notes:
                 log.info("%s", note)
+            late = milestone_warning(cfg, self.schedule_steps)
+            if late is not None:
+                log.warning("%s", late)
 
     def _load(self, split: str) -> ArrayDataset:
         cfg_file = self.config.train_file if split == "train" else self.config.test_file
@@ -430,6 +410,8 @@ class Trainer:
             check_trusted(stored.model, str(self.run_dir / "config.json"), trusted=self.trust_code)
         now, before = config.to_dict(), stored.to_dict()
         changed = {k: v for k, v in now.items() if v != before[k]}
+        if now["schedule"] != "step" and before["schedule"] != "step":
+            changed.pop("milestones", None)  # unused without a step schedule (and their default has changed)
         unasked = sorted(k for k in changed if k in OPTIMIZATION_KEYS and k not in allow_changes)
         if unasked:
             raise ValueError(f"cannot change {', '.join(unasked)} when resuming {self.run_dir} unasked: pass "
@@ -494,8 +476,8 @@ class Trainer:
             self._changes.append({"key": "schedule_steps", "old": fixed, "new": total})
             return
         self.schedule_steps = fixed
-        if cfg.schedule not in LENGTH_DEPENDENT:
-            return  # step, exponential, constant: the lr at a step does not depend on the run's length
+        if not length_dependent(cfg):
+            return  # exponential, constant, step at integer milestones: the lr at a step ignores the run's length
         if total > fixed:
             self._notes.append(f"the {cfg.schedule} schedule keeps the {fixed} steps it started with: steps "
                                f"{fixed + 1}..{total} run at its final lr {lr_at(cfg, fixed, fixed):.3g} "
@@ -625,17 +607,24 @@ class Trainer:
                     log.warning("%s", taken)
             return self._fit(until_step)
         finally:
+            self.metrics.close()
             self._lock.release()
             self.dist.close()
 
-    def _fit(self, until_step: int | None) -> dict[str, Any]:
-        from tqdm import tqdm
+    def _start_line(self) -> str:
+        """What this run will do, in one line (progress.start_line)."""
+        params, macs = model_cost(self.model, self.image_shape)
+        native = self.device.type == "cpu" and native_cpu_bf16()
+        precision = precision_note(self.config.precision, self.precision, self.device, native)
+        return start_line(self.run_dir, self.config.model, params, macs, self.device, precision, self.step,
+                          self.total_steps, self.steps_per_epoch, describe_schedule(self.config, self.schedule_steps))
 
+    def _fit(self, until_step: int | None) -> dict[str, Any]:
         cfg, spe = self.config, self.steps_per_epoch
         stop_at = self.total_steps if until_step is None else min(until_step, self.total_steps)
-        quiet = not self.progress or os.environ.get("CI", "").lower() in ("1", "true", "yes")
-        bar = tqdm(total=self.total_steps, initial=self.step, disable=quiet, file=sys.stderr, unit="step",
-                   dynamic_ncols=True)
+        bar = Progress(self.total_steps, self.step, enabled=self.progress)  # lines always, a bar on a terminal
+        if self.progress:
+            bar.line(self._start_line())
         self.model.train()
         order_epoch, order = -1, None
         last_eval: dict[str, Any] = {}
@@ -690,6 +679,7 @@ class Trainer:
                             self.best_acc = last_eval["accuracy"]
                             self._save("best", epoch + 1)
                     self.metrics.write(record)
+                    bar.epoch(record, math.ceil(self.total_steps / spe), self.step, stop_at)
                     epoch_images, epoch_start = 0, time.perf_counter()
                 if epoch_end or (cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0) \
                         or self.step == stop_at or stop:
