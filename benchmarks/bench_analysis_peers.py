@@ -25,15 +25,18 @@ normalisation, activation and pooling layers. A factor of 1.000 on Conv2d means 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.metadata
 import importlib.util
 import io
+import json
 import os
 import statistics
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -296,11 +299,15 @@ def measure(name: str, peers: list[Peer], rounds: int) -> dict[str, Any]:
             peer.run(model, size)
             times[peer.name].append(time.perf_counter() - start)
     zoo = analyze(name) if name in TORCHVISION else None
+    try:  # batch 2: batch norm in training mode needs two values per channel (Inception-v3's aux head is 1x1)
+        aux: int | None = analyze(model, size, batch_size=2, training=True).macs // 2 - report.macs
+    except Exception:
+        aux = None
     return {"model": name, "source": source, "size": size, "macs": report.macs, "params": report.params,
             "other_ops": dict(report.other_ops_by_kind), "reference": reference, "counts": counts,
             "errors": errors, "times": {k: statistics.median(v) for k, v in times.items() if v},
             "zoo_macs": zoo.macs if zoo is not None else None,
-            "aux_macs": analyze(model, size, training=True).macs - report.macs}
+            "aux_macs": aux}
 
 
 # ------------------------------------------------------------------------------------------- the section
@@ -359,7 +366,8 @@ def render_counts(rows: list[dict[str, Any]], peers: list[Peer]) -> list[str]:
             cells.append("n/a" if c is None or c.params is None else f"{c.params:,}")
         zoo = "same instance" if row["zoo_macs"] is None else \
             f"{row['zoo_macs']:,} ({_pct(row['zoo_macs'], row['macs'])})"
-        lines.append(f"| {row['model']} params | " + " | ".join(cells) + f" | {zoo} | +{row['aux_macs']:,} |")
+        aux = "n/a" if row["aux_macs"] is None else f"+{row['aux_macs']:,}"
+        lines.append(f"| {row['model']} params | " + " | ".join(cells) + f" | {zoo} | {aux} |")
     return lines
 
 
@@ -401,39 +409,37 @@ def render_factors(rows: list[dict[str, Any]], peers: list[Peer]) -> list[str]:
 
 
 WHY = """\
-Why the counts differ (each point read off the factor table above, whose cells are measured):
+What each counter counts, as its source says (fvcore 0.1.5, ptflops 0.7.5, thop 0.1.1, torchinfo 1.8.0, torch's
+FlopCounterMode); the factor table above is the measurement that confirms or refutes each line:
 
-- **Unit.** FlopCounterMode counts 2 FLOPs per multiply-add; its total / 2 equals cnnlab's MACs exactly on
-  every model (conv and linear only, nothing else). fvcore calls multiply-adds "flops"; ptflops, thop and
-  torchinfo say MACs / mult-adds. The percentages compare each count, halved for FlopCounterMode, with
-  cnnlab's MACs.
-- **Convolutions and linear layers** agree everywhere (factor 1.000, or 2.000 for FLOPs) except where a
-  counter adds the bias into the MACs: ptflops (pytorch backend) and torchinfo count one op per output
-  element of a layer with a bias (vgg16's convolutions and every classifier), which cnnlab keeps in its own
-  `bias` column. That is vgg16's whole difference for ptflops' aten backend and torchinfo.
-- **Batch norm** is 1 op per element in fvcore, 2 in ptflops and thop, 0 in FlopCounterMode, torchinfo and
-  ptflops' aten backend; cnnlab counts 2 per element in `other_ops`, never in MACs.
-- **ReLU and pooling.** fvcore, torchinfo, FlopCounterMode and ptflops' aten backend count neither; thop
-  counts ReLU as 0 and pooling per the table; ptflops' pytorch backend counts a ReLU or pooling module once
-  through its module hook and once more through its patch of `torch.nn.functional` (the module calls
-  `F.relu` / `F.max_pool2d`), so those layers weigh twice their elements: the "not in any type" column is
-  that second count plus the functional calls of forwards that use `F.relu` directly (torchvision's
-  GoogLeNet and Inception-v3 `BasicConv2d`). Residual adds (`out += identity`) are counted by none of the
-  peers; cnnlab counts them as elementwise ops in `other_ops`.
-- **Auxiliary heads**: in eval mode no counter runs them (the last column gives what they add when cnnlab
-  analyses the model in training mode). thop counts parameters through forward hooks, so the aux heads'
-  parameters, never run, are missing from its parameter count; the others count every parameter.
-- **Which instance**: torchvision's GoogLeNet uses a 3x3 convolution where the paper's Inception module has
-  a 5x5 (a known bug torchvision keeps for its weights); cnnlab's zoo follows the paper, hence the different
-  count in the zoo column. The other zoo models match torchvision's count or differ as the column shows.
+- **Unit.** FlopCounterMode counts 2 FLOPs per multiply-add of convolutions and matrix products and nothing
+  else, so its total / 2 should equal cnnlab's MACs. fvcore calls multiply-adds "flops"; ptflops, thop and
+  torchinfo say MACs / mult-adds.
+- **Convolutions and linear layers.** fvcore, thop and FlopCounterMode count the multiply-adds alone;
+  ptflops' pytorch backend adds one op per output element of a layer with a bias (vgg16's convolutions,
+  every classifier), which cnnlab reports in its own `bias` column.
+- **Batch norm** (eval, affine): 2 ops per element in fvcore, ptflops and thop; none in FlopCounterMode;
+  cnnlab counts 2 per element in `other_ops`, never in MACs.
+- **ReLU, pooling, adds.** fvcore ignores ReLU, max pooling and adds and counts adaptive average pooling at
+  1 per input element; thop counts ReLU and max pooling as 0; ptflops' pytorch backend counts a ReLU or pooling
+  module through its module hook and again through its patch of `torch.nn.functional` (the module calls
+  `F.relu` / `F.max_pool2d`), and the functional calls of forwards that use `F.relu` directly (torchvision's
+  GoogLeNet and Inception-v3 `BasicConv2d`): the "not in any type" column; it patches `torch.add` but not
+  `+=`, so ResNet's `out += identity` is missed. cnnlab counts residual adds as elementwise ops in
+  `other_ops`.
+- **Auxiliary heads**: in eval mode no counter runs them (the last column of the parameter table: what they
+  add when cnnlab analyses the model in training mode). thop counts parameters through forward hooks, so
+  parameters of modules that never ran are missing from its count.
+- **Which instance**: torchvision's GoogLeNet uses a 3x3 convolution where the paper's Inception module has a
+  5x5 (kept for its weights); cnnlab's zoo follows the paper: the zoo column shows what that changes.
 """
 
 
 def render(rows: list[dict[str, Any]], peers: list[Peer], skipped: list[str], rounds: int,
-           load: tuple[float, float]) -> str:
+           load: tuple[float, float], when: str = "") -> str:
     versions = ", ".join(dict.fromkeys(version(p.package) for p in peers))
     lines = [SECTION, "",
-             f"`benchmarks/bench_analysis_peers.py --rounds {rounds} --write` ({time.strftime('%Y-%m-%d %H:%M')}): "
+             f"`benchmarks/bench_analysis_peers.py --rounds {rounds} --write` ({when or time.strftime('%Y-%m-%d %H:%M')}): "
              f"{os.cpu_count()} CPUs, {torch.get_num_threads()} threads, 1-minute load average "
              f"{load[0]:.1f}-{load[1]:.1f}; {versions}. Time per model: median of {rounds} alternating rounds in "
              f"one process, after a warm-up call each; the multiple is over `cnnlab.analyze`'s time.", ""]
@@ -455,7 +461,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--models", default=",".join(MODELS), help="comma-separated, from " + ", ".join(MODELS))
     parser.add_argument("--write", action="store_true", help="write the section into BENCHMARKS.md")
+    parser.add_argument("--save", type=Path, help="also write the raw results to this JSON file")
+    parser.add_argument("--render", type=Path, help="measure nothing: render the results saved by --save")
     args = parser.parse_args(argv)
+    if args.render:
+        saved = json.loads(args.render.read_text())
+        peers = [p for p in PEERS if p.name in saved["peers"]]
+        rows = [{**r, "size": tuple(r["size"]), "counts": {k: Count(**c) for k, c in r["counts"].items()}}
+                for r in saved["rows"]]
+        text = render(rows, peers, saved["skipped"], saved["rounds"], tuple(saved["load"]), saved["when"])
+        print(text)
+        if args.write:
+            write_section(SECTION, text)
+        return 0
     names = [m.strip() for m in args.models.split(",") if m.strip()]
     unknown = [m for m in names if m not in MODELS]
     if unknown:
@@ -469,8 +487,14 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(measure(name, peers, args.rounds))
         load.append(os.getloadavg()[0])
         print(f"{name}: " + ", ".join(f"{k} {v * 1e3:.0f} ms" for k, v in rows[-1]["times"].items()), flush=True)
-    text = render(rows, peers, skipped, args.rounds, (min(load), max(load)))
+    when = time.strftime("%Y-%m-%d %H:%M")
+    text = render(rows, peers, skipped, args.rounds, (min(load), max(load)), when)
     print(text)
+    if args.save:
+        args.save.write_text(json.dumps({
+            "peers": [p.name for p in peers], "skipped": skipped, "rounds": args.rounds, "when": when,
+            "load": [min(load), max(load)],
+            "rows": [{**r, "counts": {k: dataclasses.asdict(c) for k, c in r["counts"].items()}} for r in rows]}))
     if args.write:
         write_section(SECTION, text)
     return 0

@@ -100,3 +100,18 @@ def test_flop_counter_mode_sees_the_same_convolutions(bench):
     count = bench.run_flop_counter(tiny(), (3, 8, 8))
     assert count.by_type["Conv2d"] == 2 * 8 * 8 * 4 * 3 * 9 and count.by_type["Linear"] == 2 * 20
     assert torch.is_grad_enabled()  # the counter left autograd as it was
+
+
+def test_saved_results_render_again_without_measuring(bench, monkeypatch, tmp_path, capsys):
+    import dataclasses
+    import json
+
+    monkeypatch.setattr(bench, "build", lambda name: (tiny(), (3, 8, 8), "test"))
+    peers = [p for p in bench.PEERS if p.package is None]
+    row = bench.measure("tiny", peers, rounds=1)
+    saved = {"peers": [p.name for p in peers], "skipped": [], "rounds": 1, "when": "2026-01-01 00:00",
+             "load": [0.1, 0.2],
+             "rows": [{**row, "counts": {k: dataclasses.asdict(c) for k, c in row["counts"].items()}}]}
+    (tmp_path / "r.json").write_text(json.dumps(saved))
+    assert bench.main(["--render", str(tmp_path / "r.json")]) == 0
+    assert capsys.readouterr().out.strip() == bench.render([row], peers, [], 1, (0.1, 0.2), "2026-01-01 00:00").strip()
