@@ -63,7 +63,7 @@ EXPERIMENT = Experiment(
     arms=ARMS,
     budgets={
         "smoke": budgets.smoke(SMALL),
-        "quick": budgets.quick(QUICK_IMAGES, QUICK_EPOCHS, "~13 min estimated alone on 2 cores (6 epochs measured 15.0 min)", arms=SMALL,
+        "quick": budgets.quick(QUICK_IMAGES, QUICK_EPOCHS, "13.1 min measured alone on 2 cores (native-bf16 AMD EPYC, 2026-12-02)", arms=SMALL,
                                schedule=paper_schedule(QUICK_IMAGES, QUICK_EPOCHS, 128),
                                scaled="depths 20 and 56 (the paper: 110, 164, 1001)"),
         "paper": Budget("paper", {"epochs": 164, "milestones": (32_000, 48_000)},
