@@ -166,7 +166,7 @@ def test_page_draws_and_sorts_in_headless_chromium(tmp_path):
 
 
 def test_architecture_diagram_shows_branches_shortcuts_and_repeats():
-    from cnnlab.analysis.report import _diagram
+    from cnnlab.analysis.diagram import diagram as _diagram
 
     googlenet = _diagram(analyze("googlenet"))
     assert googlenet.count("concat -&gt; ") == 9 and "1x1 96 &gt; 3x3 128" in googlenet  # 3a's branch1
