@@ -109,3 +109,17 @@ def test_summary_fits_the_terminal(capsys, monkeypatch):
     assert max(map(len, capsys.readouterr().out.splitlines())) <= 70
     assert main(["models"]) == 0
     assert max(map(len, capsys.readouterr().out.splitlines())) <= 70
+
+
+def test_compare_html_is_one_self_contained_page(tmp_path, capsys):
+    out = tmp_path / "compare.html"
+    assert main(["compare", SPEC, f"{__name__}:clean_net", "--input", "3x8x8", "--format", "html", "-o", str(out)]) == 0
+    page = out.read_text()
+    assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")
+    assert "http" not in page and "<link" not in page and "src=" not in page  # nothing fetched from elsewhere
+    assert '<div class="cnnlab-report">' in page and "<svg" in page and 'onclick="sortBy(' in page  # summary's look
+    small, clean = 8 * 8 * 8 * 3 * 25 + 8 * 2, 8 * 8 * 8 * 3 * 9 + 8 * 2
+    assert f"{small:,}" in page and f"{clean:,}" in page and "x MACs" in page
+    assert f"{small / clean:.1f}x fewer multiply-adds" in page  # the table's notes, as in the text format
+    assert main(["compare", SPEC, "--input", "3x8x8", "--format", "html"]) == 0
+    assert capsys.readouterr().out.startswith("<!DOCTYPE html>")

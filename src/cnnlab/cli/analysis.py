@@ -23,8 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     summary = subparsers.add_parser(
         "summary", help="per-layer parameters, MACs, memory and receptive field of a model",
         description="Analyse a zoo model (or MODULE.PATH:CALLABLE returning an nn.Module) on the meta device: "
-                    "no weights are allocated. Conventions: MACs of conv/linear, FLOPs = 2 x MACs, other ops "
-                    "(bias, norm, activation, pooling, elementwise) in their own column.")
+                    "no weights are allocated. Counting conventions: docs/analysis.md, 'How it counts'.")
     _common(summary)
     summary.add_argument("--depth", type=_depth, default=None, metavar="N|all",
                          help="show rows down to depth N (0: totals only, 1: stages, 2: blocks; all: every row). "
@@ -41,7 +40,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     compare.add_argument("models", nargs="+", metavar="MODEL", help="zoo names or MODULE.PATH:CALLABLE")
     compare.add_argument("--input", default=None, metavar="CxHxW", help="one input size for every model")
     compare.add_argument("--train", action="store_true", help="analyse in training mode (aux heads counted)")
-    compare.add_argument("--format", choices=("table", "json", "md"), default="table")
+    compare.add_argument("--format", choices=("table", "json", "md", "html"), default="table",
+                         help="html: one self-contained page in the look of `summary --format html`")
     compare.add_argument("-o", "--output", default=None, metavar="FILE", help="write to FILE instead of stdout")
     compare.set_defaults(handler=run_compare)
 
@@ -166,6 +166,15 @@ def run_compare(args: argparse.Namespace) -> int:
               _ratio(row["params_ratio"]),
               f"{row['macs']:,}", _ratio(row["macs_ratio"]), f"{row['other_ops']:,}",
               f"{row['activation_bytes'] / 2**20:.1f} MiB"] for row in rows]
+    notes = [f"{row['model']} vs {args.models[0]}: {_sentence(row['params_ratio'], 'parameters')}, "
+             f"{_sentence(row['macs_ratio'], 'multiply-adds')}" for row in rows[1:]]
+    if any(row["params_run"] != row["params"] for row in rows):
+        notes.append("(params run: parameters of the modules that ran; auxiliary heads are off in eval mode)")
+    if args.format == "html":
+        from cnnlab.analysis.report_html import comparison_page
+
+        _emit(comparison_page(header, table, rows, notes), args.output)
+        return 0
     lines = []
     if args.format == "md":
         lines.append("| " + " | ".join(header) + " |")
@@ -181,13 +190,7 @@ def run_compare(args: argparse.Namespace) -> int:
         lines.extend([body[0], *body[2:]])  # no rule under the header, as before
         if dropped:
             lines.append(f"(left out to fit {width} columns: {', '.join(dropped)})")
-    lines.append("")
-    for row in rows[1:]:
-        lines.append(f"{row['model']} vs {args.models[0]}: {_sentence(row['params_ratio'], 'parameters')}, "
-                     f"{_sentence(row['macs_ratio'], 'multiply-adds')}")
-    if any(row["params_run"] != row["params"] for row in rows):
-        lines.append("(params run: parameters of the modules that ran; auxiliary heads are off in eval mode)")
-    _emit("\n".join(lines), args.output)
+    _emit("\n".join([*lines, "", *notes]), args.output)
     return 0
 
 
