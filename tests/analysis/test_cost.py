@@ -385,3 +385,15 @@ def test_neither_the_model_nor_its_copy_is_changed(monkeypatch, size):
     assert _same(before, _snapshot(net)) and net.training
     assert len(copies) == (1 if size[1] == 10 else 2) and all(_same(snap, _snapshot(c)) for c, snap in copies)
     assert copies[0][0].min_input_size == (10, 10) and copies[0][0].training
+
+
+def test_a_holder_of_aux_heads_runs_when_its_heads_do():
+    # aux_heads is a ModuleDict: never called itself, but its heads run in training mode
+    model = cnnlab.create_model("googlenet")
+    train = analyze(model, (3, 224, 224), training=True)
+    top = [r for r in train.layers if r.depth == 1]
+    assert sum(r.macs for r in top) == train.macs
+    heads = next(r for r in top if r.name == "aux_heads")
+    assert heads.calls == 1 and heads.macs == 8_372_224 and "not run" not in str(train)
+    held = next(r for r in analyze(model, (3, 224, 224), training=False).layers if r.name == "aux_heads")
+    assert held.calls == 0 and held.macs == 0  # eval mode: the heads do not run

@@ -300,7 +300,7 @@ def _build_report(model: nn.Module, name: str, size: tuple[int, ...], batch_size
             parent[1] += own[qual][1]
     seen = {r.name for r in order}
     rows = []
-    for r in order + [_Record(n, m) for m, n in names.items() if n not in seen]:
+    for r in order + _uncalled_containers(names, seen, order):
         qual = r.name
         rows.append(LayerCost(
             name=qual, type=type(r.module).__name__, depth=0 if qual == "" else qual.count(".") + 1,
@@ -314,3 +314,23 @@ def _build_report(model: nn.Module, name: str, size: tuple[int, ...], batch_size
         training=training, layers=rows, params=total, trainable_params=trainable, macs=tracer.total_macs,
         other_ops_by_kind={k: v for k, v in tracer.total_other.items() if v},
         activation_bytes=tracer.alloc_bytes, param_bytes=param_bytes, unknown_ops=list(tracer.unknown.values()))
+
+
+def _uncalled_containers(names: dict[nn.Module, str], seen: set[str], order: list[_Record]) -> list[_Record]:
+    """Records of modules never called themselves. A container that is only a holder (a ModuleDict of aux heads)
+    ran if its children did: it gets their sums and their call count, so no row says "not run" for code that ran
+    and the rows of one depth add up to the total."""
+    records = {r.name: r for r in order}
+    extra = [_Record(n, m) for m, n in names.items() if n not in seen]
+    records.update((r.name, r) for r in extra)
+    for r in reversed(extra):  # pre-order walk reversed: children are complete before their parent
+        children = [records[f"{r.name}.{c}" if r.name else c] for c, m in r.module._modules.items()
+                    if m is not None and (f"{r.name}.{c}" if r.name else c) in records]
+        ran = [c for c in children if c.calls]
+        if ran:
+            r.calls = max(c.calls for c in ran)
+            r.macs = sum(c.macs for c in ran)
+            for c in ran:
+                for kind, n in c.other.items():
+                    r.other[kind] = r.other.get(kind, 0) + n
+    return extra
