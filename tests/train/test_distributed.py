@@ -1,12 +1,18 @@
-"""torchrun with 2 gloo processes on the CPU (against 1 process with the same global batch), and the pieces
-that keep the ranks consistent (the weights digest behind summary.json's ranks_identical)."""
+"""torchrun with 2 gloo processes on the CPU: against 1 process with the same global batch, on BatchNorm zoo
+networks, killed and resumed (also on another number of processes), and as two "nodes" over the loopback
+address; and the pieces that keep the ranks consistent (the weights digest behind summary.json's
+ranks_identical). Each torchrun launch costs seconds, so the launches are few and the runs tiny."""
 
 from __future__ import annotations
 
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -57,16 +63,6 @@ def test_weights_digest_every_dtype_and_shape():
     assert weights_digest(_with_buffers(a=torch.zeros(4))) != weights_digest(_with_buffers(a=torch.zeros(2, 2)))
 
 
-def test_check_world_change():
-    # batch_size is the global batch: a run resumed on another number of processes splits it the new number of ways
-    note = check_world_change("runs/x", 2, 1, 16)
-    assert note.startswith("1 process instead of 2: the global batch stays 16 images, 16 per process (before: 8)")
-    with pytest.raises(ValueError) as refused:
-        check_world_change("runs/x", 1, 2, 15)
-    assert str(refused.value) == ("runs/x trained on 1 process with a global batch of 15, which 2 processes cannot "
-                                  "split evenly; resume it on 1 process, or on a number of processes that divides 15")
-
-
 def _cnnlab(tmp_path, args: list[str], processes: int = 1) -> subprocess.CompletedProcess:
     """``python -m cnnlab ARGS`` in ``tmp_path``, under ``torch.distributed.run`` (torchrun) for 2+ processes."""
     args = ["-m", "cnnlab", *args]
@@ -77,10 +73,13 @@ def _cnnlab(tmp_path, args: list[str], processes: int = 1) -> subprocess.Complet
                           timeout=300)
 
 
-def _train(tmp_path, out: str, processes: int) -> subprocess.CompletedProcess:
-    return _cnnlab(tmp_path, ["train", "ddpnet:net", "--data", "npz", "--train-file", "train.npz", "--test-file",
-                              "test.npz", "--out", out, "--batch-size", "16", "--epochs", "2", "--lr", "0.1",
-                              "--set", "precision=fp32", "--set", "channels_last=false", "--quiet"], processes)
+def _train(folder, out: str, processes: int, *more: str) -> subprocess.CompletedProcess:
+    return _cnnlab(folder, ["train", "ddpnet:net", "--data", "npz", "--train-file", "train.npz", "--test-file",
+                            "test.npz", "--out", out, "--batch-size", "16", "--epochs", "2", "--lr", "0.1",
+                            "--set", "precision=fp32", "--set", "channels_last=false", "--quiet",
+                            # a constant lr: a run stopped early by --max-steps (whose schedule it shortens) and
+                            # resumed follows the uninterrupted run
+                            "--set", "schedule=constant", *more], processes)
 
 
 def _write_npz(folder, size: int, counts: dict[str, int]) -> None:
@@ -90,26 +89,64 @@ def _write_npz(folder, size: int, counts: dict[str, int]) -> None:
                  y=rng.integers(0, 4, n))
 
 
-@pytest.mark.slow
-def test_two_gloo_processes_match_one(tmp_path):
-    (tmp_path / "ddpnet.py").write_text(NET)
-    _write_npz(tmp_path, 8, {"train": 64, "test": 24})
-    one = _train(tmp_path, "one", 1)
-    assert one.returncode == 0, one.stderr
-    two = _train(tmp_path, "two", 2)
-    assert two.returncode == 0, two.stderr
-    summary = json.loads((tmp_path / "two" / "summary.json").read_text())
-    assert summary["processes"] == 2 and summary["ranks_identical"] is True and summary["step"] == 8
-    a, _ = load_checkpoint(tmp_path / "one" / "checkpoints" / "last.safetensors")
-    b, _ = load_checkpoint(tmp_path / "two" / "checkpoints" / "last.safetensors")
+def _assert_close_weights(a_dir: Path, b_dir: Path) -> None:
+    a, _ = load_checkpoint(a_dir / "checkpoints" / "last.safetensors")
+    b, _ = load_checkpoint(b_dir / "checkpoints" / "last.safetensors")
     for key in (k for k in a if k.startswith("model/")):
         # same images, same augmentation, averaged gradients: equal up to float summation order
         torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory) -> Path:
+    """A folder with ddpnet.py, its data (64 training images: 4 batches of 16 an epoch) and ``one``: 2 epochs
+    on one process, the run every process count must follow."""
+    folder = tmp_path_factory.mktemp("ddpnet")
+    (folder / "ddpnet.py").write_text(NET)
+    _write_npz(folder, 8, {"train": 64, "test": 24})
+    one = _train(folder, "one", 1)
+    assert one.returncode == 0, one.stderr
+    return folder
+
+
+@pytest.mark.slow
+def test_two_gloo_processes_match_one(small):
+    two = _train(small, "two", 2)
+    assert two.returncode == 0, two.stderr
+    summary = json.loads((small / "two" / "summary.json").read_text())
+    assert summary["processes"] == 2 and summary["ranks_identical"] is True and summary["step"] == 8
+    _assert_close_weights(small / "one", small / "two")
     # metrics written once (rank 0), evaluation covers the whole test set across both ranks
-    lines = [json.loads(line) for line in (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()]
+    lines = [json.loads(line) for line in (small / "two" / "metrics.jsonl").read_text().splitlines()]
     assert sum(r["kind"] == "step" for r in lines) == 8
-    assert json.loads((tmp_path / "one" / "summary.json").read_text())["final_test_acc"] == pytest.approx(
+    assert json.loads((small / "one" / "summary.json").read_text())["final_test_acc"] == pytest.approx(
         summary["final_test_acc"])
+
+
+def test_check_world_change():
+    note = check_world_change("runs/x", 2, 1, 16)
+    assert note.startswith("1 process instead of 2: the global batch stays 16 images, 16 per process (before: 8)")
+    with pytest.raises(ValueError) as refused:
+        check_world_change("runs/x", 1, 2, 15)
+    assert str(refused.value) == ("runs/x trained on 1 process with a global batch of 15, which 2 processes cannot "
+                                  "split evenly; resume it on 1 process, or on a number of processes that divides 15")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("first, then", [(2, 1), (1, 2)])
+def test_resume_on_another_number_of_processes(small, first, then):
+    # batch_size is the global batch, so a run stopped at step 4 goes on with the same 16 images per step
+    out = f"from{first}to{then}"
+    started = _train(small, out, first, "--max-steps", "4")
+    assert started.returncode == 0, started.stderr
+    resumed = _train(small, out, then, "--max-steps", "8", "--resume", out)  # the same command, plus --resume
+    assert resumed.returncode == 0, resumed.stderr
+    assert check_world_change(small / out, first, then, 16) in resumed.stderr
+    summary = json.loads((small / out / "summary.json").read_text())
+    assert summary["step"] == 8 and summary["finished"] and summary["processes"] == then
+    changes = json.loads((small / out / "config.json").read_text())["changes"]
+    assert {"step": 4, "key": "processes", "old": first, "new": then} in changes
+    _assert_close_weights(small / "one", small / out)  # a batch of 16 per process would be far off
 
 
 # zoo networks with BatchNorm, as README runs them: resnet20, and GoogLeNet with its two aux heads (torchvision's
@@ -153,3 +190,130 @@ def test_sync_bn_refused_on_cpu(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert code != 0 and len(err.splitlines()) == 1 and "sync_bn needs CUDA devices" in err, err
     assert not (tmp_path / "run").exists()
+
+
+# ---------------------------------------------------------------- resnet20: killed and resumed, and two "nodes"
+def _resnet20(out: str) -> list[str]:
+    # 48 images in global batches of 16: 3 steps an epoch (each ends with an evaluation and a best checkpoint);
+    # a checkpoint every 2 steps as well, so a kill loses at most a step or two
+    return ["train", "resnet20", "--data", "npz", "--train-file", "train.npz", "--test-file", "test.npz",
+            "--batch-size", "16", "--max-steps", "20", "--set", "checkpoint_every=2", "--out", out, "--quiet"]
+
+
+def _env(folder: Path) -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(folder), "OMP_NUM_THREADS": "1"}
+
+
+def _launch(folder: Path, launcher: list[str], args: list[str]) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "torch.distributed.run", *launcher, "-m", "cnnlab", *args],
+                            cwd=folder, env=_env(folder), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _logged_step(run_dir: Path) -> int:
+    try:
+        lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    except OSError:
+        return 0
+    return max((json.loads(line)["step"] for line in lines if line.endswith("}")), default=0)
+
+
+def _wait_for_step(proc: subprocess.Popen, run_dir: Path, step: int) -> None:
+    """Until rank 0 has logged ``step`` (a run that ends first fails the test: nothing was interrupted)."""
+    deadline = time.monotonic() + 300
+    while _logged_step(run_dir) < step:
+        assert proc.poll() is None, f"the run ended before step {step}: {proc.communicate()[1][-3000:]}"
+        assert time.monotonic() < deadline, f"no step {step} in 300 s"
+        time.sleep(0.01)
+
+
+def _workers(launcher: subprocess.Popen) -> dict[int, int]:
+    """rank -> pid of the processes torchrun started."""
+    found = {}
+    for task in Path(f"/proc/{launcher.pid}/task").iterdir():
+        for pid in (task / "children").read_text().split():
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            rank = next(e.split(b"=", 1)[1] for e in environ if e.startswith(b"RANK="))
+            found[int(rank)] = int(pid)
+    return found
+
+
+def _checkpoint(run_dir: Path) -> tuple[dict[str, torch.Tensor], dict]:
+    return load_checkpoint(run_dir / "checkpoints" / "last.safetensors")
+
+
+def _steps(run_dir: Path) -> list[tuple[int, float]]:
+    lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [(r["step"], r["loss"]) for r in lines if r["kind"] == "step"]
+
+
+@pytest.fixture(scope="module")
+def resnet_reference(tmp_path_factory) -> Path:
+    """A folder with CIFAR-shaped data and ``ref``: resnet20 trained uninterrupted on 2 processes."""
+    folder = tmp_path_factory.mktemp("resnet20")
+    _write_npz(folder, 32, {"train": 48, "test": 8})
+    run = _cnnlab(folder, _resnet20("ref"), processes=2)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return folder
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="finds torchrun's workers through /proc (Linux)")
+def test_resume_under_torchrun_after_sigkill_and_sigterm(resnet_reference):
+    folder, run_dir = resnet_reference, resnet_reference / "killed"
+    command = ["--standalone", "--nproc_per_node=2"]
+    # SIGKILL to rank 0 (it holds the lock and writes the checkpoints): torchrun ends rank 1, the run fails
+    first = _launch(folder, command, _resnet20("killed"))
+    _wait_for_step(first, run_dir, 3)
+    os.kill(_workers(first)[0], signal.SIGKILL)
+    assert first.wait(timeout=120) != 0
+    # the same command plus --resume; SIGTERM to the launcher: torchrun passes it on, both ranks stop on one step
+    second = _launch(folder, command, [*_resnet20("killed"), "--resume", "killed"])
+    _wait_for_step(second, run_dir, _checkpoint(run_dir)[1]["step"] + 3)
+    second.send_signal(signal.SIGTERM)
+    err = second.communicate(timeout=120)[1]
+    assert second.returncode != 0 and "cnnlab train: SIGTERM at step" in err, err[-3000:]
+    assert "checkpoint saved; continue with --resume killed" in err
+    third = _cnnlab(folder, [*_resnet20("killed"), "--resume", "killed"], processes=2)
+    assert third.returncode == 0, third.stderr[-3000:]
+    # bitwise the uninterrupted run: weights, BatchNorm buffers, optimiser state, the augmentation generator
+    (ref, ref_meta), (got, meta) = _checkpoint(folder / "ref"), _checkpoint(run_dir)
+    assert meta["step"] == ref_meta["step"] == 20 and sorted(got) == sorted(ref)
+    different = [k for k in ref if not torch.equal(ref[k], got[k])]
+    assert not different, different[:5]
+    # one metrics stream, each step once, with the losses of the uninterrupted run
+    assert _steps(run_dir) == _steps(folder / "ref")
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["finished"] and summary["ranks_identical"] is True
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_nodes_over_loopback_match_one_node(resnet_reference):
+    # two launchers of one process each meet at a c10d rendezvous on 127.0.0.1, as two machines would; each
+    # works in a folder of its own (its own copy of the data, nothing shared), as on machines without a shared disk
+    folder, port = resnet_reference, _free_port()
+    nodes = []
+    for rank in (0, 1):
+        (folder / f"node{rank}").mkdir()
+        for name in ("train.npz", "test.npz"):
+            (folder / f"node{rank}" / name).write_bytes((folder / name).read_bytes())
+        launcher = ["--nnodes=2", "--nproc_per_node=1", f"--node_rank={rank}", "--rdzv-backend=c10d",
+                    f"--rdzv-endpoint=127.0.0.1:{port}", "--rdzv-id=cnnlab-test"]
+        nodes.append(_launch(folder / f"node{rank}", launcher, _resnet20("nodes")))
+    for node in nodes:
+        err = node.communicate(timeout=300)[1]
+        assert node.returncode == 0, err[-3000:]
+    # the run is where rank 0 ran (c10d numbers the processes itself); the other node wrote nothing
+    written = [d for d in (folder / "node0" / "nodes", folder / "node1" / "nodes") if d.exists()]
+    assert len(written) == 1 and (written[0] / "summary.json").is_file(), written
+    (ref, _), (got, _) = _checkpoint(folder / "ref"), _checkpoint(written[0])
+    assert not [k for k in ref if not torch.equal(ref[k], got[k])]  # the same arithmetic as one node: bitwise
+    one_node, two_nodes = (json.loads((d / "summary.json").read_text()) for d in (folder / "ref", written[0]))
+    assert two_nodes["processes"] == 2 and two_nodes["ranks_identical"] is True
+    for key in ("step", "final_test_acc", "final_test_loss", "best_test_acc", "test_images"):
+        assert two_nodes[key] == one_node[key], key
