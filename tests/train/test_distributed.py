@@ -20,7 +20,8 @@ import torch
 from torch import nn
 
 from cnnlab.cli import main
-from cnnlab.train import evaluate_run, load_checkpoint
+from cnnlab.data import ArrayDataset
+from cnnlab.train import TrainConfig, Trainer, evaluate_run, load_checkpoint
 from cnnlab.train.distributed import check_world_change, weights_digest
 
 # no BatchNorm: its batch statistics are per process under DDP, which would make the two runs differ
@@ -130,6 +131,27 @@ def test_check_world_change():
         check_world_change("runs/x", 1, 2, 15)
     assert str(refused.value) == ("runs/x trained on 1 process with a global batch of 15, which 2 processes cannot "
                                   "split evenly; resume it on 1 process, or on a number of processes that divides 15")
+
+
+def test_resume_may_change_data_dir(tmp_path):
+    # each machine may keep the official files elsewhere (--data-dir), also when the run is resumed there;
+    # which files (--data, --train-file) stays fixed
+    rng = np.random.default_rng(0)
+    data = ArrayDataset(rng.integers(0, 256, (32, 8, 8, 3), dtype=np.uint8), rng.integers(0, 4, 32),
+                        ("a", "b", "c", "d"))
+
+    def trainer(resume: bool, **kw) -> Trainer:
+        cfg = TrainConfig(**{**dict(model="net", data="npz", epochs=1, batch_size=16, precision="fp32"), **kw})
+        model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 4))
+        return Trainer(cfg, tmp_path / "r", resume=resume, model=model, train_data=data, test_data=data,
+                       progress=False)
+
+    trainer(False, data_dir="node0").fit(until_step=1)
+    with pytest.raises(ValueError, match="cannot change train_file when resuming"):
+        trainer(True, data_dir="node1", train_file="other.npz")
+    assert trainer(True, data_dir="node1").fit()["step"] == 2
+    assert json.loads((tmp_path / "r" / "config.json").read_text())["changes"] == [
+        {"step": 1, "key": "data_dir", "old": "node0", "new": "node1"}]
 
 
 @pytest.mark.slow

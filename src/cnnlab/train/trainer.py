@@ -72,8 +72,9 @@ from cnnlab.train.techniques import build_ema, prepare_model, set_group_hyperpar
 
 log = logging.getLogger(__name__)
 
+# data_dir only says where the official files are (--data says which): e.g. each machine's own copy
 RESUMABLE_CHANGES = ("epochs", "max_steps", "log_every", "checkpoint_every", "eval_every", "compile",
-                     "tensorboard")
+                     "tensorboard", "data_dir")
 
 
 class NonFiniteLossError(ValueError):
