@@ -601,15 +601,22 @@ class Trainer:
 
     def fit(self, until_step: int | None = None) -> dict[str, Any]:
         """Train to the end (or to ``until_step``, saving a checkpoint there); returns the summary."""
+        finished = False
         try:
             if self.is_main and not self._lock.held:  # a second fit() of one Trainer locks again
                 taken = self._lock.acquire()
                 if taken:
                     log.warning("%s", taken)
-            return self._fit(until_step)
+            summary = self._fit(until_step)
+            finished = True
+            return summary
         finally:
             self.metrics.close()
             self._lock.release()
+            if finished:
+                # every rank leaves together: a rank that tears its gloo group down while rank 0 still writes
+                # the summary was seen to abort at exit under load (not after an error: a dead peer would hang it)
+                self.dist.barrier()
             self.dist.close()
 
     def _start_line(self) -> str:
