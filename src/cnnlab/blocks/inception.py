@@ -10,81 +10,26 @@ from ``C_in`` to ``C_out`` has ``k_h*k_w*C_in*C_out`` weights, plus ``2*C_out`` 
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Sequence
-from dataclasses import dataclass
-
-import torch
 from torch import nn
 
 from cnnlab.blocks._validate import check_positive
-from cnnlab.blocks.conv import AsymmetricConv, ConvNormAct, make_activation
-
-# (out_channels, kernel, stride, padding); padding None = "same" at stride 1, 0 = "valid" (the papers' V)
-Layer = tuple[int, int | tuple[int, int], int, int | None]
-
-
-def _check_widths(widths: object) -> None:
-    """Every field of a widths dataclass is a positive int, or a tuple of as many positive ints as annotated."""
-    for f in dataclasses.fields(widths):  # type: ignore[arg-type]
-        name, value = f"{type(widths).__name__}.{f.name}", getattr(widths, f.name)
-        annotation = str(f.type)
-        if annotation.startswith("tuple"):
-            length = annotation.count("int")
-            if not isinstance(value, tuple) or len(value) != length:
-                raise ValueError(f"{name} must be a tuple of {length} positive ints, got {value!r}")
-        for v in value if isinstance(value, tuple) else (value,):
-            check_positive(v, name)
-
-
-def _chain(in_channels: int, layers: Sequence[Layer], **conv_kwargs) -> nn.Module:
-    """ConvNormAct layers in sequence; a single layer is returned bare (as torchvision / timm name it)."""
-    convs = []
-    for out, kernel, stride, padding in layers:
-        convs.append(ConvNormAct(in_channels, out, kernel, stride, padding, **conv_kwargs))
-        in_channels = out
-    return convs[0] if len(convs) == 1 else nn.Sequential(*convs)
-
-
-class MultiBranch(nn.Module):
-    """Base of every Inception module: ``branch0 .. branchN`` on the same input, concatenated on channels.
-
-    ``branches`` are ``(module, out_channels)`` pairs (``cnnlab.models.build`` passes them from a spec).
-    """
-
-    def __init__(self, in_channels: int, branches: Sequence[tuple[nn.Module, int]] = ()) -> None:
-        super().__init__()
-        self.in_channels = check_positive(in_channels, "in_channels")
-        self.out_channels = 0
-        self.num_branches = 0
-        for module, out_channels in branches:
-            self.add_branch(module, out_channels)
-
-    def add_branch(self, module: nn.Module, out_channels: int) -> None:
-        """Append a branch producing ``out_channels`` channels (concatenated after the previous ones)."""
-        self.add_module(f"branch{self.num_branches}", module)
-        self.num_branches += 1
-        self.out_channels += out_channels
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([getattr(self, f"branch{i}")(x) for i in range(self.num_branches)], dim=1)
-
-
-def _pool_proj(in_channels: int, out_channels: int, pool: str, count_include_pad: bool = True,
-               **conv_kwargs) -> nn.Sequential:
-    """3x3 stride-1 pooling then a 1x1 projection (the pool branch of every Inception module)."""
-    if pool == "max":
-        layer: nn.Module = nn.MaxPool2d(3, stride=1, padding=1)
-    else:
-        layer = nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=count_include_pad)
-    return nn.Sequential(layer, ConvNormAct(in_channels, out_channels, 1, **conv_kwargs))
-
+from cnnlab.blocks.conv import AsymmetricConv, ConvNormAct
+from cnnlab.blocks.multibranch import (  # the generic modules stay importable from here
+    MultiBranch,
+    ResidualMultiBranch,  # noqa: F401
+    _chain,
+    _frozen_widths,
+    _PaperModule,
+    _pool_proj,
+    _ResidualPaperModule,
+    _valid,
+)
 
 # --------------------------------------------------------------------------------------------------------
 # GoogLeNet (Inception-v1)
 
 
-@dataclass(frozen=True)
+@_frozen_widths
 class InceptionV1Widths:
     """One row of GoogLeNet's Table 1: #1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5, pool proj."""
 
@@ -95,15 +40,12 @@ class InceptionV1Widths:
     b5: int
     pool_proj: int
 
-    def __post_init__(self) -> None:
-        _check_widths(self)
-
     @property
     def out_channels(self) -> int:
         return self.b1 + self.b3 + self.b5 + self.pool_proj
 
 
-class InceptionV1(MultiBranch):
+class InceptionV1(_PaperModule):
     """GoogLeNet's Inception module: 1x1 | 1x1->3x3 | 1x1->5x5 | 3x3 max-pool->1x1, concatenated.
 
     Szegedy et al. 2015, "Going Deeper with Convolutions", Fig. 2(b) and Table 1. The paper has biases
@@ -113,33 +55,21 @@ class InceptionV1(MultiBranch):
     w(1,C,r5) + w(k5,r5,b5) + w(1,C,pp)``. MACs: ``H*W`` times the weight part of the same sum.
     """
 
+    widths_type = InceptionV1Widths
+
     def __init__(self, in_channels: int, widths: InceptionV1Widths, branch5_kernel: int = 5, norm: bool = False,
                  **conv_kwargs) -> None:
-        super().__init__(in_channels)
-        if not isinstance(widths, InceptionV1Widths):
-            raise TypeError(f"widths must be an InceptionV1Widths, got {type(widths).__name__}")
+        super().__init__(in_channels, widths, branch5_kernel=branch5_kernel, norm=norm, **conv_kwargs)
+
+    @staticmethod
+    def _branches(c: int, w: InceptionV1Widths, branch5_kernel: int = 5, **kw) -> list[tuple[nn.Module, int]]:
         if not isinstance(branch5_kernel, int) or branch5_kernel < 1 or branch5_kernel % 2 == 0:
             raise ValueError(f"branch5_kernel must be an odd int (5 as the paper, 3 as torchvision), "
                              f"got {branch5_kernel!r}")
-        kw = dict(norm=norm, **conv_kwargs)
-        w = widths
-        self.widths = w
-        self.add_branch(_chain(in_channels, [(w.b1, 1, 1, None)], **kw), w.b1)
-        self.add_branch(_chain(in_channels, [(w.b3_reduce, 1, 1, None), (w.b3, 3, 1, None)], **kw), w.b3)
-        self.add_branch(_chain(in_channels, [(w.b5_reduce, 1, 1, None), (w.b5, branch5_kernel, 1, None)], **kw),
-                        w.b5)
-        self.add_branch(_pool_proj(in_channels, w.pool_proj, "max", **kw), w.pool_proj)
-
-
-def _check_type(widths: object, cls: type) -> None:
-    if not isinstance(widths, cls):
-        raise TypeError(f"widths must be a {cls.__name__}, got {type(widths).__name__}")
-
-
-def _frozen_widths(cls: type) -> type:
-    """A frozen dataclass whose fields are checked to be positive ints (or tuples of them) on creation."""
-    cls.__post_init__ = _check_widths  # type: ignore[attr-defined]
-    return dataclass(frozen=True)(cls)
+        return [(_chain(c, [(w.b1, 1, 1, None)], **kw), w.b1),
+                (_chain(c, [(w.b3_reduce, 1, 1, None), (w.b3, 3, 1, None)], **kw), w.b3),
+                (_chain(c, [(w.b5_reduce, 1, 1, None), (w.b5, branch5_kernel, 1, None)], **kw), w.b5),
+                (_pool_proj(c, w.pool_proj, "max", **kw), w.pool_proj)]
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -156,7 +86,7 @@ class InceptionV3AWidths:
     pool_proj: int
 
 
-class InceptionV3A(MultiBranch):
+class InceptionV3A(_PaperModule):
     """Inception-v3's 35x35 module (torchvision ``InceptionA``; also Inception-ResNet-v2's ``Mixed_5b``).
 
     Szegedy et al. 2016, Fig. 5: the 5x5 of v1 factorized into two 3x3 (Sec. 3.1); the released model keeps
@@ -165,17 +95,19 @@ class InceptionV3A(MultiBranch):
     w(9,d1,d2) + w(1,C,pp)``. Output depth ``b1 + b5 + d2 + pp``.
     """
 
+    widths_type = InceptionV3AWidths
+
     def __init__(self, in_channels: int, widths: InceptionV3AWidths, pool_count_include_pad: bool = True,
                  **conv_kwargs) -> None:
-        super().__init__(in_channels)
-        _check_type(widths, InceptionV3AWidths)
-        w, c, kw = widths, in_channels, conv_kwargs
-        self.widths = w
-        self.add_branch(_chain(c, [(w.b1, 1, 1, None)], **kw), w.b1)
-        self.add_branch(_chain(c, [(w.b5[0], 1, 1, None), (w.b5[1], 5, 1, None)], **kw), w.b5[1])
-        self.add_branch(_chain(c, [(w.b3dbl[0], 1, 1, None), (w.b3dbl[1], 3, 1, None), (w.b3dbl[2], 3, 1, None)],
-                               **kw), w.b3dbl[2])
-        self.add_branch(_pool_proj(c, w.pool_proj, "avg", pool_count_include_pad, **kw), w.pool_proj)
+        super().__init__(in_channels, widths, pool_count_include_pad=pool_count_include_pad, **conv_kwargs)
+
+    @staticmethod
+    def _branches(c: int, w: InceptionV3AWidths, pool_count_include_pad: bool = True, **kw) -> list:
+        d = w.b3dbl
+        return [(_chain(c, [(w.b1, 1, 1, None)], **kw), w.b1),
+                (_chain(c, [(w.b5[0], 1, 1, None), (w.b5[1], 5, 1, None)], **kw), w.b5[1]),
+                (_chain(c, [(d[0], 1, 1, None), (d[1], 3, 1, None), (d[2], 3, 1, None)], **kw), d[2]),
+                (_pool_proj(c, w.pool_proj, "avg", pool_count_include_pad, **kw), w.pool_proj)]
 
 
 @_frozen_widths
@@ -193,7 +125,7 @@ class InceptionV3BWidths:
         return cls(out, (mid, mid, out), (mid, mid, mid, mid, out), out)
 
 
-class InceptionV3B(MultiBranch):
+class InceptionV3B(_PaperModule):
     """Inception-v3's 17x17 module with n x n convolutions factorized into 1 x n and n x 1 (n = 7).
 
     Szegedy et al. 2016, Fig. 6 and Sec. 3.2 (torchvision ``InceptionC``); with Inception-v4's widths
@@ -202,20 +134,20 @@ class InceptionV3B(MultiBranch):
     w(7,b',c') + w(7,c',o') + w(1,C,pp)``. Output depth ``b1 + o + o' + pp``.
     """
 
+    widths_type = InceptionV3BWidths
+
     def __init__(self, in_channels: int, widths: InceptionV3BWidths, pool_count_include_pad: bool = True,
                  **conv_kwargs) -> None:
-        super().__init__(in_channels)
-        _check_type(widths, InceptionV3BWidths)
-        w, c, kw = widths, in_channels, conv_kwargs
-        self.widths = w
-        h, v = (1, 7), (7, 1)  # the papers' 1x7 (horizontal) and 7x1 (vertical) kernels, as (height, width)
-        self.add_branch(_chain(c, [(w.b1, 1, 1, None)], **kw), w.b1)
-        self.add_branch(_chain(c, [(w.b7[0], 1, 1, None), (w.b7[1], h, 1, None), (w.b7[2], v, 1, None)], **kw),
-                        w.b7[2])
-        d = w.b7dbl
-        self.add_branch(_chain(c, [(d[0], 1, 1, None), (d[1], v, 1, None), (d[2], h, 1, None), (d[3], v, 1, None),
-                                   (d[4], h, 1, None)], **kw), d[4])
-        self.add_branch(_pool_proj(c, w.pool_proj, "avg", pool_count_include_pad, **kw), w.pool_proj)
+        super().__init__(in_channels, widths, pool_count_include_pad=pool_count_include_pad, **conv_kwargs)
+
+    @staticmethod
+    def _branches(c: int, w: InceptionV3BWidths, pool_count_include_pad: bool = True, **kw) -> list:
+        h, v, d = (1, 7), (7, 1), w.b7dbl  # the papers' 1x7 (horizontal) and 7x1 (vertical), as (height, width)
+        return [(_chain(c, [(w.b1, 1, 1, None)], **kw), w.b1),
+                (_chain(c, [(w.b7[0], 1, 1, None), (w.b7[1], h, 1, None), (w.b7[2], v, 1, None)], **kw), w.b7[2]),
+                (_chain(c, [(d[0], 1, 1, None), (d[1], v, 1, None), (d[2], h, 1, None), (d[3], v, 1, None),
+                            (d[4], h, 1, None)], **kw), d[4]),
+                (_pool_proj(c, w.pool_proj, "avg", pool_count_include_pad, **kw), w.pool_proj)]
 
 
 @_frozen_widths
@@ -228,7 +160,7 @@ class InceptionV3CWidths:
     pool_proj: int
 
 
-class InceptionV3C(MultiBranch):
+class InceptionV3C(_PaperModule):
     """Inception-v3's 8x8 module with expanded filter banks: 1x3 and 3x1 side by side, concatenated.
 
     Szegedy et al. 2016, Fig. 7 (torchvision ``InceptionE``): on the coarsest grid the factorized outputs
@@ -237,19 +169,21 @@ class InceptionV3C(MultiBranch):
     w(1,C,r') + w(9,r',m) + 2*w(3,m,o') + w(1,C,pp)``. Output depth ``b1 + 2*o + 2*o' + pp``.
     """
 
+    widths_type = InceptionV3CWidths
+
     def __init__(self, in_channels: int, widths: InceptionV3CWidths, pool_count_include_pad: bool = True,
                  **conv_kwargs) -> None:
-        super().__init__(in_channels)
-        _check_type(widths, InceptionV3CWidths)
-        w, c, kw = widths, in_channels, conv_kwargs
-        self.widths = w
-        self.add_branch(_chain(c, [(w.b1, 1, 1, None)], **kw), w.b1)
-        self.add_branch(nn.Sequential(ConvNormAct(c, w.b3[0], 1, **kw),
-                                      AsymmetricConv(w.b3[0], w.b3[1], 3, parallel=True, **kw)), 2 * w.b3[1])
+        super().__init__(in_channels, widths, pool_count_include_pad=pool_count_include_pad, **conv_kwargs)
+
+    @staticmethod
+    def _branches(c: int, w: InceptionV3CWidths, pool_count_include_pad: bool = True, **kw) -> list:
         r, m, o = w.b3dbl
-        self.add_branch(nn.Sequential(ConvNormAct(c, r, 1, **kw), ConvNormAct(r, m, 3, **kw),
-                                      AsymmetricConv(m, o, 3, parallel=True, **kw)), 2 * o)
-        self.add_branch(_pool_proj(c, w.pool_proj, "avg", pool_count_include_pad, **kw), w.pool_proj)
+        return [(_chain(c, [(w.b1, 1, 1, None)], **kw), w.b1),
+                (nn.Sequential(ConvNormAct(c, w.b3[0], 1, **kw),
+                               AsymmetricConv(w.b3[0], w.b3[1], 3, parallel=True, **kw)), 2 * w.b3[1]),
+                (nn.Sequential(ConvNormAct(c, r, 1, **kw), ConvNormAct(r, m, 3, **kw),
+                               AsymmetricConv(m, o, 3, parallel=True, **kw)), 2 * o),
+                (_pool_proj(c, w.pool_proj, "avg", pool_count_include_pad, **kw), w.pool_proj)]
 
 
 @_frozen_widths
@@ -262,7 +196,7 @@ class ReductionAWidths:
     n: int
 
 
-class ReductionA(MultiBranch):
+class ReductionA(_PaperModule):
     """35x35 -> 17x17 grid reduction: 3x3/2 (n) | 1x1 (k) -> 3x3 (l) -> 3x3/2 (m) | 3x3/2 max-pool.
 
     Pooling and stride-2 convolutions side by side, concatenated: the grid shrinks without a
@@ -273,14 +207,13 @@ class ReductionA(MultiBranch):
     MACs, input ``H x W``, output ``H' = (H - 3) // 2 + 1``: ``H*W*(C*k + 9*k*l) + H'*W'*9*(C*n + l*m)``.
     """
 
-    def __init__(self, in_channels: int, widths: ReductionAWidths, **conv_kwargs) -> None:
-        super().__init__(in_channels)
-        _check_type(widths, ReductionAWidths)
-        w, c, kw = widths, in_channels, conv_kwargs
-        self.widths = w
-        self.add_branch(_chain(c, [(w.n, 3, 2, 0)], **kw), w.n)
-        self.add_branch(_chain(c, [(w.k, 1, 1, None), (w.l, 3, 1, None), (w.m, 3, 2, 0)], **kw), w.m)
-        self.add_branch(nn.MaxPool2d(3, stride=2), c)
+    widths_type = ReductionAWidths
+
+    @staticmethod
+    def _branches(c: int, w: ReductionAWidths, **kw) -> list:
+        return [(_chain(c, [(w.n, 3, 2, 0)], **kw), w.n),
+                (_chain(c, [(w.k, 1, 1, None), (w.l, 3, 1, None), (w.m, 3, 2, 0)], **kw), w.m),
+                (nn.MaxPool2d(3, stride=2), c)]
 
 
 @_frozen_widths
@@ -291,7 +224,7 @@ class ReductionBWidths:
     b7: tuple[int, int, int, int]
 
 
-class ReductionB(MultiBranch):
+class ReductionB(_PaperModule):
     """17x17 -> 8x8 grid reduction: 1x1 -> 3x3/2 | 1x1 -> 1x7 -> 7x1 -> 3x3/2 | 3x3/2 max-pool.
 
     Inception-v3's ``Mixed_7a`` (torchvision ``InceptionD``; Szegedy et al. 2016, Sec. 5) and, with its
@@ -300,16 +233,14 @@ class ReductionB(MultiBranch):
     MACs: ``H*W*(C*r + C*r' + 7*r'*a + 7*a*b) + H'*W'*9*(r*o + b*o')`` with ``H' = (H - 3) // 2 + 1``.
     """
 
-    def __init__(self, in_channels: int, widths: ReductionBWidths, **conv_kwargs) -> None:
-        super().__init__(in_channels)
-        _check_type(widths, ReductionBWidths)
-        w, c, kw = widths, in_channels, conv_kwargs
-        self.widths = w
-        self.add_branch(_chain(c, [(w.b3[0], 1, 1, None), (w.b3[1], 3, 2, 0)], **kw), w.b3[1])
+    widths_type = ReductionBWidths
+
+    @staticmethod
+    def _branches(c: int, w: ReductionBWidths, **kw) -> list:
         r, a, b, o = w.b7
-        self.add_branch(_chain(c, [(r, 1, 1, None), (a, (1, 7), 1, None), (b, (7, 1), 1, None), (o, 3, 2, 0)], **kw),
-                        o)
-        self.add_branch(nn.MaxPool2d(3, stride=2), c)
+        return [(_chain(c, [(w.b3[0], 1, 1, None), (w.b3[1], 3, 2, 0)], **kw), w.b3[1]),
+                (_chain(c, [(r, 1, 1, None), (a, (1, 7), 1, None), (b, (7, 1), 1, None), (o, 3, 2, 0)], **kw), o),
+                (nn.MaxPool2d(3, stride=2), c)]
 
 
 # torchvision 0.29.1 Inception3 (= the released TF model) rows
@@ -320,10 +251,6 @@ INCEPTION_V3_REDUCTION_B = ReductionBWidths((192, 320), (192, 192, 192, 192))  #
 # --------------------------------------------------------------------------------------------------------
 # Inception-v4 (Szegedy, Ioffe, Vanhoucke & Alemi 2017, "Inception-v4, Inception-ResNet and the Impact of
 # Residual Connections on Learning", AAAI); widths and branch order as timm 1.0.31 inception_v4 (= TF-slim)
-
-
-def _valid(out: int, kernel: int | tuple[int, int] = 3, stride: int = 1) -> Layer:
-    return (out, kernel, stride, 0)
 
 
 class InceptionV4Stem(nn.Sequential):
@@ -365,7 +292,7 @@ class InceptionV4AWidths:
     pool_proj: int
 
 
-class InceptionV4A(MultiBranch):
+class InceptionV4A(_PaperModule):
     """Inception-v4's Inception-A (Szegedy et al. 2017, Fig. 4), 35x35 grid.
 
     Average pooling excludes the padding (``count_include_pad=False``, as timm / TF-slim).
@@ -373,17 +300,19 @@ class InceptionV4A(MultiBranch):
     Output depth ``b1 + o + d2 + pp`` (384 with the paper's widths).
     """
 
+    widths_type = InceptionV4AWidths
+
     def __init__(self, in_channels: int, widths: InceptionV4AWidths, pool_count_include_pad: bool = False,
                  **conv_kwargs) -> None:
-        super().__init__(in_channels)
-        _check_type(widths, InceptionV4AWidths)
-        w, c, kw = widths, in_channels, conv_kwargs
-        self.widths = w
-        self.add_branch(_chain(c, [(w.b1, 1, 1, None)], **kw), w.b1)
-        self.add_branch(_chain(c, [(w.b3[0], 1, 1, None), (w.b3[1], 3, 1, None)], **kw), w.b3[1])
+        super().__init__(in_channels, widths, pool_count_include_pad=pool_count_include_pad, **conv_kwargs)
+
+    @staticmethod
+    def _branches(c: int, w: InceptionV4AWidths, pool_count_include_pad: bool = False, **kw) -> list:
         d = w.b3dbl
-        self.add_branch(_chain(c, [(d[0], 1, 1, None), (d[1], 3, 1, None), (d[2], 3, 1, None)], **kw), d[2])
-        self.add_branch(_pool_proj(c, w.pool_proj, "avg", pool_count_include_pad, **kw), w.pool_proj)
+        return [(_chain(c, [(w.b1, 1, 1, None)], **kw), w.b1),
+                (_chain(c, [(w.b3[0], 1, 1, None), (w.b3[1], 3, 1, None)], **kw), w.b3[1]),
+                (_chain(c, [(d[0], 1, 1, None), (d[1], 3, 1, None), (d[2], 3, 1, None)], **kw), d[2]),
+                (_pool_proj(c, w.pool_proj, "avg", pool_count_include_pad, **kw), w.pool_proj)]
 
 
 @_frozen_widths
@@ -396,7 +325,7 @@ class InceptionV4CWidths:
     pool_proj: int
 
 
-class InceptionV4C(MultiBranch):
+class InceptionV4C(_PaperModule):
     """Inception-v4's Inception-C (Szegedy et al. 2017, Fig. 6), 8x8 grid, expanded 1x3 / 3x1 outputs.
 
     Like Inception-v3's 8x8 module with the inner 3x3 of the second branch factorized into 3x1 -> 1x3
@@ -404,20 +333,21 @@ class InceptionV4C(MultiBranch):
     + 2*w(3,b,o') + w(1,C,pp)``. Output depth ``b1 + 2*o + 2*o' + pp`` (1536 with the paper's widths).
     """
 
+    widths_type = InceptionV4CWidths
+
     def __init__(self, in_channels: int, widths: InceptionV4CWidths, pool_count_include_pad: bool = False,
                  **conv_kwargs) -> None:
-        super().__init__(in_channels)
-        _check_type(widths, InceptionV4CWidths)
-        w, c, kw = widths, in_channels, conv_kwargs
-        self.widths = w
-        self.add_branch(_chain(c, [(w.b1, 1, 1, None)], **kw), w.b1)
-        self.add_branch(nn.Sequential(ConvNormAct(c, w.b3[0], 1, **kw),
-                                      AsymmetricConv(w.b3[0], w.b3[1], 3, parallel=True, **kw)), 2 * w.b3[1])
+        super().__init__(in_channels, widths, pool_count_include_pad=pool_count_include_pad, **conv_kwargs)
+
+    @staticmethod
+    def _branches(c: int, w: InceptionV4CWidths, pool_count_include_pad: bool = False, **kw) -> list:
         r, a, b, o = w.b3dbl
-        self.add_branch(nn.Sequential(ConvNormAct(c, r, 1, **kw), ConvNormAct(r, a, (3, 1), **kw),
-                                      ConvNormAct(a, b, (1, 3), **kw),
-                                      AsymmetricConv(b, o, 3, parallel=True, **kw)), 2 * o)
-        self.add_branch(_pool_proj(c, w.pool_proj, "avg", pool_count_include_pad, **kw), w.pool_proj)
+        return [(_chain(c, [(w.b1, 1, 1, None)], **kw), w.b1),
+                (nn.Sequential(ConvNormAct(c, w.b3[0], 1, **kw),
+                               AsymmetricConv(w.b3[0], w.b3[1], 3, parallel=True, **kw)), 2 * w.b3[1]),
+                (nn.Sequential(ConvNormAct(c, r, 1, **kw), ConvNormAct(r, a, (3, 1), **kw),
+                               ConvNormAct(a, b, (1, 3), **kw), AsymmetricConv(b, o, 3, parallel=True, **kw)), 2 * o),
+                (_pool_proj(c, w.pool_proj, "avg", pool_count_include_pad, **kw), w.pool_proj)]
 
 
 # Szegedy et al. 2017: Fig. 4-6 and 8, Table 1 (Reduction-A k, l, m, n); B uses InceptionV3B's layout
@@ -427,37 +357,6 @@ INCEPTION_V4_C = InceptionV4CWidths(256, (384, 256), (384, 448, 512, 256), 256)
 INCEPTION_V4_REDUCTION_A = ReductionAWidths(192, 224, 256, 384)
 INCEPTION_V4_REDUCTION_B = ReductionBWidths((192, 192), (256, 256, 320, 320))
 
-
-# --------------------------------------------------------------------------------------------------------
-# Inception-ResNet (Szegedy et al. 2017, Sec. 3.2): Inception branches -> 1x1 linear expansion -> scaled add
-
-
-def _check_scale(scale: float) -> float:
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0.0 <= float(scale) < float("inf"):
-        raise ValueError(f"scale must be a finite number >= 0 (the paper scales residuals by 0.1-0.3), got {scale!r}")
-    return float(scale)
-
-
-class ResidualMultiBranch(MultiBranch):
-    """An Inception-ResNet unit: ``act(x + scale * expand(concat(branches)))``, ``expand`` a biased 1x1 conv
-    back to ``in_channels`` (Szegedy et al. 2017, Sec. 3.2). Subclasses add their branches, then ``_finish``."""
-
-    def __init__(self, in_channels: int, branches: Sequence[tuple[nn.Module, int]] = (), scale: float = 1.0,
-                 activate: bool = True, act: str | None = "relu") -> None:
-        super().__init__(in_channels, branches)
-        if branches:
-            self._finish(scale, activate, act)
-
-    def _finish(self, scale: float, activate: bool, act: str | None) -> None:
-        # the 1x1 "filter-expansion" conv has no activation and no BN (Sec. 3.2): it only matches depths
-        self.branch_channels = self.out_channels
-        self.expand = nn.Conv2d(self.branch_channels, self.in_channels, 1, bias=True)
-        self.out_channels = self.in_channels
-        self.scale = _check_scale(scale)
-        self.act = make_activation(act) if activate else nn.Identity()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(x + self.scale * self.expand(super().forward(x)))
 
 
 @_frozen_widths
@@ -485,7 +384,7 @@ class InceptionResNetCWidths:
     b3: tuple[int, int, int]
 
 
-class InceptionResNetA(ResidualMultiBranch):
+class InceptionResNetA(_ResidualPaperModule):
     """Inception-ResNet-A: 35x35 Inception branches, 1x1 linear expansion to ``C``, scaled residual add, ReLU.
 
     Szegedy et al. 2017, Figs. 10 (v1) / 16 (v2), Sec. 3.3: residuals scaled by ``scale`` (0.1-0.3) before
@@ -494,55 +393,46 @@ class InceptionResNetA(ResidualMultiBranch):
     MACs (all layers keep ``H x W``): ``H*W`` times the weight part of the same sum; likewise for B and C.
     """
 
-    def __init__(self, in_channels: int, widths: InceptionResNetAWidths, scale: float = 1.0,
-                 activate: bool = True, act: str | None = "relu", **conv_kwargs) -> None:
-        super().__init__(in_channels)
-        _check_type(widths, InceptionResNetAWidths)
-        w, c, kw = widths, in_channels, conv_kwargs
-        self.widths = w
-        self.add_branch(_chain(c, [(w.b1, 1, 1, None)], **kw), w.b1)
-        self.add_branch(_chain(c, [(w.b3[0], 1, 1, None), (w.b3[1], 3, 1, None)], **kw), w.b3[1])
+    widths_type = InceptionResNetAWidths
+
+    @staticmethod
+    def _branches(c: int, w: InceptionResNetAWidths, **kw) -> list:
         d = w.b3dbl
-        self.add_branch(_chain(c, [(d[0], 1, 1, None), (d[1], 3, 1, None), (d[2], 3, 1, None)], **kw), d[2])
-        self._finish(scale, activate, act)
+        return [(_chain(c, [(w.b1, 1, 1, None)], **kw), w.b1),
+                (_chain(c, [(w.b3[0], 1, 1, None), (w.b3[1], 3, 1, None)], **kw), w.b3[1]),
+                (_chain(c, [(d[0], 1, 1, None), (d[1], 3, 1, None), (d[2], 3, 1, None)], **kw), d[2])]
 
 
-class InceptionResNetB(ResidualMultiBranch):
+class InceptionResNetB(_ResidualPaperModule):
     """Inception-ResNet-B: 17x17 branches 1x1 | 1x1->1x7->7x1, linear 1x1 expansion, scaled add, ReLU.
 
     Szegedy et al. 2017, Figs. 11 (v1) / 17 (v2). Params: ``w(1,C,b1) + w(1,C,r) + w(7,r,a) + w(7,a,o)
     + (b1+o)*C + C``.
     """
 
-    def __init__(self, in_channels: int, widths: InceptionResNetBWidths, scale: float = 1.0,
-                 activate: bool = True, act: str | None = "relu", **conv_kwargs) -> None:
-        super().__init__(in_channels)
-        _check_type(widths, InceptionResNetBWidths)
-        w, c, kw = widths, in_channels, conv_kwargs
-        self.widths = w
+    widths_type = InceptionResNetBWidths
+
+    @staticmethod
+    def _branches(c: int, w: InceptionResNetBWidths, **kw) -> list:
         r, a, o = w.b7
-        self.add_branch(_chain(c, [(w.b1, 1, 1, None)], **kw), w.b1)
-        self.add_branch(_chain(c, [(r, 1, 1, None), (a, (1, 7), 1, None), (o, (7, 1), 1, None)], **kw), o)
-        self._finish(scale, activate, act)
+        return [(_chain(c, [(w.b1, 1, 1, None)], **kw), w.b1),
+                (_chain(c, [(r, 1, 1, None), (a, (1, 7), 1, None), (o, (7, 1), 1, None)], **kw), o)]
 
 
-class InceptionResNetC(ResidualMultiBranch):
+class InceptionResNetC(_ResidualPaperModule):
     """Inception-ResNet-C: 8x8 branches 1x1 | 1x1->1x3->3x1, linear 1x1 expansion, scaled add, ReLU.
 
     Szegedy et al. 2017, Figs. 13 (v1) / 19 (v2). Params: ``w(1,C,b1) + w(1,C,r) + w(3,r,a) + w(3,a,o)
     + (b1+o)*C + C``.
     """
 
-    def __init__(self, in_channels: int, widths: InceptionResNetCWidths, scale: float = 1.0,
-                 activate: bool = True, act: str | None = "relu", **conv_kwargs) -> None:
-        super().__init__(in_channels)
-        _check_type(widths, InceptionResNetCWidths)
-        w, c, kw = widths, in_channels, conv_kwargs
-        self.widths = w
+    widths_type = InceptionResNetCWidths
+
+    @staticmethod
+    def _branches(c: int, w: InceptionResNetCWidths, **kw) -> list:
         r, a, o = w.b3
-        self.add_branch(_chain(c, [(w.b1, 1, 1, None)], **kw), w.b1)
-        self.add_branch(_chain(c, [(r, 1, 1, None), (a, (1, 3), 1, None), (o, (3, 1), 1, None)], **kw), o)
-        self._finish(scale, activate, act)
+        return [(_chain(c, [(w.b1, 1, 1, None)], **kw), w.b1),
+                (_chain(c, [(r, 1, 1, None), (a, (1, 3), 1, None), (o, (3, 1), 1, None)], **kw), o)]
 
 
 @_frozen_widths
@@ -554,7 +444,7 @@ class InceptionResNetReductionBWidths:
     b3dbl: tuple[int, int, int]     # 1x1 -> 3x3 -> 3x3/2 V
 
 
-class InceptionResNetReductionB(MultiBranch):
+class InceptionResNetReductionB(_PaperModule):
     """17x17 -> 8x8 reduction of Inception-ResNet: 1x1->3x3/2 | 1x1->3x3/2 | 1x1->3x3->3x3/2 | max-pool.
 
     Szegedy et al. 2017, Figs. 12 / 18 (timm ``Mixed_7a``). Params: ``w(1,C,r1) + w(9,r1,o1) + w(1,C,r2)
@@ -562,16 +452,14 @@ class InceptionResNetReductionB(MultiBranch):
     MACs: ``H*W*(C*(r1+r2+r3) + 9*r3*m) + H'*W'*9*(r1*o1 + r2*o2 + m*o3)`` with ``H' = (H - 3) // 2 + 1``.
     """
 
-    def __init__(self, in_channels: int, widths: InceptionResNetReductionBWidths, **conv_kwargs) -> None:
-        super().__init__(in_channels)
-        _check_type(widths, InceptionResNetReductionBWidths)
-        w, c, kw = widths, in_channels, conv_kwargs
-        self.widths = w
-        for r, o in (w.b3a, w.b3b):
-            self.add_branch(_chain(c, [(r, 1, 1, None), _valid(o, 3, 2)], **kw), o)
+    widths_type = InceptionResNetReductionBWidths
+
+    @staticmethod
+    def _branches(c: int, w: InceptionResNetReductionBWidths, **kw) -> list:
         r, m, o = w.b3dbl
-        self.add_branch(_chain(c, [(r, 1, 1, None), (m, 3, 1, None), _valid(o, 3, 2)], **kw), o)
-        self.add_branch(nn.MaxPool2d(3, stride=2), c)
+        return [*((_chain(c, [(ri, 1, 1, None), _valid(oi, 3, 2)], **kw), oi) for ri, oi in (w.b3a, w.b3b)),
+                (_chain(c, [(r, 1, 1, None), (m, 3, 1, None), _valid(o, 3, 2)], **kw), o),
+                (nn.MaxPool2d(3, stride=2), c)]
 
 
 class InceptionResNetV1Stem(nn.Sequential):
