@@ -164,3 +164,36 @@ class FCHead(nn.Sequential):
     def reset_classifier(self, num_classes: int) -> None:
         """Replace the classifier ``fc`` for ``num_classes`` outputs; fc6, fc7 are kept."""
         self.fc = nn.Linear(self.fc.in_features, check_positive(num_classes, "num_classes"))
+
+
+class ConvClassifierHead(nn.Module):
+    """Dropout -> 1x1 convolution to ``num_classes`` (``fc``) -> ReLU -> global average pool -> flatten.
+
+    SqueezeNet's conv10 + avgpool10: the classifier is a 1x1 convolution, named ``fc`` like every zoo
+    classifier (a 1x1 convolution is a linear layer applied at each position). Params: ``C*K + K``;
+    MACs: ``H*W*C*K`` at the final feature size. The ReLU before pooling follows the paper and torchvision.
+    """
+
+    def __init__(self, in_channels: int, num_classes: int, dropout: float = 0.5) -> None:
+        super().__init__()
+        check_positive(in_channels, "in_channels")
+        self.in_channels = in_channels
+        self.dropout = nn.Dropout(check_probability(dropout, "dropout"))
+        self.fc = self._classifier(num_classes)
+        self.act = nn.ReLU(inplace=True)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.flatten = nn.Flatten(1)
+
+    def _classifier(self, num_classes: int) -> nn.Conv2d:
+        conv = nn.Conv2d(self.in_channels, check_positive(num_classes, "num_classes"), 1)
+        # torchvision 0.29.1: the final convolution starts near zero, N(0, 0.01), unlike the others
+        nn.init.normal_(conv.weight, 0.0, 0.01)
+        nn.init.zeros_(conv.bias)
+        return conv
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.flatten(self.pool(self.act(self.fc(self.dropout(x)))))
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Replace the 1x1 classifier convolution for ``num_classes`` outputs."""
+        self.fc = self._classifier(num_classes)

@@ -12,9 +12,9 @@ from collections.abc import Callable
 
 from torch import nn
 
-from cnnlab.blocks import ClassifierHead, ConvNormAct
+from cnnlab.blocks import ClassifierHead, ConvNormAct, Fire
 from cnnlab.blocks.conv import AsymmetricConv
-from cnnlab.blocks.heads import FCHead, GoogLeNetAux, InceptionV3Aux
+from cnnlab.blocks.heads import ConvClassifierHead, FCHead, GoogLeNetAux, InceptionV3Aux
 from cnnlab.blocks.inception import MultiBranch, ResidualMultiBranch
 from cnnlab.blocks.residual import BasicBlock, Bottleneck, PreActBasicBlock, PreActBottleneck, norm_act
 from cnnlab.models.network import Network
@@ -22,6 +22,7 @@ from cnnlab.models.spec import (
     AuxSpec,
     BranchSpec,
     ConvDefaults,
+    FireSpec,
     HeadSpec,
     LayerSpec,
     MultiBranchSpec,
@@ -108,8 +109,10 @@ def build_residual(unit: ResidualSpec, in_channels: int) -> nn.Module:
                                                      shortcut=unit.shortcut, **extra)
 
 
-def build_unit(unit: LayerSpec | MultiBranchSpec | ResidualSpec, in_channels: int,
+def build_unit(unit: LayerSpec | MultiBranchSpec | ResidualSpec | FireSpec, in_channels: int,
                conv_kwargs: dict[str, object]) -> nn.Module:
+    if isinstance(unit, FireSpec):  # the fire module's own convs: biases, no norm (the paper's Caffe model)
+        return Fire(in_channels, unit.squeeze, unit.expand1x1, unit.expand3x3, bypass=unit.bypass)
     if isinstance(unit, MultiBranchSpec):
         return build_multi_branch(unit, in_channels, conv_kwargs)
     if isinstance(unit, ResidualSpec):
@@ -137,6 +140,8 @@ def build_stage(stage: StageSpec, in_channels: int, conv_kwargs: dict[str, objec
 def _head(head: HeadSpec, channels: int, num_classes: int) -> nn.Module:
     if head.kind == "fc_stack":
         return FCHead(channels, num_classes, head.pool_size, head.hidden, head.dropout, head.dropout_first)
+    if head.kind == "conv_pool":
+        return ConvClassifierHead(channels, num_classes, head.dropout)
     return ClassifierHead(channels, num_classes, head.dropout)
 
 
@@ -162,6 +167,14 @@ def _torchvision_vgg_init(model: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
+def _torchvision_squeezenet_init(model: nn.Module) -> None:
+    # torchvision 0.29.1: He-uniform convs, zero biases; the classifier conv keeps its own N(0, 0.01) start
+    for name, m in model.named_modules():
+        if isinstance(m, nn.Conv2d) and not name.startswith("head."):
+            nn.init.kaiming_uniform_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
 def he_init(net: nn.Module) -> None:
     """He init: conv weights N(0, 2 / (k^2 C_out)) as resnet-1k-layers and torchvision 0.29.1; BN scale 1, shift 0."""
     for m in net.modules():
@@ -183,4 +196,5 @@ def _he_zero_residual_init(net: nn.Module) -> None:
 
 # spec.INITS names these; a spec read from JSON can only pick one of them
 _INITS: dict[str, Callable[[nn.Module], None]] = {"": lambda model: None, "torchvision_vgg": _torchvision_vgg_init,
+                                                  "torchvision_squeezenet": _torchvision_squeezenet_init,
                                                   "he": he_init, "he_zero_residual": _he_zero_residual_init}

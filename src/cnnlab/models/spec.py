@@ -22,11 +22,11 @@ LAYER_KINDS = ("conv", "conv_split", "max_pool", "avg_pool", "lrn", "norm_act")
 RESIDUAL_KINDS = ("basic", "bottleneck")
 SHORTCUTS = ("A", "B", "C", False)  # He et al. 2015, Sec. 3.3; False: no shortcut (the plain nets)
 STAGE_LAYOUTS = ("auto", "sequential", "merged")
-HEAD_KINDS = ("pool_fc", "fc_stack")
+HEAD_KINDS = ("pool_fc", "fc_stack", "conv_pool")
 AUX_KINDS = ("googlenet", "inception_v3")
 # "": PyTorch's default initialisation of each module; "he": He et al. 2015 fan-out normal convs, BN 1 / 0
 # ("he_zero_residual": then every residual unit starts as its shortcut, Goyal et al. 2017)
-INITS = ("", "torchvision_vgg", "he", "he_zero_residual")
+INITS = ("", "torchvision_vgg", "torchvision_squeezenet", "he", "he_zero_residual")
 
 
 def _tuple(value: object) -> object:
@@ -224,7 +224,28 @@ class ResidualSpec:
         return (size - 1) // self.stride + 1  # padded 3x3 / 1x1 convs and the subsampling shortcut agree
 
 
-Unit = LayerSpec | MultiBranchSpec | ResidualSpec
+@dataclass(frozen=True)
+class FireSpec:
+    """SqueezeNet's fire module (Iandola et al. 2016, Fig. 1): squeeze 1x1, then expand 1x1 and 3x3 side by side;
+    ``bypass`` adds the input (Sec. 6.2, equal depths only). Keeps the grid."""
+
+    squeeze: int
+    expand1x1: int
+    expand3x3: int
+    bypass: bool = False
+
+    def __post_init__(self) -> None:
+        for f in ("squeeze", "expand1x1", "expand3x3"):
+            _positive(getattr(self, f), f"fire {f}")
+
+    def channels(self, in_channels: int) -> int:
+        return self.expand1x1 + self.expand3x3
+
+    def size(self, size: int, axis: int) -> int:
+        return size
+
+
+Unit = LayerSpec | MultiBranchSpec | ResidualSpec | FireSpec
 
 
 @dataclass(frozen=True)
@@ -248,8 +269,10 @@ class StageSpec:
         object.__setattr__(self, "unit_names", tuple(self.unit_names))
         if not isinstance(self.name, str) or not self.name.isidentifier():
             raise ValueError(f"stage name must be a Python identifier, got {self.name!r}")
-        if not self.units or not all(isinstance(u, (LayerSpec, MultiBranchSpec, ResidualSpec)) for u in self.units):
-            raise ValueError(f"stage {self.name!r}: units must be LayerSpec, MultiBranchSpec or ResidualSpec, "
+        if not self.units or not all(isinstance(u, (LayerSpec, MultiBranchSpec, ResidualSpec, FireSpec))
+                                     for u in self.units):
+            raise ValueError(f"stage {self.name!r}: units must be LayerSpec, MultiBranchSpec, ResidualSpec or "
+                             f"FireSpec, "
                              f"got {self.units!r}")
         _check_kind(self.layout, STAGE_LAYOUTS, "stage layout")
         if self.layout == "merged" and len(self.unit_names) != len(self.units):
@@ -286,7 +309,8 @@ def stage(name: str, *units: Unit, names: tuple[str, ...] = (), repeat: int = 1,
 @dataclass(frozen=True)
 class HeadSpec:
     """``pool_fc``: global average pool, dropout, linear (ClassifierHead). ``fc_stack``: adaptive pool to
-    ``pool_size``, hidden fully connected layers ``hidden`` (fc6, fc7, ...), classifier (FCHead: AlexNet, VGG)."""
+    ``pool_size``, hidden fully connected layers ``hidden`` (fc6, fc7, ...), classifier (FCHead: AlexNet, VGG).
+    ``conv_pool``: dropout, 1x1 conv classifier, ReLU, global average pool (SqueezeNet's conv10)."""
 
     kind: str = "pool_fc"
     dropout: float = 0.0
@@ -378,8 +402,8 @@ def min_input_size(spec: NetworkSpec, *, with_aux: bool = False, limit: int = 40
 # JSON: every dataclass is an object with a "type" tag; fields left at their defaults are omitted
 
 _TYPES: dict[str, type] = {"layer": LayerSpec, "branch": BranchSpec, "multi_branch": MultiBranchSpec,
-                           "residual": ResidualSpec, "stage": StageSpec, "head": HeadSpec, "aux": AuxSpec, "conv_defaults": ConvDefaults,
-                           "network": NetworkSpec}
+                           "residual": ResidualSpec, "fire": FireSpec, "stage": StageSpec, "head": HeadSpec,
+                           "aux": AuxSpec, "conv_defaults": ConvDefaults, "network": NetworkSpec}
 _TAGS = {cls: tag for tag, cls in _TYPES.items()}
 
 

@@ -12,13 +12,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import partial
 
-import torch
-from torch import nn
-
-from cnnlab.blocks import ConvNormAct, Fire
-from cnnlab.blocks._validate import check_positive, check_probability
+from cnnlab.blocks.heads import ConvClassifierHead  # noqa: F401  (public here before it moved to the blocks)
+from cnnlab.models.build import build
 from cnnlab.models.convert import register_converter
 from cnnlab.models.network import Network
+from cnnlab.models.spec import (
+    ConvDefaults,
+    FireSpec,
+    HeadSpec,
+    NetworkSpec,
+    Unit,
+    conv,
+    max_pool,
+    min_input_size,
+    stage,
+)
 from cnnlab.registry import MODELS, Counts, ModelCard
 
 
@@ -82,69 +90,35 @@ SQUEEZENET_1_1 = (
 # Sec. 6.2 / Fig. 2 (middle): simple bypass around the fire modules whose input and output widths match
 SIMPLE_BYPASS = ("fire3", "fire5", "fire7", "fire9")
 DROPOUT = 0.5  # Sec. 5: "dropout with a ratio of 50% after the fire9 module"
-# smallest H = W for which every pool still sees a window (measured by running sizes down to failure)
-MIN_INPUT_SIZE = {"1_0": 21, "1_1": 17}
 
 
-class ConvClassifierHead(nn.Module):
-    """Dropout -> 1x1 convolution to ``num_classes`` (``fc``) -> ReLU -> global average pool -> flatten.
-
-    SqueezeNet's conv10 + avgpool10: the classifier is a 1x1 convolution, named ``fc`` like every zoo
-    classifier (a 1x1 convolution is a linear layer applied at each position). Params: ``C*K + K``;
-    MACs: ``H*W*C*K`` at the final feature size. The ReLU before pooling follows the paper and torchvision.
-    """
-
-    def __init__(self, in_channels: int, num_classes: int, dropout: float = DROPOUT) -> None:
-        super().__init__()
-        check_positive(in_channels, "in_channels")
-        self.in_channels = in_channels
-        self.dropout = nn.Dropout(check_probability(dropout, "dropout"))
-        self.fc = self._classifier(num_classes)
-        self.act = nn.ReLU(inplace=True)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.flatten = nn.Flatten(1)
-
-    def _classifier(self, num_classes: int) -> nn.Conv2d:
-        conv = nn.Conv2d(self.in_channels, check_positive(num_classes, "num_classes"), 1)
-        # torchvision 0.29.1: the final convolution starts near zero, N(0, 0.01), unlike the others
-        nn.init.normal_(conv.weight, 0.0, 0.01)
-        nn.init.zeros_(conv.bias)
-        return conv
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.flatten(self.pool(self.act(self.fc(self.dropout(x)))))
-
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace the 1x1 classifier convolution for ``num_classes`` outputs."""
-        self.fc = self._classifier(num_classes)
+def squeezenet_spec(version: str = "1_0", num_classes: int = 1000, bypass: bool = False, dropout: float = DROPOUT,
+                    in_channels: int = 3, name: str = "") -> NetworkSpec:
+    """SqueezeNet ``version`` "1_0" (Table 1) or "1_1" as a spec; ``bypass`` adds the simple bypass of Sec. 6.2."""
+    tables = {"1_0": SQUEEZENET_1_0, "1_1": SQUEEZENET_1_1}
+    if version not in tables:
+        raise ValueError(f"version must be one of {sorted(tables)}, got {version!r}")
+    stages = []
+    for row in tables[version]:
+        if isinstance(row, Conv):
+            unit: Unit = conv(row.out_channels, row.kernel, row.stride, padding=0)
+        elif isinstance(row, Pool):
+            unit = max_pool(3, 2, ceil_mode=True)
+        else:
+            unit = FireSpec(row.squeeze, row.expand1x1, row.expand3x3, bypass and row.name in SIMPLE_BYPASS)
+        stages.append(stage(row.name, unit))
+    return NetworkSpec(name or f"squeezenet{version}", tuple(stages), HeadSpec("conv_pool", dropout), num_classes,
+                       in_channels, conv=ConvDefaults(norm=False), init="torchvision_squeezenet")
 
 
 def squeezenet(version: str = "1_0", num_classes: int = 1000, bypass: bool = False, dropout: float = DROPOUT,
                in_channels: int = 3, name: str = "") -> Network:
     """Build SqueezeNet ``version`` "1_0" (Table 1) or "1_1"; ``bypass`` adds the simple bypass of Sec. 6.2."""
-    tables = {"1_0": SQUEEZENET_1_0, "1_1": SQUEEZENET_1_1}
-    if version not in tables:
-        raise ValueError(f"version must be one of {sorted(tables)}, got {version!r}")
-    stages: list[tuple[str, nn.Module]] = []
-    channels = in_channels
-    for row in tables[version]:
-        if isinstance(row, Conv):
-            stages.append((row.name, ConvNormAct(channels, row.out_channels, row.kernel, row.stride, 0, norm=False)))
-            channels = row.out_channels
-        elif isinstance(row, Pool):
-            stages.append((row.name, nn.MaxPool2d(3, 2, ceil_mode=True)))
-        else:
-            fire = Fire(channels, row.squeeze, row.expand1x1, row.expand3x3, bypass=bypass and row.name in SIMPLE_BYPASS)
-            stages.append((row.name, fire))
-            channels = fire.out_channels
-    model = Network(stages, ConvClassifierHead(channels, num_classes, dropout), in_channels=in_channels,
-                    min_input_size=MIN_INPUT_SIZE[version], name=name or f"squeezenet{version}")
-    for stage in stages:  # torchvision 0.29.1 init for every conv but the classifier
-        for m in stage[1].modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_uniform_(m.weight)
-                nn.init.zeros_(m.bias)
-    return model
+    return build(squeezenet_spec(version, num_classes, bypass, dropout, in_channels, name))
+
+
+# smallest H = W for which every pool still sees a window (21 and 17), from the spec's layer arithmetic
+MIN_INPUT_SIZE = {v: min_input_size(squeezenet_spec(v)) for v in ("1_0", "1_1")}
 
 
 def _torchvision_rules(table: tuple) -> tuple[tuple[str, str], ...]:
@@ -193,6 +167,7 @@ for _name, _version, _bypass, _params, _macs, _follows, _differences in _CARDS:
             tags=("imagenet", "compact") + (("bypass",) if _bypass else ()),
         ),
         partial(squeezenet, _version, bypass=_bypass, name=_name),
+        spec=partial(squeezenet_spec, _version, bypass=_bypass, name=_name),
     )
 register_converter("torchvision", "squeezenet1_0", _torchvision_rules(SQUEEZENET_1_0))
 register_converter("torchvision", "squeezenet1_1", _torchvision_rules(SQUEEZENET_1_1))
