@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime
 import json
 import logging
 import os
@@ -27,11 +28,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from cnnlab import __version__
 from cnnlab._io import atomic_write
 from cnnlab.data import ArrayDataset, load_dataset
 from cnnlab.experiments.verdict import NO_VERDICT, Comparison, mean_std, overall
+from cnnlab.train.distributed import Distributed
 
 log = logging.getLogger(__name__)
 RECORD = "experiment.json"
@@ -309,36 +312,6 @@ def _finished(run_dir: Path) -> bool:
     return summary.is_file() and bool(json.loads(summary.read_text()).get("finished"))
 
 
-class _Ranks:
-    """Under torchrun, the processes share out an experiment's runs (each rank trains whole runs on its own)."""
-
-    def __init__(self) -> None:
-        self.world = int(os.environ.get("WORLD_SIZE", "1"))
-        self.rank = int(os.environ.get("RANK", "0"))
-        self.owns_group = False
-        if self.world > 1:
-            import datetime
-
-            import torch.distributed as dist
-
-            if not dist.is_initialized():
-                # runs take hours: the ranks that finish first wait at the closing barrier for the others
-                dist.init_process_group("gloo", timeout=datetime.timedelta(days=7))
-                self.owns_group = True
-
-    def barrier(self) -> None:
-        if self.world > 1:
-            import torch.distributed as dist
-
-            dist.barrier()
-
-    def close(self) -> None:
-        if self.owns_group:
-            import torch.distributed as dist
-
-            dist.destroy_process_group()
-
-
 @contextlib.contextmanager
 def _one_process() -> Iterator[None]:
     """The Trainer reads torchrun's variables to join DDP; a rank that trains a whole run alone hides them."""
@@ -375,7 +348,9 @@ def run_experiment(experiment: Experiment, budget: str = "quick", out: str | Pat
     if budget == "smoke" and not source.synthetic:
         source = dataclasses.replace(source, synthetic=True)
     out = Path(out or f"runs/experiments/{experiment.name}-{budget}")
-    ranks = _Ranks()
+    # under torchrun the processes share out the runs (each rank trains whole runs alone); runs take hours, so
+    # the ranks that finish first wait at the closing barrier for the others
+    ranks = Distributed(torch.device("cpu"), timeout=datetime.timedelta(days=7))
     try:
         return _run(experiment, plan, out, source, resume, command, progress, overrides, ranks)
     finally:
@@ -383,7 +358,7 @@ def run_experiment(experiment: Experiment, budget: str = "quick", out: str | Pat
 
 
 def _run(experiment: Experiment, plan: Budget, out: Path, source: DataSource, resume: bool, command: str,
-         progress: bool, overrides: Mapping[str, Any] | None, ranks: _Ranks) -> ExperimentResult:
+         progress: bool, overrides: Mapping[str, Any] | None, ranks: Distributed) -> ExperimentResult:
     from cnnlab.train import Trainer, evaluate_run, from_dict
 
     record_path = out / RECORD
@@ -392,7 +367,7 @@ def _run(experiment: Experiment, plan: Budget, out: Path, source: DataSource, re
     main = ranks.rank == 0
     record["command"] = command or record.get("command") or (
         f"cnnlab.experiments.run({experiment.name!r}, budget={plan.name!r}, out={str(out)!r})")
-    record["environment"] = {**environment(), "processes": ranks.world}
+    record["environment"] = {**environment(), "processes": ranks.world_size}
     train_data, test_data = source.load()
     extra_sets = {Path(f).name: load_dataset("npz", "test", file=f, download=False)
                   for f in source.extra_test_files}
@@ -408,7 +383,7 @@ def _run(experiment: Experiment, plan: Budget, out: Path, source: DataSource, re
     for i, (seed, arm) in enumerate(plan_runs):
         name = _run_name(arm, seed)
         run_dir, entry_path = out / "runs" / name, entries_dir / f"{name}.json"
-        if i % ranks.world != ranks.rank or (_finished(run_dir) and entry_path.is_file()):
+        if i % ranks.world_size != ranks.rank or (_finished(run_dir) and entry_path.is_file()):
             continue
         config = from_dict({**experiment.config_values(arm, plan, seed), **source.config(), **(overrides or {})})
         entry = json.loads(entry_path.read_text()) if entry_path.is_file() else dict(

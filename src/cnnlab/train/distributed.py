@@ -25,7 +25,7 @@ class Distributed:
     The group is created here unless the caller made one already; ``close`` destroys only a group made here.
     """
 
-    def __init__(self, device: torch.device) -> None:
+    def __init__(self, device: torch.device, timeout: datetime.timedelta = datetime.timedelta(minutes=10)) -> None:
         self.world_size = int(os.environ.get("WORLD_SIZE", "1"))
         self.rank = int(os.environ.get("RANK", "0"))
         self.owns_group = False
@@ -33,7 +33,7 @@ class Distributed:
             if device.type == "cuda":
                 torch.cuda.set_device(device)  # NCCL collectives and all_gather_object use the current device
             backend = "nccl" if device.type == "cuda" else "gloo"
-            torch.distributed.init_process_group(backend=backend, timeout=datetime.timedelta(minutes=10))
+            torch.distributed.init_process_group(backend=backend, timeout=timeout)
             self.owns_group = True
 
     @property
