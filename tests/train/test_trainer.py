@@ -9,9 +9,11 @@ import pytest
 import torch
 from torch import nn
 
+import cnnlab
 from cnnlab.data import ArrayDataset, OfflineError
 from cnnlab.models import ModelOutput
 from cnnlab.train import NonFiniteLossError, TrainConfig, Trainer, evaluate_run, load_checkpoint
+from cnnlab.train.rundir import source_commit
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -61,6 +63,9 @@ def test_run_directory(tmp_path):
     assert summary["step"] == 6 and summary["finished"]  # 48 images / 16 = 3 steps x 2 epochs
     config = json.loads((run / "config.json").read_text())
     assert config["config"]["lr"] == 0.05 and config["environment"]["torch"] == torch.__version__
+    # the record says which cnnlab made the run: the version, and the commit when it runs from its clone
+    assert config["environment"]["cnnlab"] == cnnlab.__version__
+    assert config["environment"]["git_commit"] == source_commit()
     lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     steps = [r for r in lines if r["kind"] == "step"]
     epochs = [r for r in lines if r["kind"] == "epoch"]

@@ -20,7 +20,6 @@ import os
 import platform
 import shutil
 import statistics
-import subprocess
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -35,6 +34,7 @@ from cnnlab._io import atomic_write
 from cnnlab.data import ArrayDataset, load_dataset
 from cnnlab.experiments.verdict import NO_VERDICT, Comparison, mean_std, overall
 from cnnlab.train.distributed import Distributed
+from cnnlab.train.rundir import source_commit
 
 log = logging.getLogger(__name__)
 RECORD = "experiment.json"
@@ -213,14 +213,7 @@ def environment() -> dict[str, Any]:
 
     from cnnlab.train.trainer import native_cpu_bf16
 
-    commit = None
-    try:
-        here = Path(__file__).resolve().parent
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True, text=True,
-                                timeout=5).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return {"cnnlab": __version__, "git_commit": commit, "torch": torch.__version__,
+    return {"cnnlab": __version__, "git_commit": source_commit(), "torch": torch.__version__,
             "python": platform.python_version(), "cpu": cpu_model(), "cpu_count": os.cpu_count(),
             "native_bf16": native_cpu_bf16(), "threads": torch.get_num_threads(),
             "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,

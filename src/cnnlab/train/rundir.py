@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import platform
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -148,3 +149,20 @@ def add_changes(run_dir: Path, record: dict[str, Any], entries: list[dict[str, A
     """Append ``entries`` to config.json's ``changes`` (its ``config`` stays the original)."""
     record = {**record, "changes": [*record.get("changes", []), *entries]}
     atomic_write(Path(run_dir) / "config.json", json.dumps(record, indent=2))
+
+
+def source_commit() -> str | None:
+    """The git commit of the cnnlab source that runs, when it runs from a clone (editable install); else None.
+
+    Only cnnlab's own repository counts: a package installed into a virtual environment inside some other
+    repository must not record that repository's commit."""
+    here = Path(__file__).resolve().parents[1]  # .../src/cnnlab
+    try:
+        top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=here, capture_output=True, text=True,
+                             timeout=5).stdout.strip()
+        if not top or Path(top).resolve() / "src" / "cnnlab" != here:
+            return None
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True, text=True,
+                              timeout=5).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None

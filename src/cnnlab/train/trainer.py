@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cnnlab import __version__
 from cnnlab.data import ArrayDataset, Augment, BatchLoader, channel_stats, check_labels, load_dataset
 from cnnlab.models import aux_loss, check_trusted
 from cnnlab.train.checkpoint import (
@@ -67,6 +68,7 @@ from cnnlab.train.rundir import (
     read_record,
     remove_temp_files,
     run_config,
+    source_commit,
 )
 from cnnlab.train.techniques import build_ema, prepare_model, set_group_hyperparameters, split_param_groups
 
@@ -194,7 +196,8 @@ def _summary_finished(run_dir: Path) -> bool:
 
 
 def _environment(device: torch.device, precision: torch.dtype | None, world: int) -> dict[str, Any]:
-    return {"torch": torch.__version__, "python": platform.python_version(), "device": str(device),
+    return {"cnnlab": __version__, "git_commit": source_commit(), "torch": torch.__version__,
+            "python": platform.python_version(), "device": str(device),
             "autocast": str(precision).replace("torch.", "") if precision else "fp32", "processes": world,
             "threads": torch.get_num_threads(), "host": platform.node()}
 
