@@ -3,6 +3,8 @@ reset_classifier, aux_loss weighting."""
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -39,6 +41,15 @@ def test_input_checks_name_the_smallest_size_and_channels():
         net(torch.randn(1, 3, 3, 8))
     with pytest.raises(ValueError, match=r"\(N, 3, H, W\)"):
         net(torch.randn(1, 1, 8, 8))
+
+
+def test_tracing_skips_the_input_checks_without_tracer_warnings():
+    # the ONNX exporter traces the network: Python checks on tensor shapes would print TracerWarnings
+    net = tiny(aux=False).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", torch.jit.TracerWarning)
+        traced = torch.jit.trace(net, torch.randn(1, 3, 16, 16))
+    assert torch.equal(traced(torch.ones(1, 3, 16, 16)), net(torch.ones(1, 3, 16, 16)))
 
 
 def aux_sized(aux_min: int | None = 12) -> Network:

@@ -82,7 +82,8 @@ class Network(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Run the stages; returns the last feature map and aux logits (empty unless training with aux)."""
-        self._check_input(x)
+        if not torch.jit.is_tracing():  # a traced graph (ONNX export) fixes the shape; the checks would only warn
+            self._check_input(x)
         aux: list[torch.Tensor] = []
         run_aux = self.aux_heads is not None and self.training
         for stage_name in self.stage_names:
