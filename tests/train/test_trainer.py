@@ -95,6 +95,30 @@ def test_resume_is_bitwise_exact(tmp_path, optimizer):
     assert strip == [{k: v for k, v in json.loads(x).items() if k != "images_per_s"} for x in lines_b]
 
 
+TINY_RNG = ("from torch import nn\n\ndef tiny(num_classes=4):\n    return nn.Sequential(nn.Conv2d(3, 4, 3), "
+            "nn.Dropout(0.5), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, num_classes))\n")
+
+
+def test_the_callers_torch_rng_is_left_alone(tmp_path, monkeypatch):
+    # the Trainer seeds and draws (weight init, dropout) in a fork of the process-wide RNG
+    (tmp_path / "tinyrng_trainer.py").write_text(TINY_RNG)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    cfg, data = _cfg(model="tinyrng_trainer:tiny"), _data()
+    torch.manual_seed(cfg.seed)
+    seeded = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Dropout(0.5), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                           nn.Linear(4, 4)).state_dict()
+    runs = []
+    for caller_seed in (5, 6):
+        torch.manual_seed(caller_seed)
+        before = torch.get_rng_state()
+        t = Trainer(cfg, tmp_path / f"run{caller_seed}", train_data=data, test_data=data, progress=False)
+        assert torch.equal(torch.get_rng_state(), before)
+        assert all(torch.equal(v, seeded[k]) for k, v in t.model.state_dict().items())  # init: cfg.seed's
+        t.fit(until_step=4)
+        assert torch.equal(torch.get_rng_state(), before)
+        runs.append(t.model.state_dict())
+    assert all(torch.equal(v, runs[1][k]) for k, v in runs[0].items())  # whatever the caller's RNG held
+
 def test_training_learns(tmp_path):
     data = _data(96)
     _, summary = _run(_cfg(epochs=6, lr=0.2, schedule="cosine", crop_padding=0, hflip=False), tmp_path / "r",

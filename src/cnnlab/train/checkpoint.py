@@ -4,6 +4,7 @@ always whole; loading parses tensors and JSON only and never executes code."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -33,6 +34,20 @@ def first_non_finite(tensors: Mapping[str, torch.Tensor]) -> str | None:
     if bool(finite.all()):
         return None
     return items[int((~finite).nonzero()[0])][0]
+
+
+def fork_rng() -> contextlib.AbstractContextManager:
+    """``torch.random.fork_rng`` over the states ``rng_state`` holds: inside, a run may seed and draw from the
+    process-wide generators (init and dropout use them); the caller's states come back after."""
+    devices = range(torch.cuda.device_count()) if torch.cuda.is_available() else ()
+    return torch.random.fork_rng(devices=devices, device_type="cuda")
+
+
+def seed_rng(seed: int) -> None:
+    """Seed the states ``rng_state`` holds, as ``torch.manual_seed`` does (call it inside ``fork_rng``)."""
+    torch.random.default_generator.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
 
 
 def rng_state() -> dict[str, torch.Tensor]:

@@ -17,7 +17,7 @@ from torch import nn
 
 from cnnlab.data import ArrayDataset, BatchLoader, check_labels, load_dataset
 from cnnlab.models import check_trusted
-from cnnlab.train.checkpoint import first_non_finite, load_checkpoint, restore
+from cnnlab.train.checkpoint import first_non_finite, fork_rng, load_checkpoint, restore
 from cnnlab.train.config import TrainConfig, from_dict
 from cnnlab.train.ema import load_ema_weights
 from cnnlab.train.evaluate import evaluate
@@ -82,7 +82,11 @@ def network(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any], 
     average. ``model`` (a module, or a name built with the run's options) replaces the network it names."""
     if model is None:
         check_trusted(cfg.model, f"checkpoint {path}", trusted=trust_code)
-    net = model if isinstance(model, nn.Module) else build_model(cfg, int(meta["num_classes"]), name=model)
+    if isinstance(model, nn.Module):
+        net = model
+    else:
+        with fork_rng():  # its random init is overwritten: the caller's torch RNG need not advance for it
+            net = build_model(cfg, int(meta["num_classes"]), name=model)
     restore(tensors, meta, net, None)
     return net, load_ema_weights(net, tensors)
 

@@ -36,11 +36,13 @@ from cnnlab.models import aux_loss, check_trusted
 from cnnlab.train.checkpoint import (
     atomic_write,
     first_non_finite,
+    fork_rng,
     load_checkpoint,
     read_meta,
     restore,
     rng_state,
     save_checkpoint,
+    seed_rng,
     set_rng_state,
 )
 from cnnlab.train.config import TrainConfig, from_dict
@@ -230,8 +232,9 @@ class Trainer:
         self.is_main = self.dist.is_main
         made = [p for p in (self.run_dir, *self.run_dir.parents) if not p.exists()]  # e.g. runs/ and runs/x
         try:
-            self._setup(config, resume, model, train_data, test_data, progress, tuple(allow_changes),
-                        restretch_schedule)
+            with fork_rng():  # the caller's torch RNG stays as it was; the run keeps its own in self._rng
+                self._setup(config, resume, model, train_data, test_data, progress, tuple(allow_changes),
+                            restretch_schedule)
         except BaseException:
             self._lock.release()
             self.dist.close()
@@ -318,7 +321,7 @@ class Trainer:
             self._check_not_finished(int(checkpoint[1]["step"]))
             self._fix_schedule(checkpoint[1], restretch)
 
-        torch.manual_seed(cfg.seed)  # weight init; the state is saved with every checkpoint
+        seed_rng(cfg.seed)  # weight init (in the run's fork); the state is saved with every checkpoint
         self.model = model if model is not None else build_model(cfg, self.num_classes)
         self.model.to(self.device)
         if cfg.channels_last:
@@ -344,6 +347,7 @@ class Trainer:
             self.generator.set_state(tensors["rng/run"])
             self.step, self.best_acc = int(meta["step"]), float(meta.get("best_acc", -1.0))
             self.epoch_stats = list(meta["epoch_stats"])
+        self._rng = rng_state()  # what training (dropout, ...) draws from, restored by each fit()
         self.ema = build_ema(self.model, cfg, checkpoint[0] if checkpoint is not None else None)  # ema_decay
         if resume and self.is_main:
             changes = [{"step": self.step, **c} for c in self._changes]
@@ -610,7 +614,12 @@ class Trainer:
                 taken = self._lock.acquire()
                 if taken:
                     log.warning("%s", taken)
-            summary = self._fit(until_step)
+            with fork_rng():
+                set_rng_state(self._rng)
+                try:
+                    summary = self._fit(until_step)
+                finally:
+                    self._rng = rng_state()
             finished = True
             return summary
         finally:
