@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -103,6 +104,27 @@ def test_train_then_eval(work, capsys):
     err = capsys.readouterr().err
     assert "resuming run at step 8 with epochs 2 -> 3" in err and "cosine schedule keeps the 8 steps" in err
     _one_line_error(capsys, ["train", "--resume", "run", "--lr", "0.5", "--trust-run-code"], "cannot change lr when resuming")
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("ci", [None, "true"])
+def test_no_progress_bar_under_ci_even_on_a_terminal(work, monkeypatch, ci):
+    # CI logs keep every redraw, even on a pseudo-terminal: the CLI reads CI (the library does not) and asks for
+    # the start and epoch lines without a bar
+    if ci is None:
+        monkeypatch.delenv("CI")
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    assert main([a for a in _train_args("run", "--epochs", "1") if a != "--quiet"]) == 0
+    text = terminal.getvalue()
+    assert ("\r" in text) == (ci is None)  # tqdm redraws with carriage returns
+    lines = [line for chunk in text.split("\r") for line in chunk.splitlines()]
+    assert any(line.startswith("train run | ") for line in lines) and any(line.startswith("epoch 1/1 | ")
+                                                                          for line in lines)
 
 
 def test_config_file_and_overrides(work, capsys):

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
 import sys
 from typing import Any
 
 from cnnlab.cli import CLIError
+from cnnlab.cli.train import in_ci
 
 
 def register(subparsers: Any) -> None:
@@ -93,7 +93,7 @@ def _run(args: argparse.Namespace, ex: Any) -> int:
     if args.budget != "smoke" and not (args.data_dir or args.train_file):
         raise CLIError(f"the {args.budget} budget trains on CIFAR-10: give --data-dir (the folder holding "
                        f"cifar-10-batches-py) or --train-file and --test-file (.npz); --budget smoke needs no data")
-    quiet = args.quiet or os.environ.get("CI", "").lower() in ("1", "true", "yes")
+    quiet = args.quiet or in_ci()
     command = "cnnlab " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["experiment"] \
         else f"cnnlab experiment run {args.name} --budget {args.budget}"
     from cnnlab.train import TrainingInterrupted

@@ -18,6 +18,12 @@ _FLAGS = {"data": "data", "data_dir": "data_dir", "train_file": "train_file", "t
           "lr": "lr", "seed": "seed", "tensorboard": "tensorboard"}
 
 
+def in_ci() -> bool:
+    """Whether CI is set (CI=true, 1 or yes): CI logs keep every redraw of a progress bar, even on a
+    pseudo-terminal, so the CLI draws none there (the library reads no environment: the CLI decides)."""
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
 def register(subparsers: Any) -> None:
     """Add the ``train`` and ``eval`` subcommands."""
     from cnnlab.data import DATASETS
@@ -135,6 +141,7 @@ def _allowed_changes(args: argparse.Namespace) -> list[str]:
 def run_train(args: argparse.Namespace) -> int:
     """Handler of ``cnnlab train``."""
     from cnnlab.train import Trainer, TrainingInterrupted, run_config
+    from cnnlab.train.distributed import torchrun_env
 
     if args.list_recipes:
         from cnnlab.train.recipes import describe_recipes
@@ -144,8 +151,7 @@ def run_train(args: argparse.Namespace) -> int:
     if args.recipe and args.resume:
         raise CLIError(f"--recipe with --resume: {args.resume}/config.json already holds the run's settings; "
                        f"drop --recipe")
-    rank = int(os.environ.get("RANK", "0"))
-    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    rank, world_size, _ = torchrun_env()
     allow = _allowed_changes(args)
     from_file = args.config and "model" in _load_file(args.config)
     if args.resume:
@@ -174,13 +180,14 @@ def run_train(args: argparse.Namespace) -> int:
             raise CLIError("give a MODEL (cnnlab list shows them), a --config file that names one, a --recipe "
                            "(--list-recipes shows them), or --resume RUN_DIR")
         config = _config(args)
-        if args.out is None and distributed:
+        if args.out is None and world_size > 1:
             raise CLIError("under torchrun every process must agree on the run directory: pass --out RUN_DIR")
         out = Path(args.out or f"runs/{config.model.replace(':', '_')}-{config.data}-{time.strftime('%Y%m%d-%H%M%S')}")
         trust = True  # the config came from the command line, or from a --config file checked in _config
     try:
-        summary = Trainer(config, out, resume=bool(args.resume), progress=not args.quiet, trust_code=trust,
-                          allow_changes=allow, restretch_schedule=args.restretch_schedule).fit()
+        summary = Trainer(config, out, resume=bool(args.resume), progress=not args.quiet,
+                          bar=False if in_ci() else None, trust_code=trust, allow_changes=allow,
+                          restretch_schedule=args.restretch_schedule).fit()
     except TrainingInterrupted as exc:
         if rank == 0:
             print(f"cnnlab train: {exc}", file=sys.stderr)

@@ -1,6 +1,6 @@
 """Training on several processes: torchrun's environment, PyTorch's process group and DistributedDataParallel.
 
-cnnlab adds no engine of its own. ``Distributed`` reads what torchrun sets (``RANK``, ``WORLD_SIZE``), joins
+cnnlab adds no engine of its own. ``Distributed`` reads what torchrun sets (``torchrun_env``), joins
 the process group (gloo on the CPU, NCCL on GPUs), wraps the model in DistributedDataParallel, and offers the
 few collectives the Trainer needs to keep the ranks in step: every rank stops on the same step, evaluates with
 the same BatchNorm statistics, and can prove at the end that it holds the same weights (``weights_digest``).
@@ -16,7 +16,14 @@ import os
 import torch
 from torch import nn
 
-__all__ = ["Distributed", "check_world_change", "weights_digest"]
+__all__ = ["Distributed", "check_world_change", "torchrun_env", "weights_digest"]
+
+
+def torchrun_env() -> tuple[int, int, int]:
+    """(rank, world size, local rank) as torchrun sets them (RANK, WORLD_SIZE, LOCAL_RANK); (0, 1, 0) without it.
+    torchrun's interface: the only environment variables cnnlab reads to decide what to do."""
+    env = os.environ
+    return int(env.get("RANK", "0")), int(env.get("WORLD_SIZE", "1")), int(env.get("LOCAL_RANK", "0"))
 
 
 class Distributed:
@@ -26,8 +33,7 @@ class Distributed:
     """
 
     def __init__(self, device: torch.device, timeout: datetime.timedelta = datetime.timedelta(minutes=10)) -> None:
-        self.world_size = int(os.environ.get("WORLD_SIZE", "1"))
-        self.rank = int(os.environ.get("RANK", "0"))
+        self.rank, self.world_size, _ = torchrun_env()
         self.owns_group = False
         if self.world_size > 1 and not torch.distributed.is_initialized():
             if device.type == "cuda":

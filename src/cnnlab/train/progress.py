@@ -1,9 +1,9 @@
 """What a training run says while it runs, and the logs that standard tools read.
 
 ``Progress`` prints one start line (run directory, model and its cost, device, precision and why, steps, epochs,
-schedule), then one line per epoch above a tqdm bar. The bar is drawn only on a terminal (not in a log file or
-under ``CI``), so redirected output holds these lines and no carriage-return redraws; ``enabled=False`` prints
-nothing.
+schedule), then one line per epoch above a tqdm bar. The bar is drawn only on a terminal unless ``bar`` says otherwise (the CLI
+turns it off under CI, whose logs keep every redraw), so redirected output holds these lines and no
+carriage-return redraws; ``enabled=False`` prints nothing.
 
 ``RunLogs`` writes the run directory's metrics.jsonl (every record), metrics.csv (one row per epoch) and, when
 asked, TensorBoard event files under tensorboard/ (``pip install 'cnnlab[tensorboard]'``).
@@ -15,7 +15,6 @@ import csv
 import io
 import json
 import logging
-import os
 import sys
 import time
 from pathlib import Path
@@ -101,9 +100,7 @@ def epoch_line(record: dict[str, Any], epochs: int, elapsed: float, eta: float |
 
 
 def _interactive(stream: TextIO) -> bool:
-    """A terminal a bar can redraw on; CI logs are often a pseudo-terminal that keeps every redraw."""
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        return False
+    """A terminal a bar can redraw on."""
     try:
         return stream.isatty()
     except (AttributeError, ValueError):  # a replaced or closed stream
@@ -113,8 +110,8 @@ def _interactive(stream: TextIO) -> bool:
 class Progress:
     """The start line, one line per epoch, and a progress bar on a terminal, on ``stream`` (default stderr).
 
-    ``enabled=False`` prints nothing. ``bar``: draw a tqdm bar (default: only when ``stream`` is a terminal and
-    ``CI`` is not set); without it the lines are all there is, with no carriage-return redraws."""
+    ``enabled=False`` prints nothing. ``bar``: draw a tqdm bar (default: only when ``stream`` is a terminal);
+    without it the lines are all there is, with no carriage-return redraws."""
 
     def __init__(self, total_steps: int, step: int, *, enabled: bool = True, stream: TextIO | None = None,
                  bar: bool | None = None) -> None:

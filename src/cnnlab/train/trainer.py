@@ -17,7 +17,6 @@ import contextlib
 import json
 import logging
 import math
-import os
 import platform
 import signal
 import threading
@@ -49,6 +48,7 @@ from cnnlab.train.config import TrainConfig, from_dict
 from cnnlab.train.distributed import (  # noqa: F401 (weights_digest: still importable from here)
     Distributed,
     check_world_change,
+    torchrun_env,
     weights_digest,
 )
 from cnnlab.train.evaluate import evaluate
@@ -103,7 +103,7 @@ def resolve_device(name: str) -> torch.device:
     """``auto``: the local CUDA device under torchrun or cuda:0 when present, else the CPU."""
     if name == "auto":
         if torch.cuda.is_available():
-            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            return torch.device("cuda", torchrun_env()[2])
         return torch.device("cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -208,7 +208,8 @@ def _environment(device: torch.device, precision: torch.dtype | None, world: int
 class Trainer:
     """Trains ``config`` into run directory ``out``; ``resume=True`` continues the run already in ``out``.
 
-    ``model``, ``train_data`` and ``test_data`` may be given directly (any nn.Module, any ArrayDataset);
+    ``progress``: print a start line and a line per epoch (rank 0), and a bar when ``bar`` (default: when stderr
+    is a terminal). ``model``, ``train_data`` and ``test_data`` may be given directly (any nn.Module, any ArrayDataset);
     otherwise they come from ``config.model`` and ``config.data``. Resuming a run whose stored config names
     ``package.module:callable`` needs ``model=`` or ``trust_code=True``: a run directory never imports code on
     its own word (``cnnlab.models.check_trusted``).
@@ -221,10 +222,10 @@ class Trainer:
 
     def __init__(self, config: TrainConfig, out: str | Path, *, resume: bool = False, model: nn.Module | None = None,
                  train_data: ArrayDataset | None = None, test_data: ArrayDataset | None = None,
-                 progress: bool = True, trust_code: bool = False, allow_changes: Collection[str] = (),
-                 restretch_schedule: bool = False) -> None:
+                 progress: bool = True, bar: bool | None = None, trust_code: bool = False,
+                 allow_changes: Collection[str] = (), restretch_schedule: bool = False) -> None:
         self.run_dir = Path(out)
-        self.trust_code = trust_code
+        self.trust_code, self.bar = trust_code, bar
         self.ckpt_dir = self.run_dir / "checkpoints"
         self._lock = RunLock(self.run_dir)
         self.device = resolve_device(config.device)
@@ -642,7 +643,7 @@ class Trainer:
     def _fit(self, until_step: int | None) -> dict[str, Any]:
         cfg, spe = self.config, self.steps_per_epoch
         stop_at = self.total_steps if until_step is None else min(until_step, self.total_steps)
-        bar = Progress(self.total_steps, self.step, enabled=self.progress)  # lines always, a bar on a terminal
+        bar = Progress(self.total_steps, self.step, enabled=self.progress, bar=self.bar)
         if self.progress:
             bar.line(self._start_line())
         self.model.train()
