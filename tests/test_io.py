@@ -1,4 +1,4 @@
-"""Atomic writes: all or nothing, usual permissions, no temp files left behind."""
+"""Atomic writes: all or nothing, usual permissions, no temp files left behind; JSON-lines read past a torn line."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from cnnlab._io import atomic_path, atomic_write
+from cnnlab._io import atomic_path, atomic_write, read_jsonl
 
 
 def test_atomic_write_replaces_whole_file_with_umask_permissions(tmp_path):
@@ -28,3 +28,9 @@ def test_failure_keeps_old_content_and_removes_temp(tmp_path):
         raise RuntimeError("disk full")
     assert target.read_bytes() == b"good"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["weights.safetensors"]
+
+
+def test_read_jsonl_keeps_objects_in_order_and_skips_a_torn_line(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"kind": "step", "step": 1}\n[1, 2]\n\n{"kind": "epoch", "epoch": 1}\n{"kind": "ep')
+    assert read_jsonl(path) == [{"kind": "step", "step": 1}, {"kind": "epoch", "epoch": 1}]

@@ -1,7 +1,9 @@
-"""Atomic file writes shared by every layer: a reader never sees half a file, a crash never leaves one."""
+"""Atomic file writes shared by every layer (a reader never sees half a file, a crash never leaves one), and
+the reader of JSON-lines files that such a crash may still have cut short."""
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Iterator
@@ -41,3 +43,17 @@ def atomic_write(path: str | Path, data: bytes | str) -> None:
     """Write ``data`` (text is UTF-8 encoded) to ``path`` atomically."""
     with atomic_path(path) as tmp:
         tmp.write_bytes(data.encode() if isinstance(data, str) else data)
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    """The JSON objects of a JSON-lines file, in order; a line that is not one (the half-written last line a
+    killed writer leaves) is skipped."""
+    records = []
+    for line in Path(path).read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records

@@ -10,12 +10,12 @@ no pyplot and no global backend), so the rest of the command line starts without
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from cnnlab._io import read_jsonl
 from cnnlab.cli import CLIError
 
 # metric -> (axis label, key in epoch records, key in step records or None, shown in %)
@@ -51,15 +51,7 @@ def read_metrics(run: str | Path) -> list[dict[str, Any]]:
     if not path.is_file():
         what = "does not exist" if not Path(run).exists() else "has no metrics.jsonl"
         raise CLIError(f"{run} {what}; give a run directory (the --out of cnnlab train)")
-    records = []
-    for line in path.read_text().splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(record, dict):
-            records.append(record)
-    return records
+    return read_jsonl(path)
 
 
 def series(records: Sequence[dict[str, Any]], metric: str, per_step: bool = False) -> tuple[list[float], list[float]]:

@@ -24,6 +24,7 @@ from cnnlab.experiments.core import (
     Reference,
     RunRecord,
     load_result,
+    read_record,
     run_experiment,
 )
 from cnnlab.experiments.verdict import NO_VERDICT, NOT_REPRODUCED, NOT_RESOLVED, REPRODUCED, Comparison
@@ -75,14 +76,7 @@ def run(name: str, budget: str = "quick", out: str | Path | None = None, *, repo
 
 def write_reports(out: str | Path, formats: tuple[str, ...] = ("md", "html")) -> list[Path]:
     """(Re)write the reports of the finished experiment directory ``out``; returns the files written."""
-    import json
-
-    from cnnlab.experiments.core import RECORD
     from cnnlab.experiments.report import write_report
 
-    path = Path(out) / RECORD
-    if not path.is_file():
-        raise FileNotFoundError(f"{out} is not an experiment directory (no {RECORD}); give the --out of "
-                                f"cnnlab experiment run")
-    name = json.loads(path.read_text()).get("experiment")
+    name = read_record(out).get("experiment")
     return write_report(load_result(get_experiment(str(name)), out), formats)

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from cnnlab import __version__
-from cnnlab._io import atomic_write
+from cnnlab._io import atomic_write, read_jsonl
 from cnnlab.data import ArrayDataset, load_dataset
 from cnnlab.experiments.verdict import NO_VERDICT, Comparison, mean_std, overall
 from cnnlab.train.distributed import Distributed
@@ -209,8 +209,6 @@ def cpu_model() -> str:
 
 def environment() -> dict[str, Any]:
     """Versions, CPU model, native bf16, GPU, threads and load: recorded with every experiment."""
-    import torch
-
     from cnnlab.train.trainer import native_cpu_bf16
 
     return {"cnnlab": __version__, "git_commit": source_commit(), "torch": torch.__version__,
@@ -282,14 +280,8 @@ def _run_name(arm: Arm, seed: int) -> str:
 
 
 def _read_run(run_dir: Path, arm: Arm, seed: int, entry: Mapping[str, Any]) -> RunRecord:
-    epochs = []
-    for line in (run_dir / "metrics.jsonl").read_text().splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if record.get("kind") == "epoch":
-            epochs.append({k: v for k, v in record.items() if k != "kind"})
+    epochs = [{k: v for k, v in record.items() if k != "kind"} for record in read_jsonl(run_dir / "metrics.jsonl")
+              if record.get("kind") == "epoch"]
     summary = json.loads((run_dir / "summary.json").read_text())
     last = epochs[-1] if epochs else {}
     speeds = [e["images_per_s"] for e in epochs if e.get("images_per_s")]
@@ -443,16 +435,22 @@ def _open_record(path: Path, experiment: Experiment, budget: Budget, source: Dat
     return stored
 
 
-def load_result(experiment: Experiment, out: str | Path) -> ExperimentResult:
-    """Re-read a finished experiment directory and analyse it again (for ``cnnlab experiment report``)."""
-    out = Path(out)
-    path = out / RECORD
+def read_record(out: str | Path) -> dict[str, Any]:
+    """The record (``experiment.json``) of the experiment directory ``out``."""
+    path = Path(out) / RECORD
     if not path.is_file():
         raise FileNotFoundError(f"{out} is not an experiment directory (no {RECORD}); give the --out of "
                                 f"cnnlab experiment run")
     record = json.loads(path.read_text())
     if record.get("format") != RECORD_FORMAT:
         raise ValueError(f"{path} is not a {RECORD_FORMAT} record (format={record.get('format')!r})")
+    return record
+
+
+def load_result(experiment: Experiment, out: str | Path) -> ExperimentResult:
+    """Re-read a finished experiment directory and analyse it again (for ``cnnlab experiment report``)."""
+    out = Path(out)
+    record = read_record(out)
     if "verdict" not in record:
         raise ValueError(f"the experiment in {out} has not finished; continue it with cnnlab experiment run "
                          f"{experiment.name} --resume --out {out}")
