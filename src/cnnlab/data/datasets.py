@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -165,11 +164,8 @@ def load_dataset(name: str, split: str = "train", data_dir: str | Path = "data",
         if file is None:
             raise ValueError(f"--data {name} needs --{split}-file PATH ({'an .npz file' if name == 'npz' else 'a folder'})")
         return load_npz(file) if name == "npz" else load_image_folder(file, size=image_size)
-    readers: dict[str, Callable[[], ArrayDataset]] = {
-        "cifar10": lambda: _cifar(data_dir, split, download, opener, hundred=False),
-        "cifar100": lambda: _cifar(data_dir, split, download, opener, hundred=True),
-        "mnist": lambda: _idx(data_dir, split, download, opener, fashion=False),
-        "fashion_mnist": lambda: _idx(data_dir, split, download, opener, fashion=True),
-        "svhn": lambda: _svhn(data_dir, split, download, opener),
-    }
-    return readers[name]()
+    if name in ("cifar10", "cifar100"):
+        return _cifar(data_dir, split, download, opener, hundred=name == "cifar100")
+    if name in ("mnist", "fashion_mnist"):
+        return _idx(data_dir, split, download, opener, fashion=name == "fashion_mnist")
+    return _svhn(data_dir, split, download, opener)
