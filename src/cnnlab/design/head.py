@@ -11,10 +11,9 @@ from __future__ import annotations
 import copy
 from collections import OrderedDict
 
-import torch
 from torch import nn
 
-from cnnlab.analysis import meta_copy
+from cnnlab.analysis import analyze
 from cnnlab.design.report import resolve_input_size
 from cnnlab.design.rewrite import RewriteRecord, rewrite
 
@@ -22,18 +21,15 @@ _POOLS = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.AvgPool2d, nn.MaxPool2d
 _BETWEEN = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.Dropout)
 
 
-def gap_head(
-    model: nn.Module,
-    *,
-    input_size: tuple[int, int, int] | None = None,
-) -> tuple[nn.Module, RewriteRecord]:
+def gap_head(model: nn.Module, *,
+             input_size: tuple[int, int, int] | None = None) -> tuple[nn.Module, RewriteRecord]:
     """Turn ``[pool] -> Flatten -> Linear (-> act/dropout -> Linear)*`` into ``GAP -> Flatten -> [dropout] -> fc``.
 
     The head must be an ``nn.Sequential`` (any subclass) holding an ``nn.Flatten`` followed only by linear
     layers, activations and dropout; its last linear layer (the classifier, e.g. ``head.fc``) keeps its name and
     its outputs and now takes the ``C`` channels of the last feature map. Hidden linear layers are removed;
-    the dropout right before the classifier is kept. The flatten's input shape is found by running a meta
-    copy at ``input_size`` (default: the zoo card's), so no weights are materialised.
+    the dropout right before the classifier is kept. The flatten's input shape is found by analysing the model
+    (on the meta device) at ``input_size`` (default: the zoo card's), so no weights are materialised.
     A network without such a head, or one that already pools to 1x1, is returned unchanged (copied) with a
     note. The input model is never modified.
     """
@@ -81,19 +77,11 @@ def _find_flatten_head(model: nn.Module) -> tuple[str, str] | None:
 
 
 def _flatten_input_shape(model: nn.Module, flatten_name: str, size: tuple[int, int, int]) -> tuple[int, ...]:
-    meta = meta_copy(model).eval()
-    shapes: list[tuple[int, ...]] = []
-    handle = meta.get_submodule(flatten_name).register_forward_hook(
-        lambda module, args, output: shapes.append(tuple(args[0].shape)))
-    try:
-        with torch.no_grad():
-            meta(torch.empty(1, *size, device="meta"))
-    finally:
-        handle.remove()
-    if not shapes:
+    rows = [r for r in analyze(model, size, training=False).layers if r.name == flatten_name]
+    if not rows or rows[0].input_shape is None:
         raise ValueError(f"{flatten_name} never ran in the forward pass at input {size}; gap_head cannot tell "
                          f"what it flattens")
-    return shapes[0]
+    return tuple(rows[0].input_shape)
 
 
 def _gap_head(head: nn.Sequential, flatten_key: str, channels: int) -> nn.Sequential:

@@ -145,12 +145,8 @@ def feature_receptive_field(cost: CostReport) -> tuple[int, int] | None:
                                        and len(inp) == 4 and inp[-1] * inp[-2] > 1):
             break  # adaptive pooling resizes maps for the head (VGG's 7x7); global pooling mixes everything
         # a layer the analyser cannot follow leaves the field unknown from there on: report None, not a stale value
-        best = None if layer.rf is None else (_int(layer.rf.size[0]), _int(layer.rf.size[1]))
+        best = None if layer.rf is None else (int(round(layer.rf.size[0])), int(round(layer.rf.size[1])))
     return best
-
-
-def _int(value: float) -> int:
-    return int(round(value))
 
 
 def resolve_input_size(model: nn.Module, input_size: Sequence[int] | None) -> tuple[int, int, int] | None:

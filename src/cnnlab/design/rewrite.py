@@ -8,6 +8,7 @@ and returns the new model with a ``RewriteRecord`` of what it replaced. It measu
 from __future__ import annotations
 
 import copy
+import dataclasses
 import fnmatch
 import re
 from collections.abc import Callable
@@ -38,8 +39,7 @@ class Replacement:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict with the same keys as the fields."""
-        return {"name": self.name, "old": self.old, "new": self.new, "params_before": self.params_before,
-                "params_after": self.params_after}
+        return dataclasses.asdict(self)
 
 
 @dataclass(frozen=True)
