@@ -66,8 +66,6 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--train", action="store_true", help="analyse in training mode (aux heads counted)")
 
 
-
-
 def load_model(spec: str) -> nn.Module | str:
     """A zoo name stays a name (built on meta by analyze); ``pkg.module:callable`` is imported and called."""
     import torch

@@ -47,8 +47,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run_transform)
 
 
-
-
 def build_steps(args: argparse.Namespace) -> list[dict[str, Any]]:
     """The transforms the flags ask for, in the fixed order, as recipe steps."""
     steps: list[dict[str, Any]] = []
@@ -82,6 +80,7 @@ def run_transform(args: argparse.Namespace) -> int:
 
     from cnnlab.design.recipe import WEIGHT_SUFFIXES, apply_transforms, save_transformed
     from cnnlab.design.report import compare, resolve_input_size
+    from cnnlab.design.rewrite import param_count
     from cnnlab.models import create_model
 
     steps = build_steps(args)
@@ -126,7 +125,7 @@ def run_transform(args: argparse.Namespace) -> int:
     if args.output:
         recipe = {"model": args.model, "model_options": options, "transforms": steps,
                   "input_size": list(size) if size else None,
-                  "params": sum(p.numel() for p in new_model.parameters())}
+                  "params": param_count(new_model)}
         json_path = save_transformed(new_model, args.output, recipe)
         print(f"saved weights to {args.output} and the recipe to {json_path} "
               f"(rebuild with cnnlab.design.load_transformed)")

@@ -10,10 +10,6 @@ if TYPE_CHECKING:  # torch is imported when the tour runs, so that `cnnlab --hel
     from torch import nn
 
 
-def _params(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
-
-
 def _macs(module: nn.Module, channels: int, size: int) -> int:
     """Conv and linear multiply-adds of one forward pass, counted with PyTorch's own FlopCounterMode."""
     import torch
@@ -40,6 +36,7 @@ def _section(title: str, out: Callable[[str], None]) -> None:
 def tour_blocks(out: Callable[[str], None]) -> None:
     """The design ideas as blocks, each measured against the layer it replaces."""
     from cnnlab.blocks import AsymmetricConv, ConvNormAct, ReducedConv, StackedConv
+    from cnnlab.design.rewrite import param_count
 
     _section("1. Design ideas as blocks (C = 64 channels in and out, 28x28 input, no norm)", out)
     c, hw = 64, 28
@@ -59,7 +56,7 @@ def tour_blocks(out: Callable[[str], None]) -> None:
     out(f"{'layer':<18} {'params':>9} {'MACs':>12}   {'replacement':<40} {'params':>9} {'MACs':>12} {'ratio':>6}")
     for name, old, how, new in rows:
         cin = old.conv.in_channels
-        p_old, p_new = _params(old), _params(new)
+        p_old, p_new = param_count(old), param_count(new)
         m_old, m_new = _macs(old, cin, hw), _macs(new, cin, hw)
         out(f"{name:<18} {p_old:>9,} {m_old:>12,}   {how:<40} {p_new:>9,} {m_new:>12,} {p_new / p_old:>6.3f}")
     out("Each replacement keeps the receptive field; the ratios are 18/25, 27/49, 6/9, 14/49 and the 1x1")
@@ -70,6 +67,7 @@ def tour_zoo(out: Callable[[str], None]) -> None:
     """The zoo: every network counted on the spot and compared with its paper's or reference's count."""
     import torch
 
+    from cnnlab.design.rewrite import param_count
     from cnnlab.models import create_model, list_models, model_card
 
     names = list_models()
@@ -81,7 +79,7 @@ def tour_zoo(out: Callable[[str], None]) -> None:
             continue
         card = model_card(name)
         with torch.device("meta"):  # no memory: the 1001-layer network costs nothing to build
-            built = _params(create_model(name))
+            built = param_count(create_model(name))
         size = "x".join(str(v) for v in card.input_size[1:])
         out(f"{name:<20} {size:>9} {built:>19,} {card.reference.params:>13,}  {card.reference.source.split(';')[0]}")
 
