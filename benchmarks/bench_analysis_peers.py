@@ -43,6 +43,7 @@ import torch
 from torch import nn
 
 from _markdown import write_section
+from _rounds import rotated
 
 SECTION = "## Cost analysers side by side"
 MODELS = ("resnet50", "inception_v3", "googlenet", "vgg16", "resnet1202")
@@ -269,11 +270,6 @@ def build(name: str) -> tuple[nn.Module, tuple[int, ...], str]:
     import cnnlab
 
     return cnnlab.create_model(name).eval(), size, "cnnlab zoo"
-
-
-def rotated(items: list, r: int) -> list:
-    k = r % len(items) if items else 0
-    return items[k:] + items[:k]
 
 
 def measure(name: str, peers: list[Peer], rounds: int) -> dict[str, Any]:

@@ -38,6 +38,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from _markdown import write_section
+from _rounds import rotated
 from cnnlab.data import ArrayDataset
 from cnnlab.experiments.core import cpu_model
 from cnnlab.train import Trainer
@@ -162,12 +163,6 @@ def timed_steps(trainer: Trainer, option: Option, steps: int) -> float:
         trainer.fit(until_step=trainer.step + steps)
         elapsed = time.perf_counter() - start
     return steps * trainer.config.batch_size / elapsed
-
-
-def rotated(items: list, r: int) -> list:
-    """``items`` starting at index ``r`` (mod its length): each round begins with another option."""
-    k = r % len(items)
-    return items[k:] + items[:k]
 
 
 def per_round_ratios(rates: dict[str, list[float]], baseline: str = "recipe") -> dict[str, list[float]]:
