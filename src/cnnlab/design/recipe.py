@@ -76,10 +76,10 @@ def save_transformed(model: nn.Module, weights_path: str | os.PathLike, recipe: 
         raise FileNotFoundError(f"output directory {str(path.parent)!r} does not exist; create it first")
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     if path.suffix == ".safetensors":
-        from safetensors.torch import save_file
+        from safetensors.torch import save
 
-        with atomic_path(path) as tmp:
-            save_file(_unshare(state), str(tmp))
+        # copies: safetensors refuses tensors that share storage (tied weights), as train.export does
+        atomic_write(path, save({k: v.clone() for k, v in state.items()}))
     else:
         with atomic_path(path) as tmp:
             torch.save(state, tmp)
@@ -124,14 +124,3 @@ def load_transformed(weights_path: str | os.PathLike, *, model: str | None = Non
         state = torch.load(path, map_location="cpu", weights_only=True)  # tensors only: no code runs
     net.load_state_dict(state, strict=True)
     return net
-
-
-def _unshare(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    # safetensors refuses tensors that share storage (tied weights); a copy per key keeps every entry loadable
-    seen: set[int] = set()
-    out = {}
-    for key, tensor in state.items():
-        ptr = tensor.untyped_storage().data_ptr() if tensor.numel() else -1
-        out[key] = tensor.clone() if ptr in seen else tensor
-        seen.add(ptr)
-    return out
