@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-import cnnlab.train.trainer as trainer_module
+import cnnlab.train.components as components
 from cnnlab.data import ArrayDataset
 from cnnlab.train import TrainConfig, Trainer
 from cnnlab.train.trainer import resolve_precision
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 @pytest.mark.parametrize("native,expected", [(True, torch.bfloat16), (False, None)])
 def test_auto_follows_the_cpu(monkeypatch, native, expected):
-    monkeypatch.setattr(trainer_module, "native_cpu_bf16", lambda: native)
+    monkeypatch.setattr(components, "native_cpu_bf16", lambda: native)
     assert resolve_precision("auto", CPU) is expected
     assert resolve_precision("fp32", CPU) is None  # explicit choices hold on both kinds
     assert resolve_precision("bf16", CPU) is torch.bfloat16  # emulated where not native, but asked for
@@ -30,7 +30,7 @@ def test_auto_follows_the_cpu(monkeypatch, native, expected):
 
 @pytest.mark.parametrize("native,autocast", [(True, "bfloat16"), (False, "fp32")])
 def test_trainer_records_the_auto_choice(monkeypatch, tmp_path, native, autocast):
-    monkeypatch.setattr(trainer_module, "native_cpu_bf16", lambda: native)
+    monkeypatch.setattr(components, "native_cpu_bf16", lambda: native)
     rng = np.random.default_rng(0)
     data = ArrayDataset(rng.integers(0, 256, (8, 4, 4, 3), dtype=np.uint8), np.arange(8) % 2, ("a", "b"))
     model = nn.Sequential(nn.Conv2d(3, 2, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten())
@@ -44,4 +44,4 @@ def test_probe_reads_the_cpu_flags(monkeypatch):
     for flags, native in (((False, False), False), ((True, False), True), ((False, True), True)):
         monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda f=flags: f[0], raising=False)
         monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda f=flags: f[1], raising=False)
-        assert trainer_module.native_cpu_bf16() is native
+        assert components.native_cpu_bf16() is native

@@ -10,9 +10,10 @@ from cnnlab.train.checkpoint import load_checkpoint, save_checkpoint
 from cnnlab.train.config import TrainConfig, from_dict, load_config_file, parse_override
 from cnnlab.train.evaluate import evaluate  # cnnlab.train.evaluate is this function; the module: sys.modules
 from cnnlab.train.optim import build_optimizer, lr_at
-from cnnlab.train.rundir import RunLockedError, read_record, run_config
+from cnnlab.train.rundir import RunFinishedError, RunLockedError, read_record, run_config
 from cnnlab.train.runs import RunInfo, evaluate_run, load_run
-from cnnlab.train.trainer import NonFiniteLossError, RunFinishedError, Trainer, TrainingInterrupted
+from cnnlab.train.step import NonFiniteLossError, TrainingInterrupted
+from cnnlab.train.trainer import Trainer
 
 __all__ = ["NonFiniteLossError", "RunFinishedError", "RunInfo", "RunLockedError", "TrainConfig", "Trainer",
            "TrainingInterrupted", "build_optimizer", "evaluate", "evaluate_run", "from_dict", "load_checkpoint",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import difflib
+import functools
 import json
 import math
 import types
@@ -24,6 +25,10 @@ _FLOAT_RANGES = (
     ("warmup_lr", lambda v: v > 0, "> 0"), ("onecycle_pct", lambda v: 0 < v < 1, "in (0, 1)"),
     ("label_smoothing", lambda v: 0 <= v < 1, "in [0, 1)"), ("aux_weights", lambda v: v >= 0, ">= 0 each, or null"),
     ("grad_clip", lambda v: v > 0, "> 0, or null"),
+    # the fast-training keys (train/techniques.py)
+    ("norm_lr_scale", lambda v: v > 0, "> 0"), ("norm_weight_decay", lambda v: v >= 0, ">= 0, or null"),
+    ("ema_decay", lambda v: 0 <= v < 1, "in [0, 1), or null"), ("ema_warmup_power", lambda v: v >= 0, ">= 0"),
+    ("lr_start_factor", lambda v: v > 0, "> 0"), ("lr_end_factor", lambda v: v >= 0, ">= 0"),
 )
 
 
@@ -159,14 +164,9 @@ def _check_milestones(milestones: tuple[int | float, ...]) -> None:
         raise ValueError(f"config milestones must be steps >= 0, got {list(milestones)}")
 
 
-_HINTS: dict[str, Any] | None = None
-
-
+@functools.cache
 def _hints() -> dict[str, Any]:
-    global _HINTS
-    if _HINTS is None:
-        _HINTS = typing.get_type_hints(TrainConfig)
-    return _HINTS
+    return typing.get_type_hints(TrainConfig)
 
 
 def _describe(tp: Any) -> str:

@@ -9,7 +9,6 @@ set split over DDP ranks gives the numbers of the whole set, exactly those one p
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -18,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnlab.data import ArrayDataset, BatchLoader
+from cnnlab.train.components import autocast
 from cnnlab.train.tta import tta_logits
 
 TOP_K = 5  # top-5 is reported when the data has at least this many classes
@@ -56,11 +56,10 @@ def evaluate(model: nn.Module, data: Iterable[tuple[torch.Tensor, torch.Tensor]]
         raise ValueError(f"{len(classes)} class names for {num_classes} classes; give one name per class (or none)")
     n = num_classes or (len(classes) if classes else None)
     counts: torch.Tensor | None = None  # n*n confusion counts, then the top-5 hits and the loss sum
-    autocast = torch.autocast(device.type, dtype=precision) if precision else contextlib.nullcontext()
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad(), autocast:
+        with torch.no_grad(), autocast(device, precision):
             for x, y in data:
                 x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
                 logits = tta_logits(model, x, tta)  # float32, averaged over the views

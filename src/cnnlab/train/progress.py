@@ -99,14 +99,6 @@ def epoch_line(record: dict[str, Any], epochs: int, elapsed: float, eta: float |
     return " | ".join(parts)
 
 
-def _interactive(stream: TextIO) -> bool:
-    """A terminal a bar can redraw on."""
-    try:
-        return stream.isatty()
-    except (AttributeError, ValueError):  # a replaced or closed stream
-        return False
-
-
 class Progress:
     """The start line, one line per epoch, and a progress bar on a terminal, on ``stream`` (default stderr).
 
@@ -119,7 +111,12 @@ class Progress:
         self.total_steps, self._first_step = total_steps, step
         self._started = time.perf_counter()
         self._bar = None
-        if enabled and (bar if bar is not None else _interactive(self.stream)):
+        if bar is None:
+            try:
+                bar = self.stream.isatty()  # a terminal a bar can redraw on
+            except (AttributeError, ValueError):  # a replaced or closed stream
+                bar = False
+        if enabled and bar:
             from tqdm import tqdm
 
             self._bar = tqdm(total=total_steps, initial=step, file=self.stream, unit="step", dynamic_ncols=True)

@@ -18,10 +18,16 @@ from torch import nn
 from cnnlab.data import ArrayDataset, BatchLoader, check_labels, load_dataset
 from cnnlab.models import check_trusted
 from cnnlab.train.checkpoint import first_non_finite, fork_rng, load_checkpoint, restore
+from cnnlab.train.components import (
+    build_model,
+    check_not_empty,
+    class_names,
+    resolve_device,
+    resolve_precision,
+)
 from cnnlab.train.config import TrainConfig, from_dict
 from cnnlab.train.ema import load_ema_weights
 from cnnlab.train.evaluate import evaluate
-from cnnlab.train.trainer import _check_not_empty, _names, build_model, resolve_device, resolve_precision
 
 CHECKPOINTS = ("best", "last")
 
@@ -94,7 +100,7 @@ def network(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any], 
 def _check_test_set(test: ArrayDataset, meta: dict[str, Any], name: str) -> None:
     """A test set for a trained run: images of its shape, its classes, labels in range."""
     what = test.source or name
-    _check_not_empty(test, "test")
+    check_not_empty(test, "test")
     shape = meta.get("image_shape")  # H, W, C; older checkpoints know only C (the length of mean)
     got = tuple(test.x.shape[1:])
     if (shape is not None and tuple(shape) != got) or len(meta["mean"]) != got[-1]:
@@ -103,11 +109,11 @@ def _check_test_set(test: ArrayDataset, meta: dict[str, Any], name: str) -> None
                          f"{c}x{h}x{w}; evaluate it on images of its own shape")
     classes, n = tuple(meta["classes"]), int(meta["num_classes"])
     if not test.inferred_classes and test.num_classes != n:
-        raise ValueError(f"{what} names {test.num_classes} classes ({_names(test.classes)}) but the run was trained "
+        raise ValueError(f"{what} names {test.num_classes} classes ({class_names(test.classes)}) but the run was trained "
                          f"on {n}; evaluate it on a test set of the same classes")
     if not test.inferred_classes and meta.get("classes_named", True) and test.classes != classes:
-        raise ValueError(f"{what} names classes ({_names(test.classes)}) but the run was trained on "
-                         f"({_names(classes)}); evaluate it on a test set of the same classes")
+        raise ValueError(f"{what} names classes ({class_names(test.classes)}) but the run was trained on "
+                         f"({class_names(classes)}); evaluate it on a test set of the same classes")
     check_labels(test.y, n, what, f"the run has {n} classes")
 
 
