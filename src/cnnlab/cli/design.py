@@ -118,9 +118,8 @@ def run_transform(args: argparse.Namespace) -> int:
             out_before = model.eval()(x)
             out_after = new_model.eval()(x)
         same = out_before.shape == out_after.shape
-        line = (f"check: input {tuple(x.shape)} -> before {tuple(out_before.shape)}, after "
-                f"{tuple(out_after.shape)}: {'OK' if same else 'MISMATCH'}")
-        print(line)
+        print(f"check: input {tuple(x.shape)} -> before {tuple(out_before.shape)}, after "
+              f"{tuple(out_after.shape)}: {'OK' if same else 'MISMATCH'}")
         status = 0 if same else 1
     if args.output:
         recipe = {"model": args.model, "model_options": options, "transforms": steps,

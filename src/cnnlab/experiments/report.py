@@ -291,8 +291,8 @@ def _md(text: str, table: bool = False) -> str:
 
 
 def _fence(text: str) -> str:
-    ticks = "`" * max(3, 1 + max((len(run) for run in re.findall(r"`+", text)), default=0))
-    return ticks
+    """A code fence longer than any run of backticks in ``text``."""
+    return "`" * max(3, 1 + max((len(run) for run in re.findall(r"`+", text)), default=0))
 
 
 def render_md(blocks: Sequence[Block]) -> str:
