@@ -45,11 +45,9 @@ def analyse(outcome: Outcome) -> Analysis:
         depth = _depth(arm)
         paper = f"{PAPER_TEST_ERROR[depth]}% test error (Table 6, 64k iterations)" if arm.startswith("resnet") \
             else "curve only (Fig. 6 left)"
-        train_err = [1 - v for v in outcome.values(arm, "train_acc")]
-        test_err = [1 - v for v in outcome.values(arm, "test_acc")]
-        rows.append((f"{arm}: training / test error", paper,
-                     f"{mean_pct(train_err)} / {mean_pct(test_err)}", "final epoch; training error on the "
-                     "augmented batches of that epoch, as the paper's curves"))
+        train, test = (mean_pct(outcome.values(arm, err)) for err in ("train_err", "test_err"))
+        rows.append((f"{arm}: training / test error", paper, f"{train} / {test}", "final epoch; training error "
+                     "on the augmented batches of that epoch, as the paper's curves"))
     steps = max((r.epochs[-1].get("step", 0) for r in outcome.runs if r.epochs), default=0)
     notes = [f"Depths compared: {lo} and {hi}. Training error is the error on the training batches of the last "
              f"epoch (with augmentation), as in the paper's Fig. 6; test error on the test set given.",

@@ -33,11 +33,9 @@ def analyse(outcome: Outcome) -> Analysis:
     for d in depths:
         paper = {110: "6.61% -> 6.37% test error (Table 3)"}.get(d, "not in the paper (CIFAR: 110, 164, 1001)")
         rows.append((f"depth {d}: training / test error, original -> pre-activation", paper,
-                     f"{mean_pct([1 - v for v in outcome.values(f'resnet{d}', 'train_acc')])} -> "
-                     f"{mean_pct([1 - v for v in outcome.values(f'preact_resnet{d}', 'train_acc')])} / "
-                     f"{mean_pct([1 - v for v in outcome.values(f'resnet{d}', 'test_acc')])} -> "
-                     f"{mean_pct([1 - v for v in outcome.values(f'preact_resnet{d}', 'test_acc')])}",
-                     "final epoch"))
+                     " / ".join(f"{mean_pct(outcome.values(f'resnet{d}', err))} -> "
+                                f"{mean_pct(outcome.values(f'preact_resnet{d}', err))}"
+                                for err in ("train_err", "test_err")), "final epoch"))
     hi, lo = depths[-1], depths[0]
     comparisons = [outcome.compare(f"pre-activation trains at least as well at depth {hi}", "train_acc",
                                    f"preact_resnet{hi}", f"resnet{hi}", expect="not_less")]
