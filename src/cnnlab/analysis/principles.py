@@ -22,7 +22,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from cnnlab.analysis.report import CostReport, LayerCost
+from cnnlab.analysis.report import CostReport, LayerCost, _si
 
 
 @dataclass(frozen=True)
@@ -197,10 +197,3 @@ def _missing_reductions(report: CostReport) -> list[Finding]:
                 f"first costs {_si(after * report.batch_size)} ({1 - after / before:.0%} less; GoogLeNet Sec. 4)",
                 saving_macs=(before - after) * report.batch_size, details={"reduce_to": reduced}))
     return findings
-
-
-def _si(value: float) -> str:
-    for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
-        if abs(value) >= scale:
-            return f"{value / scale:.2f}{unit}"
-    return f"{value:,.0f}"

@@ -47,8 +47,7 @@ class ReceptiveField:
 
     def to_dict(self) -> dict[str, list[Number]]:
         """JSON-ready ``{"size": [h, w], "jump": [h, w], "start": [h, w]}`` (integral values as ints)."""
-        return {"size": [_num(v) for v in self.size], "jump": [_num(v) for v in self.jump],
-                "start": [_num(v) for v in self.start]}
+        return {key: [_num(v) for v in getattr(self, key)] for key in ("size", "jump", "start")}
 
 
 def _num(value: Number) -> Number:
@@ -113,13 +112,10 @@ def global_field(field: ReceptiveField, extent: Sequence[int]) -> ReceptiveField
 def adaptive_window(field: ReceptiveField, in_extent: Sequence[int],
                     out_extent: Sequence[int]) -> ReceptiveField:
     """The field after adaptive pooling: the widest of its (possibly uneven) windows, mean stride."""
-    kernel, stride = [], []
     size, jump, start = [], [], []
     for dim, (n_in, n_out) in enumerate(zip(in_extent, out_extent)):
         # window i covers [floor(i*n_in/n_out), ceil((i+1)*n_in/n_out)): the same rule as PyTorch's kernels
         k = max(-(-(i + 1) * n_in // n_out) - (i * n_in // n_out) for i in range(n_out))
-        kernel.append(k)
-        stride.append(n_in / n_out)
         j = field.jump[dim]
         size.append(field.size[dim] + (k - 1) * j)
         first_k = -(-n_in // n_out)

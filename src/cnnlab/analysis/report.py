@@ -18,6 +18,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -112,18 +114,13 @@ class CostReport(_DerivedTotals):
 
     @property
     def unused_params(self) -> int:
-        """Parameters of modules that never ran (auxiliary heads in eval mode): in ``params``, not in the pass."""
-        called = {""}
-        for r in self.layers:  # a container that is never called itself (ModuleDict) ran if a child did
-            if r.calls:
-                parts = r.name.split(".")
-                called.update(".".join(parts[:i]) for i in range(1, len(parts) + 1))
-        total = 0
-        for r in self.layers:
-            parent = r.name.rpartition(".")[0] if "." in r.name else ""
-            if r.name not in called and parent in called:
-                total += r.params
-        return total
+        """Parameters of modules that never ran (auxiliary heads in eval mode): in ``params``, not in the pass.
+
+        A holder never called itself (a ModuleDict) has its children's calls (``cost._uncalled_containers``),
+        so the modules that did not run at the top of their subtree are those whose parent ran.
+        """
+        calls = {r.name: r.calls for r in self.layers}
+        return sum(r.params for r in self.layers if r.name and not r.calls and calls.get(r.name.rpartition(".")[0]))
 
     def layer(self, name: str) -> LayerCost:
         """The row of the module called ``name`` (``""`` is the whole model)."""
@@ -143,10 +140,7 @@ class CostReport(_DerivedTotals):
 
         A 1000-layer network shows its stages instead of 6,000 rows; ResNet-50 (246 rows) shows them all.
         """
-        counts: dict[int, int] = {}
-        for r in self.layers:
-            if r.depth >= 1:
-                counts[r.depth] = counts.get(r.depth, 0) + 1
+        counts = Counter(r.depth for r in self.layers if r.depth >= 1)
         rows, best = 0, 1
         for depth in sorted(counts):
             rows += counts[depth]
@@ -300,7 +294,6 @@ class CostReport(_DerivedTotals):
         return renderers[fmt](depth)
 
 
-_NUM_CELL = ' class="num"'
 _COLUMNS = ("layer", "type", "output", "params", "MACs", "other ops", "act. bytes", "RF size", "RF jump")
 _DROP_ORDER = (8, 5, 6, 1, 7, 2)  # columns a narrow terminal loses first: RF jump, other ops, act. bytes, ...
 
@@ -325,10 +318,7 @@ def _numel(shape: Any) -> int:
         return 0
     if isinstance(shape[0], list):
         return sum(_numel(s) for s in shape)
-    n = 1
-    for v in shape:
-        n *= int(v)
-    return n
+    return math.prod(int(v) for v in shape)
 
 
 def _unknown_cells(u: dict[str, Any]) -> list[str]:

@@ -12,7 +12,6 @@ from cnnlab.analysis.diagram import child_rows, diagram
 from cnnlab.analysis.ops import CONVENTIONS
 from cnnlab.analysis.report import (
     _COLUMNS,
-    _NUM_CELL,
     CostReport,
     LayerCost,
     _cells,
@@ -24,6 +23,7 @@ from cnnlab.analysis.report import (
 )
 
 _MACS_COLOUR, _PARAMS_COLOUR = "#4c72b0", "#dd8452"
+_NUM_CELL = ' class="num"'
 
 
 def page(report: CostReport, depth: int | None = None) -> str:
@@ -225,8 +225,6 @@ def _tree(report: CostReport) -> str:
 
 def _layer_table(rows: list[LayerCost], total_macs: int, total_params: int) -> str:
     """The layer table: a row per module (its parent named, for sorting), bars of its shares on one scale."""
-    header = list(_COLUMNS[:5]) + ["MACs share", "params share"] + list(_COLUMNS[5:])
-    head = "".join(f'<th onclick="sortBy({i})">{html.escape(h)}</th>' for i, h in enumerate(header))
     body = []
     for index, r in enumerate(rows):
         cells, keys = _cells(r), _sort_keys(r)
@@ -238,8 +236,13 @@ def _layer_table(rows: list[LayerCost], total_macs: int, total_params: int) -> s
         parent = r.name.rpartition(".")[0] if r.depth > 1 else ""
         body.append(f'<tr data-name="{html.escape(r.name)}" data-parent="{html.escape(parent)}">'
                     + "".join(tds[:5] + bars + tds[5:]) + "</tr>")
-    return (f'<table id="layers"><thead><tr>{head}</tr></thead><tbody>\n' + "\n".join(body)
-            + "\n</tbody></table>")
+    return _sortable_table([*_COLUMNS[:5], "MACs share", "params share", *_COLUMNS[5:]], body)
+
+
+def _sortable_table(header: Sequence[str], rows: list[str]) -> str:
+    """A table of ``rows`` (``<tr>`` elements) whose columns sort by a click (``sortBy`` in ``_SCRIPT``)."""
+    head = "".join(f'<th onclick="sortBy({i})">{html.escape(h)}</th>' for i, h in enumerate(header))
+    return f'<table id="layers"><thead><tr>{head}</tr></thead><tbody>\n' + "\n".join(rows) + "\n</tbody></table>"
 
 
 def _bar_cell(pct: float, colour: str) -> str:
@@ -317,7 +320,6 @@ def comparison_page(header: Sequence[str], cells: Sequence[Sequence[str]], rows:
     models = [LayerCost(name, "model", 1, calls=1, params=r["params_run"], macs=r["macs"]) for name, r in zip(names, rows)]
     chart = _stage_chart(models, max(r["macs"] for r in rows), max(r["params_run"] for r in rows), what="model",
                          whole="the largest model", legend="at most")
-    head = "".join(f'<th onclick="sortBy({i})">{e(h)}</th>' for i, h in enumerate(header))
     body = []
     for r, row_cells in zip(rows, cells):
         tds = "".join(f'<td{_NUM_CELL if i >= 2 else ""} data-v="{e(c.replace(",", "").split(" ")[0])}">{e(c)}</td>'
@@ -327,7 +329,7 @@ def comparison_page(header: Sequence[str], cells: Sequence[Sequence[str]], rows:
         f"<h1>{e(' vs '.join(names))}</h1>",
         "<h2>MACs and parameters that ran, as % of the largest model's</h2>", chart,
         "<h2>Totals</h2>", '<p class="note">Click a column to sort. Ratios are to the first model.</p>',
-        f'<table id="layers"><thead><tr>{head}</tr></thead><tbody>\n' + "\n".join(body) + "\n</tbody></table>",
+        _sortable_table(header, body),
         "<ul>" + "".join(f"<li>{e(n)}</li>" for n in notes) + "</ul>" if notes else "",
         f'<p class="note">{e(CONVENTIONS)}</p>'])
     return _HTML_TEMPLATE.format(title=e(f"cnnlab compare: {', '.join(names)}"), style=_STYLE, body=content,
