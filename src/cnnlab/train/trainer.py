@@ -247,9 +247,7 @@ class Trainer:
 
     # -------------------------------------------------------- checkpoints
     def _save(self, name: str, epoch: int) -> None:
-        self.dist.broadcast_buffers(self.model)  # every rank holds what rank 0 saves
-        if self.ema is not None:
-            self.dist.broadcast_buffers(self.ema.module)
+        self._sync_buffers()  # every rank holds what rank 0 saves
         bad = non_finite(self.model, self.ema, self.optimizer)
         if self.dist.any([float(bad is not None)], self.device)[0]:  # the ranks hold equal weights: all agree
             raise NonFiniteLossError(f"{bad or 'a tensor'} holds NaN or infinity after step {self.step}; "
