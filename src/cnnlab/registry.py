@@ -1,13 +1,17 @@
-"""One strict model registry: a name maps to a builder and the ModelCard that documents it."""
+"""One strict model registry: a name maps to a builder and the ModelCard that documents it (counts, and the
+rules that load torchvision's or timm's weights)."""
 
 from __future__ import annotations
 
 import difflib
 import fnmatch
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+import torch
 from torch import nn
+
+SOURCES = ("torchvision", "timm")
 
 
 @dataclass(frozen=True)
@@ -22,12 +26,25 @@ class Counts:
 
 
 @dataclass(frozen=True)
+class Converter:
+    """How a reference model's state dict maps onto a cnnlab model: ``(regex, replacement)`` rules applied to
+    every key (first match wins), then ``fn`` for what renaming cannot express; ``options`` are the
+    ``create_model`` options that give the reference's layout (see ``cnnlab.models.convert``)."""
+
+    rules: tuple[tuple[str, str], ...] = ()
+    fn: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None = None
+    options: Mapping[str, object] = field(default_factory=dict)
+    reference_name: str = ""  # the model's name in the source library, when it differs from cnnlab's
+
+
+@dataclass(frozen=True)
 class ModelCard:
     """What a zoo entry is: the paper, the input it expects, and the counts it must reproduce.
 
     ``reference`` holds the counts of the default configuration (``create_model(name)`` at
     ``num_classes``); ``variants`` holds counts for named options (e.g. torchvision's layout).
     Counts are MACs of convolution and linear layers only, batch 1, at ``input_size``.
+    ``converters`` maps a source library (one of ``SOURCES``) to the rules that load its weights.
     """
 
     name: str
@@ -41,6 +58,12 @@ class ModelCard:
     min_input_size: int | None = None
     family: str = ""
     tags: tuple[str, ...] = ()
+    converters: Mapping[str, Converter] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for source in self.converters:
+            if source not in SOURCES:
+                raise ValueError(f"converter source must be one of {SOURCES}, got {source!r}")
 
     def to_dict(self) -> dict:
         """A JSON-ready dict of the card."""
@@ -55,6 +78,7 @@ class ModelCard:
             "reference": counts(self.reference),
             "variants": {k: counts(v) for k, v in self.variants.items()},
             "min_input_size": self.min_input_size, "tags": list(self.tags),
+            "converts_from": {source: c.reference_name or self.name for source, c in self.converters.items()},
         }
 
 
@@ -86,6 +110,14 @@ class Registry:
         if card.name in self._entries:
             raise ValueError(f"model {card.name!r} is already registered; choose another name")
         self._entries[card.name] = Entry(card.name, builder, card, spec)
+
+    def add_converter(self, name: str, source: str, converter: Converter) -> None:
+        """Give the registered model ``name`` the rules that load ``source``'s weights (one per source)."""
+        entry = self.get(name)
+        if source in entry.card.converters:
+            raise ValueError(f"a {source} converter for {name!r} is already registered")
+        card = replace(entry.card, converters={**entry.card.converters, source: converter})
+        self._entries[name] = replace(entry, card=card)
 
     def get(self, name: str) -> Entry:
         """The entry for ``name``; unknown names raise UnknownModelError with suggestions."""

@@ -1,5 +1,5 @@
-"""State-dict converters: registry errors on small fake data, and one reference test per registered
-torchvision / timm converter (random reference weights, convert, outputs and parameter counts equal)."""
+"""State-dict converters: the rules on the model cards, errors on small fake data, and one reference test per
+torchvision / timm converter on a card (random reference weights, convert, outputs and parameter counts equal)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 import cnnlab
-import cnnlab.models  # noqa: F401  (registers every family's converters)
+import cnnlab.models  # noqa: F401  (registers every family with its converters)
 from cnnlab.models import convert
 from cnnlab.models.convert import (
     convert_state_dict,
@@ -19,30 +19,72 @@ from cnnlab.models.convert import (
     register_converter,
     rename_keys,
 )
+from cnnlab.registry import MODELS, Converter, Counts, ModelCard, UnknownModelError
 
 
 @pytest.fixture
-def empty_registry(monkeypatch):
-    """A private converter table, so that these tests never touch the zoo's converters."""
-    monkeypatch.setattr(convert, "_CONVERTERS", {})
+def zoo(monkeypatch):
+    """The registry with its entries copied, so that what a test registers or adds is gone after it."""
+    monkeypatch.setattr(MODELS, "_entries", dict(MODELS._entries))
+    return MODELS
 
 
-def test_unknown_source_raises(empty_registry):
+def _card(name: str, **converters: Converter) -> ModelCard:
+    return ModelCard(name=name, paper="A. Author (2000). A paper.", input_size=(3, 8, 8),
+                     reference=Counts(params=4, macs=None, source="computed"), converters=converters)
+
+
+def test_the_zoo_declares_its_converters_on_its_cards():
+    assert sorted(n for _, n in converters("timm")) == ["inception_resnet_v2", "inception_v4", "resnetv2_101",
+                                                        "resnetv2_152", "resnetv2_50"]
+    assert len(converters("torchvision")) == 18 and len(converters()) == 23
+    card = cnnlab.model_card("googlenet")
+    assert converters()[("torchvision", "googlenet")].rules == card.converters["torchvision"].rules != ()
+    assert card.converters["torchvision"].options == {"layout": "torchvision"}
+    assert card.to_dict()["converts_from"] == {"torchvision": "googlenet"}
+    assert cnnlab.model_card("squeezenet1_0_bypass").converters == {}
+
+
+def test_reference_name_defaults_to_cnnlabs_name(zoo):
+    zoo.register(_card("tiny", torchvision=Converter(reference_name="tv_tiny"), timm=Converter()), nn.Identity)
+    assert converters()[("torchvision", "tiny")].reference_name == "tv_tiny"
+    assert converters()[("timm", "tiny")].reference_name == "tiny"
+    assert set(converters("timm")) == {key for key in converters() if key[0] == "timm"}
+    assert zoo.get("tiny").card.to_dict()["converts_from"] == {"torchvision": "tv_tiny", "timm": "tiny"}
+
+
+def test_unknown_source_raises(zoo):
     with pytest.raises(ValueError, match="source must be one of"):
         register_converter("keras", "vgg16", rules=())
+    with pytest.raises(ValueError, match="source must be one of"):
+        zoo.register(_card("tiny", keras=Converter()), nn.Identity)
+    assert "tiny" not in zoo and "keras" not in zoo.get("vgg16").card.converters
 
 
-def test_duplicate_converter_raises(empty_registry):
-    register_converter("timm", "tiny", rules=())
-    with pytest.raises(ValueError, match="already registered"):
-        register_converter("timm", ["other", "tiny"])
+def test_register_converter_adds_to_the_card_once(zoo):
+    before = zoo.get("vgg16").card
+    with pytest.raises(ValueError, match="a torchvision converter for 'vgg16' is already registered"):
+        register_converter("torchvision", "vgg16")
+    assert zoo.get("vgg16").card is before
+    register_converter("timm", ["vgg11", "vgg16"], rules=[(r"^a\.", "b.")], reference_name="vgg16_tv")
+    assert zoo.get("vgg16").card.converters["timm"] == Converter(((r"^a\.", "b."),), reference_name="vgg16_tv")
+    assert zoo.get("vgg16").card.converters["torchvision"] is before.converters["torchvision"]
+    with pytest.raises(ValueError, match="a timm converter for 'vgg11' is already registered"):
+        register_converter("timm", ["vgg13", "vgg11"])
+    with pytest.raises(UnknownModelError, match="unknown model 'no_such_net'"):
+        register_converter("timm", "no_such_net")
 
 
-def test_no_converter_lists_the_models_that_have_one(empty_registry):
-    register_converter("torchvision", ["a_net", "b_net"])
-    with pytest.raises(ValueError, match="no torchvision converter for 'c_net'.*a_net, b_net"):
+def test_no_converter_lists_the_models_that_have_one(zoo):
+    zoo._entries.clear()
+    for name, card_converters in (("b_net", {"torchvision": Converter()}), ("a_net", {"torchvision": Converter()}),
+                                  ("c_net", {})):
+        zoo.register(_card(name, **card_converters), nn.Identity)
+    with pytest.raises(ValueError, match="no torchvision converter for 'c_net'; models with one: a_net, b_net$"):
         convert_state_dict("torchvision", "c_net", {})
-    with pytest.raises(ValueError, match="no timm converter"):
+    with pytest.raises(ValueError, match="no torchvision converter for 'd_net'; models with one: a_net, b_net$"):
+        convert_state_dict("torchvision", "d_net", {})  # not registered at all: the same ValueError
+    with pytest.raises(ValueError, match="no timm converter for 'a_net'; models with one: $"):
         convert_state_dict("timm", "a_net", {})
 
 
@@ -59,49 +101,51 @@ def test_ambiguous_rules_raise():
         rename_keys({"a.weight": torch.zeros(1), "b.weight": torch.zeros(1)}, ((r"^[ab]\.", "x."),))
 
 
-def test_fn_runs_after_the_rules(empty_registry):
-    register_converter("timm", "tiny", rules=((r"^old\.", "new."),),
-                       fn=lambda sd: {k: v * 2 for k, v in sd.items()})
+def test_fn_runs_after_the_rules(zoo):
+    zoo.register(_card("tiny", timm=Converter(((r"^old\.", "new."),), fn=lambda sd: {k: v * 2 for k, v in sd.items()})),
+                 nn.Identity)
     out = convert_state_dict("timm", "tiny", {"old.weight": torch.ones(2)})
     assert list(out) == ["new.weight"] and torch.equal(out["new.weight"], torch.full((2,), 2.0))
 
 
-def test_mismatching_state_dict_names_missing_and_unexpected_keys(empty_registry):
-    register_converter("torchvision", "squeezenet1_1", rules=((r"^renamed\.", "fire2."),))
+def test_mismatching_state_dict_names_missing_and_unexpected_keys(zoo):
+    register_converter("timm", "squeezenet1_1", rules=((r"^renamed\.", "fire2."),))
     sd = dict(cnnlab.create_model("squeezenet1_1").state_dict())
     sd["renamed.squeeze.conv.weight"] = sd.pop("fire2.squeeze.conv.weight")  # maps back: loads fine
-    assert isinstance(load_reference("torchvision", "squeezenet1_1", sd), nn.Module)
+    assert isinstance(load_reference("timm", "squeezenet1_1", sd), nn.Module)
     sd["bogus.weight"] = sd.pop("fire3.expand3x3.conv.bias")
-    with pytest.raises(ValueError, match=r"missing \['fire3.expand3x3.conv.bias'\].*unexpected \['bogus.weight'\]"):
-        load_reference("torchvision", "squeezenet1_1", sd)
+    with pytest.raises(ValueError, match=r"^timm state dict does not match cnnlab 'squeezenet1_1'.*"
+                                         r"missing \['fire3.expand3x3.conv.bias'\].*unexpected \['bogus.weight'\]"):
+        load_reference("timm", "squeezenet1_1", sd)
 
 
-def test_num_classes_is_read_from_the_classifier(empty_registry):
-    register_converter("torchvision", "alexnet", rules=())
+def test_num_classes_is_read_from_the_classifier(zoo):
+    register_converter("timm", "alexnet", rules=())
     with torch.device("meta"):
         sd = cnnlab.create_model("alexnet", num_classes=10).state_dict()
     sd = {k: torch.zeros(v.shape) for k, v in sd.items()}
-    assert load_reference("torchvision", "alexnet", sd).head.fc.out_features == 10
+    assert load_reference("timm", "alexnet", sd).head.fc.out_features == 10
 
 
-def test_ddp_state_dict_loads_without_its_module_prefix(empty_registry, caplog):
-    register_converter("torchvision", "squeezenet1_1", rules=())
+def test_ddp_state_dict_loads_without_its_module_prefix(zoo, caplog):
+    register_converter("timm", "squeezenet1_1", rules=())
     model = cnnlab.create_model("squeezenet1_1", num_classes=7)
     ddp = {f"module.{k}": v for k, v in model.state_dict().items()}
     with caplog.at_level("INFO", logger="cnnlab.models.convert"):
-        loaded = load_reference("torchvision", "squeezenet1_1", ddp)
+        loaded = load_reference("timm", "squeezenet1_1", ddp)
     assert "DistributedDataParallel" in caplog.text
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values()))
 
 
-def test_a_state_dict_without_aux_heads_says_aux_logits_false(empty_registry):
-    register_converter("torchvision", "googlenet", rules=(), options={"layout": "torchvision"})
+def test_a_state_dict_without_aux_heads_says_aux_logits_false(zoo):
+    # googlenet's default layout is the paper's: only the converter's options make a torchvision-layout dict load
+    register_converter("timm", "googlenet", rules=(), options={"layout": "torchvision"})
     with torch.device("meta"):
         sd = cnnlab.create_model("googlenet", layout="torchvision", aux_logits=False).state_dict()
     sd = {k: torch.zeros(v.shape, dtype=v.dtype) for k, v in sd.items()}
     with pytest.raises(ValueError, match="no auxiliary-classifier weights .*: pass aux_logits=False"):
-        load_reference("torchvision", "googlenet", sd)
-    assert not load_reference("torchvision", "googlenet", sd, aux_logits=False).has_aux
+        load_reference("timm", "googlenet", sd)
+    assert not load_reference("timm", "googlenet", sd, aux_logits=False).has_aux
 
 
 def test_transform_input_is_torchvisions_rescaling_and_must_be_stated():
@@ -139,7 +183,7 @@ def test_from_timm_names_the_converter_to_use(name, says):
     assert says in str(exc.value) and "\n" not in str(exc.value)
 
 
-# ---- reference tests: every registered converter against the library it converts from ----
+# ---- reference tests: every converter on a card against the library it converts from ----
 
 def _build_reference(source: str, reference_name: str, options: dict) -> nn.Module:
     """The reference model with random weights; cnnlab options that the reference class also takes

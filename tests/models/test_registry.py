@@ -5,12 +5,13 @@ from torch import nn
 
 import cnnlab
 from cnnlab.models import create_model  # importing cnnlab.models registers the zoo into MODELS
-from cnnlab.registry import MODELS, Counts, ModelCard, Registry, UnknownModelError
+from cnnlab.registry import MODELS, Converter, Counts, ModelCard, Registry, UnknownModelError
 
 
-def card(name: str) -> ModelCard:
+def card(name: str, **converters: Converter) -> ModelCard:
     return ModelCard(name=name, paper="A. Author (2000). A paper.", input_size=(3, 8, 8),
-                     reference=Counts(params=4, macs=None, source="computed"), min_input_size=1)
+                     reference=Counts(params=4, macs=None, source="computed"), min_input_size=1,
+                     converters=converters)
 
 
 def builder(num_classes: int = 1000) -> nn.Module:
@@ -30,6 +31,33 @@ def test_duplicate_of_a_zoo_name_raises_and_leaves_the_zoo_intact():
     with pytest.raises(ValueError, match="already registered"):
         MODELS.register(card("vgg16"), builder)
     assert MODELS.get("vgg16") is before
+
+
+def test_a_card_carries_converters_for_known_sources_only():
+    with pytest.raises(ValueError, match=r"converter source must be one of \('torchvision', 'timm'\), got 'keras'"):
+        card("tiny", keras=Converter())
+    registry = Registry()
+    rules = ((r"^fc\.", "head.fc."),)
+    registry.register(card("tiny", timm=Converter(rules)), builder)
+    assert registry.get("tiny").card.converters == {"timm": Converter(rules)}
+
+
+def test_add_converter_replaces_the_card_and_keeps_one_per_source():
+    registry = Registry()
+    registry.register(card("tiny"), builder)
+    before = registry.get("tiny")
+    registry.add_converter("tiny", "torchvision", Converter(options={"layout": "torchvision"}))
+    after = registry.get("tiny")
+    assert after.card.converters == {"torchvision": Converter(options={"layout": "torchvision"})}
+    assert before.card.converters == {} and after.builder is before.builder
+    assert after.card.to_dict()["converts_from"] == {"torchvision": "tiny"}
+    with pytest.raises(ValueError, match="a torchvision converter for 'tiny' is already registered"):
+        registry.add_converter("tiny", "torchvision", Converter())
+    with pytest.raises(ValueError, match="source must be one of"):
+        registry.add_converter("tiny", "keras", Converter())
+    with pytest.raises(UnknownModelError):
+        registry.add_converter("tinny", "timm", Converter())
+    assert registry.get("tiny") is after
 
 
 @pytest.mark.parametrize("typo, expected", [("vgg16bn", "vgg16_bn"), ("alexnett", "alexnet"),
@@ -77,7 +105,9 @@ def test_model_card_fields():
     d = c.to_dict()
     assert d["reference"]["params"] == 61_100_840 and d["input_size"] == [3, 224, 224]
     assert set(d) >= {"name", "paper", "family", "input_size", "num_classes", "follows", "differences",
-                      "reference", "variants", "min_input_size", "tags"}
+                      "reference", "variants", "min_input_size", "tags", "converts_from"}
+    assert d["converts_from"] == {"torchvision": "alexnet"}
+    assert cnnlab.model_card("resnet20").to_dict()["converts_from"] == {}
 
 
 def test_create_model_passes_num_classes_and_options():

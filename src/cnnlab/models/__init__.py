@@ -158,9 +158,7 @@ def create_model(name: str, num_classes: int | None = None, *, pretrained: bool 
 
 def _no_weights(name: str) -> str:
     """One line: cnnlab has no weights for ``name``, and where a converter exists, how to load the reference's."""
-    from cnnlab.models.convert import converters
-
-    found = {source: conv.reference_name for (source, n), conv in converters().items() if n == name}
+    found = {source: conv.reference_name or name for source, conv in MODELS.get(name).card.converters.items()}
     if "torchvision" in found:
         extra = {"googlenet": ", transform_input=True, aux_logits=False",
                  "inception_v3": ", transform_input=True"}.get(name, "")

@@ -10,10 +10,9 @@ from __future__ import annotations
 from functools import partial
 
 from cnnlab.models.build import build
-from cnnlab.models.convert import register_converter
 from cnnlab.models.network import Network
 from cnnlab.models.spec import ConvDefaults, HeadSpec, NetworkSpec, conv, max_pool, min_input_size, stage
-from cnnlab.registry import MODELS, Counts, ModelCard
+from cnnlab.registry import MODELS, Converter, Counts, ModelCard
 
 # (stage name, out channels, kernel, stride, padding, followed by a 3x3/2 max-pool): torchvision 0.29.1 widths
 # 64-192-384-256-256 ("one weird trick"); the 2012 network has 96-256-384-384-256 split over two GPUs
@@ -78,8 +77,8 @@ MODELS.register(
         min_input_size=MIN_INPUT_SIZE,
         family="alexnet",
         tags=("imagenet", "plain"),
+        converters={"torchvision": Converter(_torchvision_rules())},
     ),
     partial(alexnet),
     spec=alexnet_spec,
 )
-register_converter("torchvision", "alexnet", _torchvision_rules())

@@ -1,8 +1,9 @@
 """Load torchvision / timm state dicts into the matching cnnlab models.
 
-Each family file declares, as data, how the reference implementation names its tensors: an ordered
-list of ``(regex, replacement)`` rules applied to every key (first match wins), optionally followed
-by a function for what renaming cannot express. ``register_converter`` records them here.
+Each family file declares on its model cards, as data, how the reference implementation names its tensors
+(``ModelCard.converters``: a ``Converter`` per source library, an ordered list of ``(regex, replacement)``
+rules applied to every key, first match wins, optionally followed by a function for what renaming cannot
+express). This module applies them.
 """
 
 from __future__ import annotations
@@ -10,52 +11,41 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import replace
 
 import torch
 from torch import nn
 
+from cnnlab.registry import MODELS, SOURCES, Converter  # noqa: F401  (SOURCES: public here before the cards)
+
 log = logging.getLogger(__name__)
-SOURCES = ("torchvision", "timm")
 
 StateDict = Mapping[str, torch.Tensor]
 Rules = tuple[tuple[str, str], ...]
 
 
-@dataclass(frozen=True)
-class Converter:
-    """How a reference model's state dict maps onto a cnnlab model (plus the options that make them match)."""
-
-    rules: Rules = ()
-    fn: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None = None
-    options: Mapping[str, object] | None = None  # create_model options needed to match the reference layout
-    reference_name: str = ""  # the model's name in the source library, when it differs from cnnlab's
-
-
-_CONVERTERS: dict[tuple[str, str], Converter] = {}
-
-
-def register_converter(
-    source: str,
-    names: str | Iterable[str],
-    rules: Iterable[tuple[str, str]] = (),
-    fn: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None = None,
-    options: Mapping[str, object] | None = None,
-    reference_name: str = "",
-) -> None:
-    """Declare how ``source`` ("torchvision" or "timm") names the tensors of the cnnlab models ``names``."""
-    if source not in SOURCES:
-        raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
+def register_converter(source: str, names: str | Iterable[str], rules: Iterable[tuple[str, str]] = (),
+                       fn: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None = None,
+                       options: Mapping[str, object] | None = None, reference_name: str = "") -> None:
+    """Add to the cards of the registered models ``names`` how ``source`` ("torchvision" or "timm") names their
+    tensors (the zoo declares this on its cards: ``ModelCard(converters={source: Converter(...)})``)."""
     for name in [names] if isinstance(names, str) else list(names):
-        key = (source, name)
-        if key in _CONVERTERS:
-            raise ValueError(f"a {source} converter for {name!r} is already registered")
-        _CONVERTERS[key] = Converter(tuple(rules), fn, dict(options or {}), reference_name or name)
+        MODELS.add_converter(name, source, Converter(tuple(rules), fn, dict(options or {}), reference_name))
 
 
 def converters(source: str | None = None) -> dict[tuple[str, str], Converter]:
-    """All registered converters, optionally for one source: ``{(source, cnnlab_name): Converter}``."""
-    return {k: v for k, v in _CONVERTERS.items() if source is None or k[0] == source}
+    """Every card's converters, optionally for one source: ``{(source, cnnlab_name): Converter}``, with
+    ``reference_name`` filled in (cnnlab's name where the source uses the same)."""
+    return {(s, entry.name): replace(c, reference_name=c.reference_name or entry.name)
+            for entry in MODELS for s, c in entry.card.converters.items() if source in (None, s)}
+
+
+def _converter(source: str, name: str) -> Converter:
+    conv = MODELS.get(name).card.converters.get(source) if name in MODELS else None
+    if conv is None:
+        have = sorted(n for _, n in converters(source))
+        raise ValueError(f"no {source} converter for {name!r}; models with one: {', '.join(have)}")
+    return conv
 
 
 def rename_keys(state_dict: StateDict, rules: Rules) -> dict[str, torch.Tensor]:
@@ -75,11 +65,7 @@ def rename_keys(state_dict: StateDict, rules: Rules) -> dict[str, torch.Tensor]:
 
 def convert_state_dict(source: str, name: str, state_dict: StateDict) -> dict[str, torch.Tensor]:
     """Rename a ``source`` state dict to the keys of cnnlab's ``name`` model."""
-    try:
-        conv = _CONVERTERS[(source, name)]
-    except KeyError:
-        have = sorted(n for s, n in _CONVERTERS if s == source)
-        raise ValueError(f"no {source} converter for {name!r}; models with one: {', '.join(have)}") from None
+    conv = _converter(source, name)
     out = rename_keys(state_dict, conv.rules)
     return conv.fn(out) if conv.fn is not None else out
 
@@ -119,8 +105,7 @@ def load_reference(source: str, name: str, state_dict: StateDict, *, transform_i
     if transform_input and name not in TRANSFORM_INPUT_MODELS:
         raise ValueError(f"transform_input applies to {', '.join(TRANSFORM_INPUT_MODELS)} only, not {name!r}")
     converted = convert_state_dict(source, name, _strip_ddp_prefix(state_dict))
-    conv = _CONVERTERS[(source, name)]
-    kwargs = {**dict(conv.options or {}), **options}
+    kwargs = {**_converter(source, name).options, **options}
     if "num_classes" not in kwargs and "head.fc.weight" in converted:
         kwargs["num_classes"] = converted["head.fc.weight"].shape[0]
     model = create_model(name, **kwargs)
@@ -157,7 +142,8 @@ def from_torchvision(name: str, state_dict: StateDict, *, transform_input: bool 
 def from_timm(name: str, state_dict: StateDict, **options) -> nn.Module:
     """A cnnlab model holding the weights of a timm state dict (where timm names tensors as torchvision does,
     e.g. resnet50 and inception_v3, the error says to use ``from_torchvision``)."""
-    if ("timm", name) not in _CONVERTERS and ("torchvision", name) in _CONVERTERS:
+    found = MODELS.get(name).card.converters if name in MODELS else {}
+    if "timm" not in found and "torchvision" in found:
         extra = ", transform_input=False" if name in TRANSFORM_INPUT_MODELS else ""
         raise ValueError(f"timm's {name} names its tensors as torchvision's does: load it with "
                          f"cnnlab.models.from_torchvision({name!r}, state_dict{extra}) (timm normalises images "

@@ -9,7 +9,6 @@ batch norm, local response norm after pool1 and conv3, 3x3/2 max-pool before 5a,
 from __future__ import annotations
 
 from cnnlab.models.build import build
-from cnnlab.models.convert import register_converter
 from cnnlab.models.network import Network
 from cnnlab.models.spec import (
     AuxSpec,
@@ -25,7 +24,7 @@ from cnnlab.models.spec import (
     multi_branch,
     stage,
 )
-from cnnlab.registry import MODELS, Counts, ModelCard
+from cnnlab.registry import MODELS, Converter, Counts, ModelCard
 
 AUX_AFTER = ("inception4a", "inception4d")  # Sec. 5: aux classifiers on top of (4a) and (4d)
 LAYOUTS = ("paper", "torchvision")
@@ -107,6 +106,15 @@ MIN_INPUT = {layout: min_input_size(googlenet_spec(layout=layout)) for layout in
 AUX_MIN_INPUT = {layout: min_input_size(googlenet_spec(layout=layout), with_aux=True) for layout in LAYOUTS}  # 79, 15
 
 
+def _googlenet_rules() -> tuple[tuple[str, str], ...]:
+    """torchvision names -> cnnlab names: aux heads move under aux_heads, fc2 becomes fc, fc becomes head.fc."""
+    rules = [(rf"^aux{i}\.fc2\.", f"aux_heads.{after}.fc.") for i, after in enumerate(AUX_AFTER, 1)]
+    rules += [(rf"^aux{i}\.", f"aux_heads.{after}.") for i, after in enumerate(AUX_AFTER, 1)]
+    # torchvision's Inception branches are named branch1..branch4 with Sequential indices; cnnlab's are
+    # branch0..branch3, so only the number shifts
+    return (*rules, (r"^fc\.", "head.fc."), *((rf"\.branch{i + 1}\.", f".branch{i}.") for i in range(4)))
+
+
 _PAPER = "Szegedy et al. 2015, Going Deeper with Convolutions (CVPR), arXiv:1409.4842"
 MODELS.register(ModelCard(
     name="googlenet",
@@ -141,18 +149,5 @@ MODELS.register(ModelCard(
     min_input_size=MIN_INPUT["paper"],  # the main path's (eval mode); train mode with aux heads: AUX_MIN_INPUT
     family="inception",
     tags=("imagenet", "aux"),
+    converters={"torchvision": Converter(_googlenet_rules(), options={"layout": "torchvision"})},
 ), build_googlenet, spec=googlenet_spec)
-
-
-def _googlenet_rules() -> tuple[tuple[str, str], ...]:
-    """torchvision names -> cnnlab names: aux heads move under aux_heads, fc2 becomes fc, fc becomes head.fc."""
-    rules = [(rf"^aux{i}\.fc2\.", f"aux_heads.{after}.fc.") for i, after in enumerate(AUX_AFTER, 1)]
-    rules += [(rf"^aux{i}\.", f"aux_heads.{after}.") for i, after in enumerate(AUX_AFTER, 1)]
-    return (*rules, (r"^fc\.", "head.fc."))
-
-
-# torchvision's Inception branches are already named branch1..branch4 with Sequential indices; cnnlab's
-# are branch0..branch3, so only the number shifts
-register_converter("torchvision", "googlenet",
-                   rules=(*_googlenet_rules(), *((rf"\.branch{i + 1}\.", f".branch{i}.") for i in range(4))),
-                   options={"layout": "torchvision"})

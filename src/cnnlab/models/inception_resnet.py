@@ -9,7 +9,6 @@ average pool, dropout (keep 0.8), linear. ``inception_resnet_v1`` follows the pa
 from __future__ import annotations
 
 from cnnlab.models.build import build
-from cnnlab.models.convert import register_converter
 from cnnlab.models.inception_v3 import module_a, reduction_a
 from cnnlab.models.network import Network
 from cnnlab.models.spec import (
@@ -23,7 +22,7 @@ from cnnlab.models.spec import (
     multi_branch,
     stage,
 )
-from cnnlab.registry import MODELS, Counts, ModelCard
+from cnnlab.registry import MODELS, Converter, Counts, ModelCard
 
 _PAPER = ("Szegedy, Ioffe, Vanhoucke & Alemi 2017, Inception-v4, Inception-ResNet and the Impact of Residual "
           "Connections on Learning (AAAI), arXiv:1602.07261")
@@ -156,10 +155,7 @@ MODELS.register(ModelCard(
     min_input_size=min_input_size(inception_resnet_v2_spec()),
     family="inception",
     tags=("imagenet", "residual"),
+    # timm names the 1x1 expansion conv ``conv2d`` and the classifier ``classif``; everything else matches
+    converters={"timm": Converter(((r"^((?:repeat(?:_\d)?\.\d+)|block8)\.conv2d\.", r"\1.expand."),
+                                   (r"^classif\.", "head.fc.")))},
 ), build_inception_resnet_v2, spec=inception_resnet_v2_spec)
-
-# timm names the 1x1 expansion conv ``conv2d`` and the classifier ``classif``; everything else matches
-register_converter("timm", "inception_resnet_v2", rules=(
-    (r"^((?:repeat(?:_\d)?\.\d+)|block8)\.conv2d\.", r"\1.expand."),
-    (r"^classif\.", "head.fc."),
-))

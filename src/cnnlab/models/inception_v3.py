@@ -8,7 +8,6 @@ BN eps 0.001 as there, so torchvision weights load and outputs match.
 from __future__ import annotations
 
 from cnnlab.models.build import build
-from cnnlab.models.convert import register_converter
 from cnnlab.models.network import Network
 from cnnlab.models.spec import (
     AuxSpec,
@@ -24,7 +23,7 @@ from cnnlab.models.spec import (
     multi_branch,
     stage,
 )
-from cnnlab.registry import MODELS, Counts, ModelCard
+from cnnlab.registry import MODELS, Converter, Counts, ModelCard
 
 
 def pool_proj(out: int, count_include_pad: bool = True) -> tuple:
@@ -120,30 +119,6 @@ MIN_INPUT = min_input_size(inception_v3_spec())  # 75
 AUX_MIN_INPUT = min_input_size(inception_v3_spec(), with_aux=True)  # 299
 
 
-MODELS.register(ModelCard(
-    name="inception_v3",
-    paper="Szegedy, Vanhoucke, Ioffe, Shlens & Wojna 2016, Rethinking the Inception Architecture for Computer "
-          "Vision (CVPR), arXiv:1512.00567",
-    input_size=(3, 299, 299),
-    reference=Counts(27_161_264, 5_713_216_096, "torchvision 0.29.1 weights meta num_params (docs/references.md)",
-                     {"aux_logits": True}, note="MACs of the main path at 299 (the aux head runs only in training)"),
-    follows="torchvision 0.29.1 Inception3 (= timm 1.0.31 inception_v3 = the released TF model)",
-    differences=(
-        "Stem as released, not the paper's Table 1: 3x3/2 32, 3x3 32, 3x3 pad 64, pool, then a 1x1 conv to 80 and a "
-        "3x3 conv to 192 followed by a 3x3/2 max-pool, where Table 1 lists conv 3x3 (80), conv 3x3/2 (192), "
-        "conv 3x3 (288) with no pool. The 35x35 modules output 256/288/288 (Table 1: 288) and keep a 5x5 branch. "
-        "The aux head's FC is not batch-normalized (the paper's 'BN-auxiliary' is). aux_logits=True by default as "
-        "torchvision; train mode returns ModelOutput(logits, (aux,)). Inputs down to 75x75 run in eval mode (as "
-        "torchvision); train mode with the aux head needs >= 299x299 (its 5x5/3 pool on the 17x17 grid), "
-        "aux_logits=False trains down to 75x75. torchvision's transform_input is built in by from_torchvision(..., transform_input=True)."),
-    variants={"no_aux": Counts(23_834_568, 5_713_216_096, "torchvision 0.29.1 minus AuxLogits (docs/references.md)",
-                               {"aux_logits": False})},
-    min_input_size=MIN_INPUT,  # the main path's (eval mode); train mode with the aux head: AUX_MIN_INPUT
-    family="inception",
-    tags=("imagenet", "aux"),
-), build_inception_v3, spec=inception_v3_spec)
-
-
 def _v3_rules() -> tuple[tuple[str, str], ...]:
     """torchvision's per-branch names -> cnnlab's branch<i>[.<layer>] names, per module type."""
     per_type = {
@@ -166,4 +141,26 @@ def _v3_rules() -> tuple[tuple[str, str], ...]:
     return (*rules, (r"^AuxLogits\.", f"aux_heads.{AUX_AFTER}."), (r"^fc\.", "head.fc."))
 
 
-register_converter("torchvision", "inception_v3", rules=_v3_rules())
+MODELS.register(ModelCard(
+    name="inception_v3",
+    paper="Szegedy, Vanhoucke, Ioffe, Shlens & Wojna 2016, Rethinking the Inception Architecture for Computer "
+          "Vision (CVPR), arXiv:1512.00567",
+    input_size=(3, 299, 299),
+    reference=Counts(27_161_264, 5_713_216_096, "torchvision 0.29.1 weights meta num_params (docs/references.md)",
+                     {"aux_logits": True}, note="MACs of the main path at 299 (the aux head runs only in training)"),
+    follows="torchvision 0.29.1 Inception3 (= timm 1.0.31 inception_v3 = the released TF model)",
+    differences=(
+        "Stem as released, not the paper's Table 1: 3x3/2 32, 3x3 32, 3x3 pad 64, pool, then a 1x1 conv to 80 and a "
+        "3x3 conv to 192 followed by a 3x3/2 max-pool, where Table 1 lists conv 3x3 (80), conv 3x3/2 (192), "
+        "conv 3x3 (288) with no pool. The 35x35 modules output 256/288/288 (Table 1: 288) and keep a 5x5 branch. "
+        "The aux head's FC is not batch-normalized (the paper's 'BN-auxiliary' is). aux_logits=True by default as "
+        "torchvision; train mode returns ModelOutput(logits, (aux,)). Inputs down to 75x75 run in eval mode (as "
+        "torchvision); train mode with the aux head needs >= 299x299 (its 5x5/3 pool on the 17x17 grid), "
+        "aux_logits=False trains down to 75x75. torchvision's transform_input is built in by from_torchvision(..., transform_input=True)."),
+    variants={"no_aux": Counts(23_834_568, 5_713_216_096, "torchvision 0.29.1 minus AuxLogits (docs/references.md)",
+                               {"aux_logits": False})},
+    min_input_size=MIN_INPUT,  # the main path's (eval mode); train mode with the aux head: AUX_MIN_INPUT
+    family="inception",
+    tags=("imagenet", "aux"),
+    converters={"torchvision": Converter(_v3_rules())},
+), build_inception_v3, spec=inception_v3_spec)

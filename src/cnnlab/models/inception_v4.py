@@ -9,7 +9,6 @@ The paper's Fig. 9 as a table: stem, 4 x Inception-A, Reduction-A, 7 x Inception
 from __future__ import annotations
 
 from cnnlab.models.build import build
-from cnnlab.models.convert import register_converter
 from cnnlab.models.inception_v3 import module_b, pool_proj, reduction_a, reduction_b
 from cnnlab.models.network import Network
 from cnnlab.models.spec import (
@@ -25,7 +24,7 @@ from cnnlab.models.spec import (
     multi_branch,
     stage,
 )
-from cnnlab.registry import MODELS, Counts, ModelCard
+from cnnlab.registry import MODELS, Converter, Counts, ModelCard
 
 
 def stem() -> StageSpec:
@@ -84,23 +83,6 @@ def build_inception_v4(num_classes: int = 1000, dropout: float = 0.2, in_channel
 MIN_INPUT = min_input_size(inception_v4_spec())  # 75, from the spec: the 8x8 grid must be at least 1x1
 
 
-MODELS.register(ModelCard(
-    name="inception_v4",
-    paper="Szegedy, Ioffe, Vanhoucke & Alemi 2017, Inception-v4, Inception-ResNet and the Impact of Residual "
-          "Connections on Learning (AAAI), arXiv:1602.07261",
-    input_size=(3, 299, 299),
-    reference=Counts(42_679_816, 12_253_974_624, "timm 1.0.31 inception_v4 (docs/references.md)"),
-    follows="timm 1.0.31 inception_v4 (= TF-slim; Cadene's port)",
-    differences=(
-        "The order of the 1x7 / 7x1 pairs in Inception-B and the stem, and of 3x1 / 1x3 in Inception-C, is timm's "
-        "(same parameter count either way). Average pools exclude padding (TF). Dropout 0.2 as the paper's keep "
-        "0.8 (timm: 0). No auxiliary classifier (the paper describes none for v4)."),
-    min_input_size=MIN_INPUT,
-    family="inception",
-    tags=("imagenet",),
-), build_inception_v4, spec=inception_v4_spec)
-
-
 def _timm_rules() -> tuple[tuple[str, str], ...]:
     """timm's ``features.<i>`` -> cnnlab's stage names; its Inception-C branch names -> branch<i>.<layer>."""
     stem = [("0", "stem.conv2d_1a"), ("1", "stem.conv2d_2a"), ("2", "stem.conv2d_2b"), ("3.conv", "stem.mixed_3a.branch1"),
@@ -116,4 +98,19 @@ def _timm_rules() -> tuple[tuple[str, str], ...]:
     return (*rules, (r"^last_linear\.", "head.fc."))
 
 
-register_converter("timm", "inception_v4", rules=_timm_rules())
+MODELS.register(ModelCard(
+    name="inception_v4",
+    paper="Szegedy, Ioffe, Vanhoucke & Alemi 2017, Inception-v4, Inception-ResNet and the Impact of Residual "
+          "Connections on Learning (AAAI), arXiv:1602.07261",
+    input_size=(3, 299, 299),
+    reference=Counts(42_679_816, 12_253_974_624, "timm 1.0.31 inception_v4 (docs/references.md)"),
+    follows="timm 1.0.31 inception_v4 (= TF-slim; Cadene's port)",
+    differences=(
+        "The order of the 1x7 / 7x1 pairs in Inception-B and the stem, and of 3x1 / 1x3 in Inception-C, is timm's "
+        "(same parameter count either way). Average pools exclude padding (TF). Dropout 0.2 as the paper's keep "
+        "0.8 (timm: 0). No auxiliary classifier (the paper describes none for v4)."),
+    min_input_size=MIN_INPUT,
+    family="inception",
+    tags=("imagenet",),
+    converters={"timm": Converter(_timm_rules())},
+), build_inception_v4, spec=inception_v4_spec)

@@ -16,7 +16,6 @@ import torch
 
 from cnnlab.blocks.residual import check_shortcut
 from cnnlab.models.build import build, he_init
-from cnnlab.models.convert import register_converter
 from cnnlab.models.network import Network
 from cnnlab.models.spec import (
     ConvDefaults,
@@ -29,7 +28,7 @@ from cnnlab.models.spec import (
     min_input_size,
     stage,
 )
-from cnnlab.registry import MODELS, Counts, ModelCard
+from cnnlab.registry import MODELS, Converter, Counts, ModelCard
 
 PAPER_V1 = ('He, Zhang, Ren & Sun 2016, "Deep Residual Learning for Image Recognition", CVPR, '
             'arXiv:1512.03385')
@@ -140,8 +139,42 @@ _MEASURED_LAB = "measured by cnnlab (no paper count: a CIFAR-scale network for c
 _CIFAR_DIFF = "none known: 3x3 stem, 3 stages of {16, 32, 64}, option A shortcuts, GAP, 10-way FC (Sec. 4.2)"
 
 
+# ---- converters: torchvision resnet18..152 and timm resnetv2_50/101/152 state dicts -> cnnlab names ----
+_TV_CONVERTER = Converter((
+    (r"^conv1\.", "stem.conv."),
+    (r"^bn1\.", "stem.bn."),
+    (r"^(layer\d\.\d+)\.conv(\d)\.", r"\1.conv\2.conv."),
+    (r"^(layer\d\.\d+)\.bn(\d)\.", r"\1.conv\2.bn."),
+    (r"\.downsample\.0\.", ".shortcut.conv."),
+    (r"\.downsample\.1\.", ".shortcut.bn."),
+    (r"^fc\.", "head.fc."),
+))
+
+_TIMM_UNIT = {"norm1": "preact.bn", "conv1": "conv1.conv", "norm2": "conv2.bn", "conv2": "conv2.conv",
+              "norm3": "conv3.bn", "conv3": "conv3.conv", "downsample.conv": "shortcut.conv"}
+
+
+def _from_timm_resnetv2(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """timm names stages 0-based (``stages.0.blocks.1.norm1``) and its classifier is a 1x1 conv."""
+    out: dict[str, torch.Tensor] = {}
+    for key, value in sd.items():
+        m = re.match(r"stages\.(\d+)\.blocks\.(\d+)\.(.+)\.(\w+)$", key)
+        if m:
+            key = f"layer{int(m[1]) + 1}.{m[2]}.{_TIMM_UNIT[m[3]]}.{m[4]}"
+        elif key.startswith("norm."):
+            key = "norm.bn." + key[len("norm."):]
+        elif key == "head.fc.weight":
+            value = value.flatten(1)  # (classes, C, 1, 1) -> (classes, C)
+        out[key] = value
+    return out
+
+
+_TIMM_CONVERTER = Converter(fn=_from_timm_resnetv2)
+
+
 def _register(name: str, paper: str, counts: Counts, *, follows: str = "", differences: str = "",
-              variants: dict[str, Counts] | None = None, tags: tuple[str, ...] = ()) -> None:
+              variants: dict[str, Counts] | None = None, tags: tuple[str, ...] = (),
+              converters: dict[str, Converter] | None = None) -> None:
     spec = SPECS[name]
     cifar = spec.stem == "cifar"
 
@@ -156,7 +189,8 @@ def _register(name: str, paper: str, counts: Counts, *, follows: str = "", diffe
                      reference=counts, num_classes=10 if cifar else 1000, follows=follows,
                      differences=differences, variants=variants or {}, min_input_size=min_input_size(network_spec()),
                      family="resnet",
-                     tags=("cifar" if cifar else "imagenet", "preact" if spec.preact else "postact", *tags))
+                     tags=("cifar" if cifar else "imagenet", "preact" if spec.preact else "postact", *tags),
+                     converters=converters or {})
     MODELS.register(card, builder, spec=network_spec)
 
 
@@ -174,7 +208,7 @@ for _name, _params, _macs, _paper_macs, _paper_g in (
     _register(_name, PAPER_V1, Counts(_params, _macs, f"{_TV}; paper Table 1: {_paper_g} G multiply-adds"),
               follows=_V1_FOLLOWS if _paper_macs else "torchvision 0.29.1 layout; its weights load",
               differences=_V1_DIFF if _paper_macs else "none known (option B shortcuts, as torchvision)",
-              variants=_variants)
+              variants=_variants, converters={"torchvision": _TV_CONVERTER})
 
 # pre-activation ImageNet nets in timm's resnetv2 layout (stride on the 3x3, projection without BN, final BN-ReLU)
 for _name, _params, _macs, _paper_macs, _source in (
@@ -188,7 +222,8 @@ for _name, _params, _macs, _paper_macs, _source in (
               follows="timm 1.0.31 resnetv2 layout" + ("" if _name == "resnetv2_200" else "; its weights load"),
               differences="the paper's Torch code strides the first 1x1: stride_in_1x1=True (variant "
                           "'paper_layout'); the paper reports 200 layers only (ImageNet, Table 5)",
-              variants={"paper_layout": Counts(_params, _paper_macs, "measured by cnnlab", {"stride_in_1x1": True})})
+              variants={"paper_layout": Counts(_params, _paper_macs, "measured by cnnlab", {"stride_in_1x1": True})},
+              converters={} if _name == "resnetv2_200" else {"timm": _TIMM_CONVERTER})
 
 # CIFAR-10 ResNets and plain nets (He et al. 2015, Sec. 4.2); paper params 0.27 / 0.46 / 0.66 / 0.85 / 1.7 / 19.4 M
 for _depth, _params, _macs, _params_b, _macs_b, _paper_m in (
@@ -243,36 +278,3 @@ for _depth, _params, _macs, _macs_3x3, _paper_m in ((164, 1_703_258, 244_500_992
               differences="none known",
               variants={"stride_on_3x3": Counts(_params, _macs_3x3, "measured by cnnlab",
                                                 {"stride_in_1x1": False})})
-
-
-# ---- converters: torchvision resnet18..152 and timm resnetv2_50/101/152 state dicts -> cnnlab names ----
-register_converter("torchvision", [f"resnet{d}" for d in (18, 34, 50, 101, 152)], rules=(
-    (r"^conv1\.", "stem.conv."),
-    (r"^bn1\.", "stem.bn."),
-    (r"^(layer\d\.\d+)\.conv(\d)\.", r"\1.conv\2.conv."),
-    (r"^(layer\d\.\d+)\.bn(\d)\.", r"\1.conv\2.bn."),
-    (r"\.downsample\.0\.", ".shortcut.conv."),
-    (r"\.downsample\.1\.", ".shortcut.bn."),
-    (r"^fc\.", "head.fc."),
-))
-
-_TIMM_UNIT = {"norm1": "preact.bn", "conv1": "conv1.conv", "norm2": "conv2.bn", "conv2": "conv2.conv",
-              "norm3": "conv3.bn", "conv3": "conv3.conv", "downsample.conv": "shortcut.conv"}
-
-
-def _from_timm_resnetv2(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """timm names stages 0-based (``stages.0.blocks.1.norm1``) and its classifier is a 1x1 conv."""
-    out: dict[str, torch.Tensor] = {}
-    for key, value in sd.items():
-        m = re.match(r"stages\.(\d+)\.blocks\.(\d+)\.(.+)\.(\w+)$", key)
-        if m:
-            key = f"layer{int(m[1]) + 1}.{m[2]}.{_TIMM_UNIT[m[3]]}.{m[4]}"
-        elif key.startswith("norm."):
-            key = "norm.bn." + key[len("norm."):]
-        elif key == "head.fc.weight":
-            value = value.flatten(1)  # (classes, C, 1, 1) -> (classes, C)
-        out[key] = value
-    return out
-
-
-register_converter("timm", [f"resnetv2_{d}" for d in (50, 101, 152)], fn=_from_timm_resnetv2)

@@ -14,7 +14,6 @@ from functools import partial
 
 from cnnlab.blocks.heads import ConvClassifierHead  # noqa: F401  (public here before it moved to the blocks)
 from cnnlab.models.build import build
-from cnnlab.models.convert import register_converter
 from cnnlab.models.network import Network
 from cnnlab.models.spec import (
     ConvDefaults,
@@ -27,7 +26,7 @@ from cnnlab.models.spec import (
     min_input_size,
     stage,
 )
-from cnnlab.registry import MODELS, Counts, ModelCard
+from cnnlab.registry import MODELS, Converter, Counts, ModelCard
 
 
 @dataclass(frozen=True)
@@ -87,6 +86,7 @@ SQUEEZENET_1_1 = (
     FireRow("fire8", 64, 256, 256),
     FireRow("fire9", 64, 256, 256),
 )
+_TABLES = {"1_0": SQUEEZENET_1_0, "1_1": SQUEEZENET_1_1}
 # Sec. 6.2 / Fig. 2 (middle): simple bypass around the fire modules whose input and output widths match
 SIMPLE_BYPASS = ("fire3", "fire5", "fire7", "fire9")
 DROPOUT = 0.5  # Sec. 5: "dropout with a ratio of 50% after the fire9 module"
@@ -95,11 +95,10 @@ DROPOUT = 0.5  # Sec. 5: "dropout with a ratio of 50% after the fire9 module"
 def squeezenet_spec(version: str = "1_0", num_classes: int = 1000, bypass: bool = False, dropout: float = DROPOUT,
                     in_channels: int = 3, name: str = "") -> NetworkSpec:
     """SqueezeNet ``version`` "1_0" (Table 1) or "1_1" as a spec; ``bypass`` adds the simple bypass of Sec. 6.2."""
-    tables = {"1_0": SQUEEZENET_1_0, "1_1": SQUEEZENET_1_1}
-    if version not in tables:
-        raise ValueError(f"version must be one of {sorted(tables)}, got {version!r}")
+    if version not in _TABLES:
+        raise ValueError(f"version must be one of {sorted(_TABLES)}, got {version!r}")
     stages = []
-    for row in tables[version]:
+    for row in _TABLES[version]:
         if isinstance(row, Conv):
             unit: Unit = conv(row.out_channels, row.kernel, row.stride, padding=0)
         elif isinstance(row, Pool):
@@ -165,9 +164,8 @@ for _name, _version, _bypass, _params, _macs, _follows, _differences in _CARDS:
             min_input_size=MIN_INPUT_SIZE[_version],
             family="squeezenet",
             tags=("imagenet", "compact") + (("bypass",) if _bypass else ()),
+            converters={} if _bypass else {"torchvision": Converter(_torchvision_rules(_TABLES[_version]))},
         ),
         partial(squeezenet, _version, bypass=_bypass, name=_name),
         spec=partial(squeezenet_spec, _version, bypass=_bypass, name=_name),
     )
-register_converter("torchvision", "squeezenet1_0", _torchvision_rules(SQUEEZENET_1_0))
-register_converter("torchvision", "squeezenet1_1", _torchvision_rules(SQUEEZENET_1_1))

@@ -12,10 +12,9 @@ from functools import partial
 
 from cnnlab.blocks.heads import FCHead  # noqa: F401  (public here before it moved to the blocks)
 from cnnlab.models.build import build
-from cnnlab.models.convert import register_converter
 from cnnlab.models.network import Network
 from cnnlab.models.spec import ConvDefaults, HeadSpec, NetworkSpec, conv, max_pool, min_input_size, stage
-from cnnlab.registry import MODELS, Counts, ModelCard
+from cnnlab.registry import MODELS, Converter, Counts, ModelCard
 
 # Simonyan & Zisserman 2015, Table 1: the conv widths of each block; every block ends in a 2x2/2 max-pool
 CONFIGS: dict[str, tuple[tuple[int, ...], ...]] = {
@@ -102,8 +101,8 @@ for _name, _config, _bn, _params, _macs, _source in _VARIANTS:
             min_input_size=MIN_INPUT_SIZE,
             family="vgg",
             tags=("imagenet", "plain") + (("batch_norm",) if _bn else ()),
+            converters={"torchvision": Converter(_torchvision_rules(_config, _bn))},
         ),
         partial(vgg, _config, _bn, name=_name),
         spec=partial(vgg_spec, _config, _bn, name=_name),
     )
-    register_converter("torchvision", _name, _torchvision_rules(_config, _bn))
