@@ -108,7 +108,7 @@ class Progress:
     def __init__(self, total_steps: int, step: int, *, enabled: bool = True, stream: TextIO | None = None,
                  bar: bool | None = None) -> None:
         self.enabled, self.stream = enabled, stream if stream is not None else sys.stderr
-        self.total_steps, self._first_step = total_steps, step
+        self._first_step = step
         self._started = time.perf_counter()
         self._bar = None
         if bar is None:
