@@ -53,7 +53,7 @@ def test_tour_runs_offline_and_shows_measured_savings(capsys):
     zoo = out.split("2. The model zoo")[1].split("3. Costs")[0].splitlines()[3:]
     rows = [line.split() for line in zoo if line.strip()]
     assert len(rows) >= 5 and all(r[2] == r[3] for r in rows)
-    assert "receptive field 651x651 -> 651x651" in out
+    assert "receptive field 715x715 -> 715x715" in out  # inception5b: the union of its four branches
     assert out.rstrip().splitlines()[-1].startswith("cnnlab experiment list")  # the tour ends at the experiments
 
 

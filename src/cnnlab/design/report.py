@@ -11,7 +11,7 @@ from typing import Any
 
 from torch import nn
 
-from cnnlab.analysis import CostReport, analyze
+from cnnlab.analysis import CostReport, LayerCost, analyze
 from cnnlab.design.rewrite import Replacement, RewriteRecord, param_count
 
 
@@ -129,24 +129,33 @@ _POOL_TYPES = ("AvgPool2d", "MaxPool2d")
 def feature_receptive_field(cost: CostReport) -> tuple[int, int] | None:
     """Receptive field (height, width) of the network's last feature map, before any global pooling/flatten.
 
-    Walks the leaf layers in execution order and stops at the first one that leaves the 4-D feature maps
-    (flatten, linear), at adaptive pooling (a head's resizing to a fixed grid) and at a pooling of a map larger
-    than 1x1 down to 1x1: past that point the field depends on the input size, not on the design.
+    The maps end at the first leaf layer (in execution order) that leaves the 4-D feature maps (flatten,
+    linear), at adaptive pooling (a head's resizing to a fixed grid) or at a pooling of a map larger than 1x1
+    down to 1x1: past that point the field depends on the input size, not on the design. The field is that of
+    the outermost module that finished before that layer (an Inception module: the union of its branches, not
+    its last branch), or of the whole network when nothing ends the maps.
     """
-    best = None
-    for layer in cost.layers:
-        if not layer.is_leaf or layer.output_shape is None:
-            continue
-        out = layer.output_shape
-        if len(out) != 4:
-            break
-        inp = layer.input_shape
-        if layer.type in _ADAPTIVE or (layer.type in _POOL_TYPES and out[-1] * out[-2] == 1 and inp is not None
-                                       and len(inp) == 4 and inp[-1] * inp[-2] > 1):
-            break  # adaptive pooling resizes maps for the head (VGG's 7x7); global pooling mixes everything
-        # a layer the analyser cannot follow leaves the field unknown from there on: report None, not a stale value
-        best = None if layer.rf is None else (int(round(layer.rf.size[0])), int(round(layer.rf.size[1])))
-    return best
+    leaves = [r for r in cost.layers if r.is_leaf and r.output_shape is not None]
+    end = next((i for i, r in enumerate(leaves) if _ends_the_maps(r)), len(leaves))
+    if end == 0:
+        return None
+    last = leaves[end - 1].name
+    stop = leaves[end].name if end < len(leaves) else None  # None: the maps run to the network's output
+    outer = [r for r in cost.layers if _inside(last, r.name) and (stop is None or not _inside(stop, r.name))]
+    rf = min(outer, key=lambda r: r.depth).rf  # a layer the analyser cannot follow: None, not a stale value
+    return None if rf is None else (int(round(rf.size[0])), int(round(rf.size[1])))
+
+
+def _ends_the_maps(layer: LayerCost) -> bool:
+    out, inp = layer.output_shape, layer.input_shape
+    # adaptive pooling resizes maps for the head (VGG's 7x7); global pooling mixes everything
+    return len(out) != 4 or layer.type in _ADAPTIVE or (
+        layer.type in _POOL_TYPES and out[-1] * out[-2] == 1 and inp is not None and len(inp) == 4
+        and inp[-1] * inp[-2] > 1)
+
+
+def _inside(name: str, outer: str) -> bool:
+    return outer == "" or name == outer or name.startswith(f"{outer}.")
 
 
 def resolve_input_size(model: nn.Module, input_size: Sequence[int] | None) -> tuple[int, int, int] | None:

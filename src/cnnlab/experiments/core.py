@@ -261,17 +261,17 @@ def synthetic_split(n: int, seed: int, size: int = 32, classes: int = 10) -> Arr
 def arm_costs(experiment: Experiment, arm: Arm, num_classes: int = 10) -> dict[str, Any]:
     """Exact parameters, MACs (inference), parameters trained (aux heads included) and receptive field."""
     from cnnlab.analysis import analyze
+    from cnnlab.design.report import feature_receptive_field
     from cnnlab.models import create_model
 
     model = create_model(arm.model, num_classes=num_classes, **arm.model_options)
     infer = analyze(model, experiment.input_size, training=False)
     trained = analyze(model, experiment.input_size, training=True)
-    body = [layer for layer in infer.layers if layer.depth == 1 and not layer.name.startswith(("head", "aux"))]
-    rf = body[-1].rf.size[0] if body and body[-1].rf is not None else None
+    rf = feature_receptive_field(infer)
     # in eval mode auxiliary heads do not run: the parameters used at inference are the ones that ran
     return {"model": arm.model, "options": dict(arm.model_options), "params": infer.params - infer.unused_params,
             "trained_params": trained.params, "macs": infer.macs, "train_macs": trained.macs,
-            "receptive_field": None if rf is None else int(rf)}
+            "receptive_field": None if rf is None else rf[0]}
 
 
 # ---------------------------------------------------------------- running
