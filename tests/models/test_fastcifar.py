@@ -10,6 +10,7 @@ from torch import nn
 
 import cnnlab
 from _helpers import count_macs, meta_model, n_params
+from cnnlab.models.fastcifar import conv_group
 
 K = 10
 WIDTHS = (64, 256, 256)
@@ -76,6 +77,14 @@ def test_forward_backward_and_head_equals_airbench_pooling():
         # the code's head: MaxPool2d(3) -> flatten -> linear (no bias) -> x 1/9
         expected = F.max_pool2d(features, 3).flatten(1) @ model.head.fc.weight.T / 9
         torch.testing.assert_close(model(x), expected)
+
+
+def test_conv_group_is_the_network_s_group():
+    with torch.device("meta"):
+        group, free = conv_group(24, 64), conv_group(24, 64, train_bn_weight=True)
+    assert str(group) == str(meta_model("fastcifar_vgg").group1)
+    assert [p.requires_grad for p in group.parameters()] == [True, False, True, True, False, True]
+    assert all(p.requires_grad for p in free.parameters())
 
 
 @pytest.mark.parametrize("widths", [(64, 256), "64", (64, 0, 256)])

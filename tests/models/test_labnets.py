@@ -10,6 +10,7 @@ from torch import nn
 from _helpers import conv_weights, count_macs, meta_model, n_params
 from cnnlab.blocks.residual import PreActBasicBlock, ZeroPadShortcut
 from cnnlab.models import ModelOutput, create_model, model_card
+from cnnlab.models.labnets import INCEPTION_TABLE, ResidualBranches, naive_inception, studied_conv
 
 K = 10  # CIFAR-10 classes
 SOURCE = "measured by cnnlab (no paper count: a CIFAR-scale network for cnnlab's experiments)"
@@ -197,6 +198,17 @@ def test_gradients_reach_every_parameter_with_aux_and_residual():
     out = model(torch.randn(2, 3, 17, 17))
     (out.logits.sum() + out.aux_logits[0].sum()).backward()
     assert all(p.grad is not None for p in model.parameters())
+
+
+def test_module_functions_build_the_network_s_modules():
+    # studied_conv, naive_inception and ResidualBranches give a stage's module alone, as built in the network
+    w = INCEPTION_TABLE[0][1]
+    with torch.device("meta"):
+        unit = ResidualBranches(naive_inception(64, w), 0.2)
+        studied = studied_conv(32, "asymmetric")
+    model = meta_model("cifar_inception", reduce=False, residual=True, residual_scale=0.2)
+    assert str(unit) == str(model.inception3a) and (unit.scale, unit.out_channels) == (0.2, w.out_channels)
+    assert str(studied) == str(meta_model("cifar_convnet", conv="asymmetric").stage1.conv)
 
 
 @pytest.mark.parametrize(("name", "options", "match"), [

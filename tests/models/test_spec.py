@@ -3,6 +3,7 @@ loading refuses anything that is not a known spec type or kind; the smallest inp
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -13,6 +14,9 @@ from _helpers import n_params
 from cnnlab.models import model_spec
 from cnnlab.models.build import build
 from cnnlab.models.spec import (
+    ConvDefaults,
+    HeadSpec,
+    HighwayConvSpec,
     LayerSpec,
     NetworkSpec,
     ResidualSpec,
@@ -61,13 +65,17 @@ def test_card_min_input_size_is_the_spec_s(name):
     assert cnnlab.model_card(name).min_input_size == min_input_size(model_spec(name))
 
 
-def test_model_spec_passes_options_and_refuses_code_built_models():
+def test_every_zoo_model_is_a_spec():
+    assert [entry.name for entry in MODELS if entry.spec is None] == []
+
+
+def test_model_spec_passes_options_and_refuses_code_built_models(monkeypatch):
     spec = model_spec(WITH_SPEC[0], num_classes=7, in_channels=1)
     assert (spec.num_classes, spec.in_channels) == (7, 1)
-    code_built = [entry.name for entry in MODELS if entry.spec is None]
-    if code_built:
-        with pytest.raises(ValueError, match="not declared as a spec"):
-            model_spec(code_built[0])
+    # a network registered by code alone (a user's): no spec to give
+    monkeypatch.setitem(MODELS._entries, "code_built", dataclasses.replace(MODELS.get("resnet20"), spec=None))
+    with pytest.raises(ValueError, match="not declared as a spec"):
+        model_spec("code_built")
 
 
 TINY = NetworkSpec("tiny", (
@@ -91,9 +99,36 @@ def test_a_hand_written_spec_builds_runs_and_round_trips():
         "mixed.branch1.1.bn.running_mean", "mixed.branch1.1.bn.running_var", "mixed.branch1.1.bn.num_batches_tracked"]
 
 
-def test_min_input_size_is_the_smallest_size_that_runs():
-    smallest = min_input_size(TINY)
-    model = build(TINY).eval()
+# the kinds the lab nets added: a conv with a pool before its BN, stacked and asymmetric convs, a sequence of
+# layers as one unit, a residual module with a projection shortcut, highway layers, a global max-pool head
+LAB = NetworkSpec("lab", (
+    stage("conv", conv(8, 2, padding=0, pool=2, options=ConvDefaults(act="gelu", norm_momentum=0.4))),
+    stage("factored", LayerSpec("conv_stack", 8, 5, 2), branch(LayerSpec("conv_asymmetric", 8, 3), conv(8, 1))),
+    stage("res", multi_branch(conv(4, 1), (max_pool(3, 1, 1), conv(6, 3)), residual=True, projection=True)),
+    stage("highway", HighwayConvSpec(3, -2.0), repeat=2),
+), HeadSpec(global_pool="max", bias=False, scale=0.5), num_classes=3, init="he_fan_in", train_norm_scale=False)
+
+
+def test_the_lab_kinds_build_run_and_round_trip():
+    assert from_json(to_json(LAB)) == LAB
+    model = build(from_json(to_json(LAB)))
+    assert model(torch.randn(2, 3, 16, 16)).shape == (2, 3)
+    assert [n for n, _ in model.conv.named_children()] == ["conv", "pool", "bn", "act"]
+    assert isinstance(model.conv.act, torch.nn.GELU) and model.conv.bn.momentum == 0.4
+    assert type(model.factored[0]).__name__ == "StackedConv" and model.factored[0][0].conv.stride == (2, 2)
+    assert [m.kernel_size for m in model.factored[1].modules() if isinstance(m, torch.nn.Conv2d)] == [
+        (3, 1), (1, 3), (1, 1)]
+    assert model.res.out_channels == 10 and model.res.shortcut.conv.kernel_size == (1, 1)  # 8 -> 10: projected
+    assert all(torch.all(layer.gate.bias == -2.0) for layer in model.highway)  # the init left the gates alone
+    assert all(not m.weight.requires_grad for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    assert model.head.fc.bias is None and isinstance(model.head.pool, torch.nn.AdaptiveMaxPool2d)
+    assert min_input_size(LAB) == 3  # the 2x2 conv and its pool: 3 -> 2 -> 1; the stride-2 stack: 1 -> 1
+
+
+@pytest.mark.parametrize("spec", [TINY, LAB], ids=["tiny", "lab"])
+def test_min_input_size_is_the_smallest_size_that_runs(spec):
+    smallest = min_input_size(spec)
+    model = build(spec).eval()
     model.min_input_size = (1, 1)  # let the layers themselves decide
     model(torch.randn(1, 3, smallest, smallest))
     with pytest.raises(RuntimeError):
@@ -132,3 +167,11 @@ def test_layer_checks_its_numbers():
         branch()
     with pytest.raises(ValueError, match="shortcut must be one of"):
         ResidualSpec("basic", 8, shortcut="D")
+    with pytest.raises(ValueError, match="pool applies to conv layers only"):
+        LayerSpec("conv_stack", 8, 5, pool=2)
+    with pytest.raises(ValueError, match="conv_asymmetric pads to keep the size"):
+        LayerSpec("conv_asymmetric", 8, 3, padding=0)
+    with pytest.raises(ValueError, match="projection applies to residual modules only"):
+        multi_branch(conv(4, 1), projection=True)
+    with pytest.raises(ValueError, match="unknown activation kind 'os.system'"):
+        ConvDefaults(act="os.system")

@@ -16,6 +16,7 @@ from torch import nn
 
 from cnnlab.blocks._validate import check_positive
 from cnnlab.blocks.conv import ConvNormAct, make_activation
+from cnnlab.blocks.residual import make_shortcut
 
 # (out_channels, kernel, stride, padding); padding None = "same" at stride 1, 0 = "valid" (the papers' V)
 Layer = tuple[int, int | tuple[int, int], int, int | None]
@@ -113,22 +114,31 @@ def _check_scale(scale: float) -> float:
 
 class ResidualMultiBranch(MultiBranch):
     """An Inception-ResNet unit: ``act(x + scale * expand(concat(branches)))``, ``expand`` a biased 1x1 conv
-    back to ``in_channels`` (Szegedy et al. 2017, Sec. 3.2)."""
+    back to ``in_channels`` (Szegedy et al. 2017, Sec. 3.2).
+
+    ``projection=True`` keeps the branches' depth D instead: ``act(shortcut(x) + scale * expand(concat))`` with
+    ``expand`` D -> D and He et al.'s option B ``shortcut`` (identity, or a 1x1 conv + BN when the input is not
+    D deep). Extra params ``D*D + D`` (+ ``C*D + 2*D`` with a projection).
+    """
 
     def __init__(self, in_channels: int, branches: Sequence[tuple[nn.Module, int]] = (), scale: float = 1.0,
-                 activate: bool = True, act: str | None = "relu") -> None:
+                 activate: bool = True, act: str | None = "relu", projection: bool = False) -> None:
         super().__init__(in_channels, branches)
         if not self.num_branches:
             raise ValueError("ResidualMultiBranch needs at least one (module, out_channels) branch")
         # the 1x1 "filter-expansion" conv has no activation and no BN (Sec. 3.2): it only matches depths
         self.branch_channels = self.out_channels
-        self.expand = nn.Conv2d(self.branch_channels, self.in_channels, 1, bias=True)
-        self.out_channels = self.in_channels
+        self.out_channels = self.branch_channels if projection else self.in_channels
+        self.expand = nn.Conv2d(self.branch_channels, self.out_channels, 1, bias=True)
+        self.projection = projection
+        if projection:
+            self.shortcut = make_shortcut("B", in_channels, self.out_channels, 1)
         self.scale = _check_scale(scale)
         self.act = make_activation(act) if activate else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(x + self.scale * self.expand(super().forward(x)))
+        shortcut = self.shortcut(x) if self.projection else x
+        return self.act(shortcut + self.scale * self.expand(super().forward(x)))
 
 
 class _ResidualPaperModule(ResidualMultiBranch):

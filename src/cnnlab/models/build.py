@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable
+from functools import partial
 
 from torch import nn
 
-from cnnlab.blocks import ClassifierHead, ConvNormAct, Fire
-from cnnlab.blocks.conv import AsymmetricConv
+from cnnlab.blocks import AsymmetricConv, ClassifierHead, ConvNormAct, Fire, HighwayConv, StackedConv
 from cnnlab.blocks.heads import ConvClassifierHead, FCHead, GoogLeNetAux, InceptionV3Aux
 from cnnlab.blocks.inception import MultiBranch, ResidualMultiBranch
 from cnnlab.blocks.residual import BasicBlock, Bottleneck, PreActBasicBlock, PreActBottleneck, norm_act
@@ -24,11 +24,13 @@ from cnnlab.models.spec import (
     ConvDefaults,
     FireSpec,
     HeadSpec,
+    HighwayConvSpec,
     LayerSpec,
     MultiBranchSpec,
     NetworkSpec,
     ResidualSpec,
     StageSpec,
+    Unit,
     min_input_size,
 )
 
@@ -37,7 +39,7 @@ def build(spec: NetworkSpec) -> Network:
     """The network ``spec`` describes, its smallest input sizes computed from the spec."""
     if not isinstance(spec, NetworkSpec):
         raise TypeError(f"build takes a NetworkSpec, got {type(spec).__name__}")
-    conv_kwargs = _conv_kwargs(spec.conv)
+    conv_kwargs = conv_kwargs_for(spec.conv)
     stages: list[tuple[str, nn.Module]] = []
     aux_heads: dict[str, nn.Module] = {}
     channels = spec.in_channels
@@ -51,26 +53,36 @@ def build(spec: NetworkSpec) -> Network:
                     min_input_size(spec), name=spec.name,
                     aux_min_input_size=min_input_size(spec, with_aux=True) if spec.aux else None)
     _INITS[spec.init](model)
+    for m in model.modules():
+        if isinstance(m, HighwayConv) and not m.gate.bias.is_meta:
+            m.reset_gate()  # a model-wide init must not overwrite a highway gate's (negative) bias
+        elif isinstance(m, nn.BatchNorm2d) and not spec.train_norm_scale:
+            m.weight.requires_grad_(False)  # airbench: the scale stays 1, only the shift learns
     return model
 
 
-def _conv_kwargs(defaults: ConvDefaults) -> dict[str, object]:
-    kwargs: dict[str, object] = {"norm": defaults.norm, "norm_eps": defaults.norm_eps, "bias": defaults.bias}
-    if not defaults.act:
-        kwargs["act"] = None
+def conv_kwargs_for(defaults: ConvDefaults) -> dict[str, object]:
+    """The ConvNormAct keyword arguments that ``defaults`` stand for (``build_layer`` and friends take them)."""
+    kwargs: dict[str, object] = {"norm": defaults.norm, "norm_eps": defaults.norm_eps, "bias": defaults.bias,
+                                 "norm_momentum": defaults.norm_momentum}
+    if defaults.act is not True:
+        kwargs["act"] = defaults.act or None
     return kwargs
 
 
 def build_layer(layer: LayerSpec, in_channels: int, conv_kwargs: dict[str, object]) -> nn.Module:
     """One layer of a spec as a module."""
     if layer.options is not None:
-        conv_kwargs = _conv_kwargs(layer.options)
+        conv_kwargs = conv_kwargs_for(layer.options)
     if layer.kind == "conv":
         return ConvNormAct(in_channels, layer.out_channels, layer.kernel, layer.stride, layer.padding,
-                           **conv_kwargs)  # type: ignore[arg-type]
-    if layer.kind == "conv_split":
-        return AsymmetricConv(in_channels, layer.out_channels, layer.kernel, parallel=True,  # type: ignore[arg-type]
-                              **conv_kwargs)
+                           pool=layer.pool, **conv_kwargs)  # type: ignore[arg-type]
+    if layer.kind == "conv_stack":
+        return StackedConv(in_channels, layer.out_channels, layer.kernel, layer.stride,  # type: ignore[arg-type]
+                           **conv_kwargs)
+    if layer.kind in ("conv_split", "conv_asymmetric"):
+        return AsymmetricConv(in_channels, layer.out_channels, layer.kernel,  # type: ignore[arg-type]
+                              parallel=layer.kind == "conv_split", **conv_kwargs)
     padding = 0 if layer.padding is None else layer.padding
     if layer.kind == "max_pool":
         return nn.MaxPool2d(layer.kernel, layer.stride, padding, ceil_mode=layer.ceil_mode)
@@ -94,7 +106,7 @@ def build_multi_branch(spec: MultiBranchSpec, in_channels: int, conv_kwargs: dic
     """An Inception module (``MultiBranch``), or an Inception-ResNet unit when ``spec.residual``."""
     branches = [(build_branch(b, in_channels, conv_kwargs), b.channels(in_channels)) for b in spec.branches]
     if spec.residual:
-        return ResidualMultiBranch(in_channels, branches, spec.scale, spec.activate)
+        return ResidualMultiBranch(in_channels, branches, spec.scale, spec.activate, projection=spec.projection)
     return MultiBranch(in_channels, branches)
 
 
@@ -109,10 +121,13 @@ def build_residual(unit: ResidualSpec, in_channels: int) -> nn.Module:
                                                      shortcut=unit.shortcut, **extra)
 
 
-def build_unit(unit: LayerSpec | MultiBranchSpec | ResidualSpec | FireSpec, in_channels: int,
-               conv_kwargs: dict[str, object]) -> nn.Module:
+def build_unit(unit: Unit, in_channels: int, conv_kwargs: dict[str, object]) -> nn.Module:
     if isinstance(unit, FireSpec):  # the fire module's own convs: biases, no norm (the paper's Caffe model)
         return Fire(in_channels, unit.squeeze, unit.expand1x1, unit.expand3x3, bypass=unit.bypass)
+    if isinstance(unit, HighwayConvSpec):  # its own convs: biases, no norm (Srivastava et al. 2015)
+        return HighwayConv(in_channels, unit.kernel, unit.gate_bias)
+    if isinstance(unit, BranchSpec):
+        return build_branch(unit, in_channels, conv_kwargs)
     if isinstance(unit, MultiBranchSpec):
         return build_multi_branch(unit, in_channels, conv_kwargs)
     if isinstance(unit, ResidualSpec):
@@ -142,29 +157,14 @@ def _head(head: HeadSpec, channels: int, num_classes: int) -> nn.Module:
         return FCHead(channels, num_classes, head.pool_size, head.hidden, head.dropout, head.dropout_first)
     if head.kind == "conv_pool":
         return ConvClassifierHead(channels, num_classes, head.dropout)
-    return ClassifierHead(channels, num_classes, head.dropout)
+    return ClassifierHead(channels, num_classes, head.dropout, head.bias, head.global_pool, head.scale)
 
 
 def _aux(aux: AuxSpec, channels: int, num_classes: int, conv: ConvDefaults) -> nn.Module:
     if aux.kind == "inception_v3":
         return InceptionV3Aux(channels, num_classes, norm_eps=conv.norm_eps)
-    return GoogLeNetAux(channels, num_classes, aux.dropout, pool=aux.pool, norm=aux.norm)
-
-
-def _torchvision_vgg_init(model: nn.Module) -> None:
-    # torchvision 0.29.1 VGG init (He et al. 2015 for convs, N(0, 0.01) for linears): it trains without the
-    # paper's staged initialisation from configuration A (Simonyan & Zisserman 2015, Sec. 3.1)
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.Linear):
-            nn.init.normal_(m.weight, 0.0, 0.01)
-            nn.init.zeros_(m.bias)
+    return GoogLeNetAux(channels, num_classes, aux.dropout, aux.pool, aux.norm, conv.norm_eps, aux.conv_channels,
+                        aux.hidden, aux.pool_size)
 
 
 def _torchvision_squeezenet_init(model: nn.Module) -> None:
@@ -175,15 +175,29 @@ def _torchvision_squeezenet_init(model: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
-def he_init(net: nn.Module) -> None:
-    """He init: conv weights N(0, 2 / (k^2 C_out)) as resnet-1k-layers and torchvision 0.29.1; BN scale 1, shift 0."""
+def he_init(net: nn.Module, mode: str = "fan_out", zero_bias: bool = False, linear_std: float | None = None) -> None:
+    """He init: conv weights N(0, 2 / (k^2 C_out)) as resnet-1k-layers and torchvision 0.29.1 (``mode="fan_in"``:
+    2 / (k^2 C_in)), conv biases 0 with ``zero_bias``; BN scale 1, shift 0; with ``linear_std`` linear weights
+    N(0, linear_std^2) and biases 0 (else PyTorch's)."""
     for m in net.modules():
         if any(p.is_meta for p in m.parameters(recurse=False)):
             continue  # meta tensors hold no values; sampling them only costs time (a 1202-layer net: seconds)
         if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            nn.init.kaiming_normal_(m.weight, mode=mode, nonlinearity="relu")
+            if zero_bias and m.bias is not None:
+                nn.init.zeros_(m.bias)
         elif isinstance(m, nn.BatchNorm2d):
             nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear) and linear_std is not None:
+            nn.init.normal_(m.weight, 0.0, linear_std)
+            nn.init.zeros_(m.bias)
+
+
+def _zero_conv_bias_init(net: nn.Module) -> None:
+    # PyTorch's default weights; biases 0 (airbench's whitening conv)
+    for m in net.modules():
+        if isinstance(m, nn.Conv2d) and m.bias is not None:
             nn.init.zeros_(m.bias)
 
 
@@ -194,7 +208,11 @@ def _he_zero_residual_init(net: nn.Module) -> None:
             m.zero_init_last()
 
 
-# spec.INITS names these; a spec read from JSON can only pick one of them
-_INITS: dict[str, Callable[[nn.Module], None]] = {"": lambda model: None, "torchvision_vgg": _torchvision_vgg_init,
+# spec.INITS names these; a spec read from JSON can only pick one of them. torchvision 0.29.1's VGG init (He et
+# al. 2015 convs, N(0, 0.01) linears) trains without the paper's staged start from configuration A (Sec. 3.1)
+_INITS: dict[str, Callable[[nn.Module], None]] = {"": lambda model: None,
+                                                  "torchvision_vgg": partial(he_init, zero_bias=True, linear_std=0.01),
                                                   "torchvision_squeezenet": _torchvision_squeezenet_init,
-                                                  "he": he_init, "he_zero_residual": _he_zero_residual_init}
+                                                  "he": he_init, "he_zero_residual": _he_zero_residual_init,
+                                                  "he_fan_in": partial(he_init, mode="fan_in", zero_bias=True),
+                                                  "zero_conv_bias": _zero_conv_bias_init}

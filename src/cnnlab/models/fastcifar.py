@@ -11,51 +11,57 @@ logits by 1/9. About 118 M multiply-adds per 32x32 image, 2.0 M parameters.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Sequence
 
 from torch import nn
 
-from cnnlab.blocks import ClassifierHead, ConvNormAct
 from cnnlab.blocks._validate import check_positive
+from cnnlab.models.build import build, build_stage, conv_kwargs_for
 from cnnlab.models.network import Network
+from cnnlab.models.spec import ConvDefaults, HeadSpec, NetworkSpec, StageSpec, conv, min_input_size, stage
 from cnnlab.registry import MODELS, Counts, ModelCard
 
 WIDTHS = (64, 256, 256)  # Sec. 3.1 / the code's hyp['net']['widths']: block1, block2, block3
 WHITEN_KERNEL = 2  # a 2x2 patch has 3 * 2 * 2 = 12 dimensions; the layer holds them and their negatives: 24
 BN_EPS, BN_MOMENTUM = 1e-12, 0.4  # PyTorch's momentum is 1 - airbench's 0.6
 LOGIT_SCALE = 1 / 9
+# no conv biases (BN follows), GELU; the whitening conv has a bias and no BN
+CONV = ConvDefaults(norm_eps=BN_EPS, act="gelu", norm_momentum=BN_MOMENTUM)
+WHITEN = ConvDefaults(norm=False, bias=True, act="gelu")
+
+
+def group(name: str, width: int) -> StageSpec:
+    """conv 3x3 -> max-pool 2 -> BN -> GELU, then conv 3x3 -> BN -> GELU."""
+    return stage(name, conv(width, 3, pool=2), conv(width, 3), names=("conv1", "conv2"))
 
 
 def conv_group(in_channels: int, out_channels: int, train_bn_weight: bool = False) -> nn.Sequential:
-    """conv 3x3 -> max-pool 2 -> BN -> GELU, then conv 3x3 -> BN -> GELU (no conv biases: BN follows)."""
-    norm = dict(act="gelu", norm_eps=BN_EPS, norm_momentum=BN_MOMENTUM)
-    group = nn.Sequential(OrderedDict(conv1=ConvNormAct(in_channels, out_channels, 3, pool=2, **norm),
-                                      conv2=ConvNormAct(out_channels, out_channels, 3, **norm)))
-    for m in group.modules():
+    """``group`` as a module; airbench keeps its BN scales at 1 unless ``train_bn_weight``."""
+    module = build_stage(group("group", out_channels), in_channels, conv_kwargs_for(CONV))
+    for m in module.modules():
         if isinstance(m, nn.BatchNorm2d):
-            m.weight.requires_grad_(train_bn_weight)  # airbench: the scale stays 1, only the shift learns
-    return group
+            m.weight.requires_grad_(train_bn_weight)
+    return module  # type: ignore[return-value]
+
+
+def fastcifar_vgg_spec(num_classes: int = 10, widths: Sequence[int] = WIDTHS, in_channels: int = 3,
+                       train_bn_weight: bool = False) -> NetworkSpec:
+    """The airbench94 network; ``widths`` are the three groups' widths, ``train_bn_weight`` trains BN scales."""
+    if isinstance(widths, (str, bytes)) or not isinstance(widths, Sequence) or len(widths) != 3:
+        raise ValueError(f"widths must be three positive ints (one per conv group), got {widths!r}")
+    widths = tuple(check_positive(w, "widths") for w in widths)
+    whiten = conv(2 * in_channels * WHITEN_KERNEL ** 2, WHITEN_KERNEL, padding=0, options=WHITEN)  # N x 24 x 31 x 31
+    groups = [group(f"group{i}", width) for i, width in enumerate(widths, start=1)]  # 15x15, 7x7, 3x3 after pools
+    # global max-pool: airbench's MaxPool2d(3) on the 3x3 map of a 32x32 input; other sizes run too
+    head = HeadSpec("pool_fc", global_pool="max", bias=False, scale=LOGIT_SCALE)
+    return NetworkSpec("fastcifar_vgg", (stage("whiten", whiten), *groups), head, num_classes, in_channels,
+                       conv=CONV, init="zero_conv_bias", train_norm_scale=train_bn_weight)
 
 
 def build_fastcifar_vgg(num_classes: int = 10, widths: Sequence[int] = WIDTHS, in_channels: int = 3,
                         train_bn_weight: bool = False) -> Network:
     """The airbench94 network; ``widths`` are the three groups' widths, ``train_bn_weight`` trains BN scales."""
-    if isinstance(widths, (str, bytes)) or not isinstance(widths, Sequence) or len(widths) != 3:
-        raise ValueError(f"widths must be three positive ints (one per conv group), got {widths!r}")
-    widths = tuple(check_positive(w, "widths") for w in widths)
-    whiten_width = 2 * in_channels * WHITEN_KERNEL ** 2
-    whiten = ConvNormAct(in_channels, whiten_width, WHITEN_KERNEL, padding=0, norm=False, bias=True, act="gelu")
-    nn.init.zeros_(whiten.conv.bias)
-    stages: list[tuple[str, nn.Module]] = [("whiten", whiten)]  # N x 24 x 31 x 31
-    prev = whiten_width
-    for i, width in enumerate(widths, start=1):  # 15x15, 7x7, 3x3 after each group's pool
-        stages.append((f"group{i}", conv_group(prev, width, train_bn_weight)))
-        prev = width
-    # global max-pool: airbench's MaxPool2d(3) on the 3x3 map of a 32x32 input; other sizes run too
-    head = ClassifierHead(prev, num_classes, bias=False, pool="max", scale=LOGIT_SCALE)
-    # 2x2 unpadded conv, then three floor-halving pools: H - 1 >= 8 leaves a 1x1 map
-    return Network(stages, head, in_channels=in_channels, min_input_size=1 + 2 ** 3, name="fastcifar_vgg")
+    return build(fastcifar_vgg_spec(num_classes, widths, in_channels, train_bn_weight))
 
 
 MODELS.register(ModelCard(
@@ -75,7 +81,7 @@ MODELS.register(ModelCard(
                 "airbench's identity init of each conv's first C_in filters and the whitening filters computed "
                 "from the training data are Trainer options (dirac_init, whiten_init, on in the cifar10-94 recipe), "
                 "as is freezing the whitening weights. Weights in fp32 (the code keeps fp16 weights, fp32 BN).",
-    min_input_size=9,
+    min_input_size=min_input_size(fastcifar_vgg_spec()),  # 9: the 2x2 conv, then three halving pools leave 1x1
     family="fastcifar",
     tags=("cifar", "plain", "fast-training"),
-), build_fastcifar_vgg)
+), build_fastcifar_vgg, spec=fastcifar_vgg_spec)

@@ -13,15 +13,22 @@ Layers counted as the papers count them: every convolution or highway layer, plu
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass
+from functools import partial
 
-from torch import nn
-
-from cnnlab.blocks.conv import ConvNormAct
-from cnnlab.blocks.heads import ClassifierHead
-from cnnlab.blocks.highway import HighwayConv
+from cnnlab.models.build import build
 from cnnlab.models.network import Network
+from cnnlab.models.spec import (
+    ConvDefaults,
+    HeadSpec,
+    HighwayConvSpec,
+    NetworkSpec,
+    Unit,
+    conv,
+    max_pool,
+    min_input_size,
+    stage,
+)
 from cnnlab.registry import MODELS, Counts, ModelCard
 
 PAPER = 'Srivastava, Greff & Schmidhuber 2015, "Training Very Deep Networks", NeurIPS, arXiv:1507.06228'
@@ -47,44 +54,35 @@ SPECS: dict[str, HighwaySpec] = {
 }
 
 
+def highway_spec(spec: HighwaySpec, num_classes: int = 10, *, name: str = "", gate_bias: float | None = None,
+                 in_channels: int = 3) -> NetworkSpec:
+    """Stages ``stem``, ``stage1`` .. ``stageN``, ``head``; ``gate_bias`` overrides the spec's value. No BN: every
+    conv has a bias; He (fan-in) init, biases 0, gates at their bias."""
+    layer = HighwayConvSpec(3, spec.gate_bias if gate_bias is None else gate_bias)
+    stages = [stage("stem", conv(spec.stages[0][0], 3))]
+    for i, (width, n) in enumerate(spec.stages):
+        # halve the map (2x2 max pooling, as FitNets / maxout nets), then change the width
+        units: list[Unit] = [max_pool(2, 2), conv(width, 3)] if i > 0 else []
+        names = ("pool", "conv")[:len(units)] + tuple(f"highway{j + 1}" for j in range(n))
+        stages.append(stage(f"stage{i + 1}", *units, *[layer] * n, names=names))
+    return NetworkSpec(name, tuple(stages), HeadSpec("pool_fc"), num_classes, in_channels,
+                       conv=ConvDefaults(norm=False), init="he_fan_in")
+
+
 def build_highway(spec: HighwaySpec, num_classes: int = 10, *, name: str = "", gate_bias: float | None = None,
                   in_channels: int = 3) -> Network:
     """Stages ``stem``, ``stage1`` .. ``stageN``, ``head``; ``gate_bias`` overrides the spec's value."""
-    bias = spec.gate_bias if gate_bias is None else gate_bias
-    width = spec.stages[0][0]
-    stages: list[tuple[str, nn.Module]] = [("stem", ConvNormAct(in_channels, width, 3, norm=False))]
-    for i, (out, n) in enumerate(spec.stages):
-        layers: list[tuple[str, nn.Module]] = []
-        if i > 0:  # halve the map (2x2 max pooling, as FitNets / maxout nets), then change the width
-            layers += [("pool", nn.MaxPool2d(2)), ("conv", ConvNormAct(width, out, 3, norm=False))]
-        layers += [(f"highway{j + 1}", HighwayConv(out, 3, gate_bias=bias)) for j in range(n)]
-        stages.append((f"stage{i + 1}", nn.Sequential(OrderedDict(layers))))
-        width = out
-    # two 2x2 poolings without padding: 4x4 is the smallest input that leaves a 1x1 map
-    net = Network(stages, ClassifierHead(width, num_classes), in_channels=in_channels,
-                  min_input_size=2 ** (len(spec.stages) - 1), name=name)
-    for m in net.modules():
-        if isinstance(m, nn.Conv2d) and not m.weight.is_meta:  # He init of weights; biases keep their init
-            nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-    for m in net.modules():  # after the loop above, which also zeroes the gate convolutions' biases
-        if isinstance(m, HighwayConv) and not m.gate.bias.is_meta:
-            m.reset_gate()
-    return net
+    return build(highway_spec(spec, num_classes, name=name, gate_bias=gate_bias, in_channels=in_channels))
 
 
 # parameters / MACs measured on this build at 32x32 (pinned by cnnlab); paper figures for comparison
 for _name, _params, _macs, _paper in (("highway19_cifar", 2_309_242, 515_064_928, "2.3M"),
                                       ("highway32_cifar", 1_245_866, 243_376_768, "1.25M")):
-
-    def _builder(num_classes: int = 10, _spec: HighwaySpec = SPECS[_name], _n: str = _name, **options) -> Network:
-        return build_highway(_spec, num_classes, name=_n, **options)
-
     MODELS.register(ModelCard(
         name=_name, paper=PAPER, input_size=(3, 32, 32), num_classes=10, family="highway",
         reference=Counts(_params, _macs, f"pinned by cnnlab (measured); paper: {_paper} parameters"),
         follows="the paper's depth and parameter budget; layer table by cnnlab",
         differences="per-layer widths, pooling placement and gate bias are cnnlab's choices: the paper's "
                     "supplementary table is unconfirmed here; no BN, no dropout, ReLU",
-        min_input_size=2 ** (len(SPECS[_name].stages) - 1), tags=("cifar", "highway")), _builder)
+        min_input_size=min_input_size(highway_spec(SPECS[_name])), tags=("cifar", "highway")),
+        partial(build_highway, SPECS[_name], name=_name), spec=partial(highway_spec, SPECS[_name], name=_name))

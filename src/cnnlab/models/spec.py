@@ -6,9 +6,9 @@ Inception module) is a tuple of branches, each a tuple of layers, with an option
 (Inception-ResNet). ``cnnlab.models.build`` is the only code that turns a spec into modules.
 
 Specs are plain data: ``to_json`` / ``from_json`` round-trip them, and loading accepts only the dataclasses
-below and the kinds listed in ``LAYER_KINDS``, ``HEAD_KINDS``, ``AUX_KINDS`` and ``INITS``, so a JSON file can
-never name code to run. ``min_input_size`` computes the smallest square input a spec accepts from the layer
-arithmetic alone (PyTorch's output-size rules), so no family keeps that number by hand.
+below and the kinds listed in ``LAYER_KINDS``, ``HEAD_KINDS``, ``AUX_KINDS``, ``ACT_KINDS`` and ``INITS``, so a
+JSON file can never name code to run. ``min_input_size`` computes the smallest square input a spec accepts from
+the layer arithmetic alone (PyTorch's output-size rules), so no family keeps that number by hand.
 """
 
 from __future__ import annotations
@@ -18,15 +18,17 @@ import json
 import math
 from dataclasses import dataclass
 
-LAYER_KINDS = ("conv", "conv_split", "max_pool", "avg_pool", "lrn", "norm_act")
+LAYER_KINDS = ("conv", "conv_split", "conv_stack", "conv_asymmetric", "max_pool", "avg_pool", "lrn", "norm_act")
 RESIDUAL_KINDS = ("basic", "bottleneck")
 SHORTCUTS = ("A", "B", "C", False)  # He et al. 2015, Sec. 3.3; False: no shortcut (the plain nets)
 STAGE_LAYOUTS = ("auto", "sequential", "merged")
 HEAD_KINDS = ("pool_fc", "fc_stack", "conv_pool")
+ACT_KINDS = ("relu", "gelu")  # a conv's activation by name (True: ReLU, False: none)
 AUX_KINDS = ("googlenet", "inception_v3")
 # "": PyTorch's default initialisation of each module; "he": He et al. 2015 fan-out normal convs, BN 1 / 0
-# ("he_zero_residual": then every residual unit starts as its shortcut, Goyal et al. 2017)
-INITS = ("", "torchvision_vgg", "torchvision_squeezenet", "he", "he_zero_residual")
+# ("he_zero_residual": then every residual unit starts as its shortcut, Goyal et al. 2017; "he_fan_in": fan-in
+# normal convs, biases 0); "zero_conv_bias": PyTorch's default weights, conv biases 0. Highway gates keep their bias
+INITS = ("", "torchvision_vgg", "torchvision_squeezenet", "he", "he_zero_residual", "he_fan_in", "zero_conv_bias")
 
 
 def _tuple(value: object) -> object:
@@ -46,19 +48,27 @@ def _positive(value: object, what: str) -> None:
 
 @dataclass(frozen=True)
 class ConvDefaults:
-    """How the ``conv`` layers of a network are built: batch norm or not, its epsilon, the conv bias (None: a bias
-    only without a norm), a ReLU after it or not. A layer's own ``options`` replace the network's."""
+    """How the ``conv`` layers of a network are built: batch norm or not, its epsilon and momentum, the conv bias
+    (None: a bias only without a norm), the activation (True: ReLU, False: none, or a name in ``ACT_KINDS``).
+    A layer's own ``options`` replace the network's."""
 
     norm: bool = True
     norm_eps: float = 1e-5
     bias: bool | None = None
-    act: bool = True
+    act: bool | str = True
+    norm_momentum: float = 0.1
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.act, bool):
+            _check_kind(self.act, ACT_KINDS, "activation")
 
 
 @dataclass(frozen=True)
 class LayerSpec:
-    """One layer. ``conv`` is a ConvNormAct; ``conv_split`` is ``1 x k`` and ``k x 1`` side by side (2x the
-    channels, Inception-v3 Fig. 7); pools and ``lrn`` (``kernel`` = its size) keep the channels.
+    """One layer. ``conv`` is a ConvNormAct (``pool``: a ``pool x pool`` max-pool between conv and norm, airbench);
+    ``conv_split`` is ``1 x k`` and ``k x 1`` side by side (2x the channels, Inception-v3 Fig. 7); ``conv_stack``
+    is a ``k x k`` field as stacked 3x3 (StackedConv), ``conv_asymmetric`` as ``k x 1`` then ``1 x k``
+    (AsymmetricConv); pools and ``lrn`` (``kernel`` = its size) keep the channels.
 
     ``padding=None`` is "same" for convolutions (at stride 1) and 0 for pools; ``options`` replace the network's
     conv defaults for this layer (a pre-activation net's bare stem conv). ``norm_act`` is BN then ReLU.
@@ -72,6 +82,7 @@ class LayerSpec:
     ceil_mode: bool = False
     count_include_pad: bool = True
     options: ConvDefaults | None = None
+    pool: int | None = None
 
     def __post_init__(self) -> None:
         _check_kind(self.kind, LAYER_KINDS, "layer")
@@ -82,12 +93,18 @@ class LayerSpec:
         for k in self.kernel if isinstance(self.kernel, tuple) else (self.kernel,):
             _positive(k, f"{self.kind} kernel")
         _positive(self.stride, f"{self.kind} stride")
+        if self.pool is not None:
+            _positive(self.pool, "conv pool")
+            if self.kind != "conv":
+                raise ValueError(f"pool applies to conv layers only, not to {self.kind}")
+        if self.kind in ("conv_split", "conv_stack", "conv_asymmetric") and self.padding is not None:
+            raise ValueError(f"{self.kind} pads to keep the size; leave padding None")
 
     def channels(self, in_channels: int) -> int:
         """Output channels for ``in_channels`` inputs."""
-        if self.kind == "conv":
-            return self.out_channels
-        return 2 * self.out_channels if self.kind == "conv_split" else in_channels
+        if self.kind == "conv_split":
+            return 2 * self.out_channels
+        return self.out_channels if self.kind.startswith("conv") else in_channels
 
     def size(self, size: int, axis: int) -> int:
         """Output length along ``axis`` (0: H, 1: W) for an input of ``size``; < 1 means PyTorch refuses it."""
@@ -96,7 +113,8 @@ class LayerSpec:
             return size
         if self.kind.startswith("conv"):
             pad = (kernel - 1) // 2 if self.padding is None else _pair(self.padding)[axis]
-            return (size + 2 * pad - kernel) // self.stride + 1 if size + 2 * pad >= kernel else 0
+            out = (size + 2 * pad - kernel) // self.stride + 1 if size + 2 * pad >= kernel else 0
+            return out // (self.pool or 1)
         pad = 0 if self.padding is None else _pair(self.padding)[axis]
         extra = self.stride - 1 if self.ceil_mode else 0
         out = (size + 2 * pad - kernel + extra) // self.stride + 1
@@ -110,9 +128,10 @@ def _pair(value: int | tuple[int, int] | None) -> tuple[int, int]:
 
 
 def conv(out_channels: int, kernel: int | tuple[int, int] = 3, stride: int = 1,
-         padding: int | tuple[int, int] | None = None, options: ConvDefaults | None = None) -> LayerSpec:
+         padding: int | tuple[int, int] | None = None, options: ConvDefaults | None = None,
+         pool: int | None = None) -> LayerSpec:
     """A ConvNormAct layer; ``padding=None`` keeps the size at stride 1, ``0`` is the papers' "V" (valid)."""
-    return LayerSpec("conv", out_channels, kernel, stride, padding, options=options)
+    return LayerSpec("conv", out_channels, kernel, stride, padding, options=options, pool=pool)
 
 
 def conv_split(out_channels: int, kernel: int = 3) -> LayerSpec:
@@ -135,7 +154,8 @@ def lrn(size: int = 5) -> LayerSpec:
 
 @dataclass(frozen=True)
 class BranchSpec:
-    """Layers applied in order; a branch of one layer builds that layer bare (as torchvision names it)."""
+    """Layers applied in order; a branch of one layer builds that layer bare (as torchvision names it). As a
+    stage's unit it is a Sequential of its layers (cifar_convnet's studied layer)."""
 
     layers: tuple[LayerSpec, ...]
 
@@ -165,12 +185,15 @@ class MultiBranchSpec:
 
     ``residual=True`` is an Inception-ResNet unit: ``act(x + scale * expand(concat))`` with a biased 1x1
     ``expand`` back to the input depth (Szegedy et al. 2017, Sec. 3.2); ``activate=False`` drops the ReLU.
+    ``projection=True`` keeps the branches' depth instead (``expand`` to it) and adds ``x`` through He et al.'s
+    option B shortcut (a 1x1 conv + BN where the depths differ).
     """
 
     branches: tuple[BranchSpec, ...]
     residual: bool = False
     scale: float = 1.0
     activate: bool = True
+    projection: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "branches", tuple(self.branches))
@@ -178,9 +201,13 @@ class MultiBranchSpec:
             raise ValueError(f"a multi-branch module is a non-empty tuple of BranchSpec, got {self.branches!r}")
         if isinstance(self.scale, bool) or not isinstance(self.scale, (int, float)) or not 0 <= self.scale < math.inf:
             raise ValueError(f"scale must be a finite number >= 0, got {self.scale!r}")
+        if self.projection and not self.residual:
+            raise ValueError("projection applies to residual modules only; pass residual=True with it")
 
     def channels(self, in_channels: int) -> int:
-        return in_channels if self.residual else sum(b.channels(in_channels) for b in self.branches)
+        if self.residual and not self.projection:
+            return in_channels
+        return sum(b.channels(in_channels) for b in self.branches)
 
     def size(self, size: int, axis: int) -> int:
         sizes = {b.size(size, axis) for b in self.branches}
@@ -188,11 +215,11 @@ class MultiBranchSpec:
 
 
 def multi_branch(*branches: BranchSpec | LayerSpec | tuple[LayerSpec, ...], residual: bool = False,
-                 scale: float = 1.0, activate: bool = True) -> MultiBranchSpec:
+                 scale: float = 1.0, activate: bool = True, projection: bool = False) -> MultiBranchSpec:
     """An Inception module from branches given as BranchSpecs, single layers or tuples of layers."""
     made = tuple(b if isinstance(b, BranchSpec) else BranchSpec(b if isinstance(b, tuple) else (b,))
                  for b in branches)
-    return MultiBranchSpec(made, residual, scale, activate)
+    return MultiBranchSpec(made, residual, scale, activate, projection)
 
 
 @dataclass(frozen=True)
@@ -245,7 +272,22 @@ class FireSpec:
         return size
 
 
-Unit = LayerSpec | MultiBranchSpec | ResidualSpec | FireSpec
+@dataclass(frozen=True)
+class HighwayConvSpec:
+    """A convolutional highway layer (Srivastava et al. 2015): ``H(x) T(x) + x (1 - T(x))``, ``kernel`` convs for
+    ``H`` (bias, ReLU) and the gate ``T``, whose bias starts at ``gate_bias``. Keeps depth and grid."""
+
+    kernel: int = 3
+    gate_bias: float = -1.0
+
+    def channels(self, in_channels: int) -> int:
+        return in_channels
+
+    def size(self, size: int, axis: int) -> int:
+        return size
+
+
+Unit = LayerSpec | BranchSpec | MultiBranchSpec | ResidualSpec | FireSpec | HighwayConvSpec
 
 
 @dataclass(frozen=True)
@@ -269,11 +311,9 @@ class StageSpec:
         object.__setattr__(self, "unit_names", tuple(self.unit_names))
         if not isinstance(self.name, str) or not self.name.isidentifier():
             raise ValueError(f"stage name must be a Python identifier, got {self.name!r}")
-        if not self.units or not all(isinstance(u, (LayerSpec, MultiBranchSpec, ResidualSpec, FireSpec))
-                                     for u in self.units):
-            raise ValueError(f"stage {self.name!r}: units must be LayerSpec, MultiBranchSpec, ResidualSpec or "
-                             f"FireSpec, "
-                             f"got {self.units!r}")
+        if not self.units or not all(isinstance(u, Unit) for u in self.units):
+            raise ValueError(f"stage {self.name!r}: units must be one of "
+                             f"{', '.join(t.__name__ for t in Unit.__args__)}, got {self.units!r}")
         _check_kind(self.layout, STAGE_LAYOUTS, "stage layout")
         if self.layout == "merged" and len(self.unit_names) != len(self.units):
             raise ValueError(f"stage {self.name!r}: a merged stage names every unit ('' for a conv unit)")
@@ -308,31 +348,40 @@ def stage(name: str, *units: Unit, names: tuple[str, ...] = (), repeat: int = 1,
 
 @dataclass(frozen=True)
 class HeadSpec:
-    """``pool_fc``: global average pool, dropout, linear (ClassifierHead). ``fc_stack``: adaptive pool to
-    ``pool_size``, hidden fully connected layers ``hidden`` (fc6, fc7, ...), classifier (FCHead: AlexNet, VGG).
-    ``conv_pool``: dropout, 1x1 conv classifier, ReLU, global average pool (SqueezeNet's conv10)."""
+    """``pool_fc``: global pool (``global_pool`` "avg" or "max"), dropout, linear (``bias``), logits x ``scale``
+    (ClassifierHead). ``fc_stack``: adaptive pool to ``pool_size``, hidden fully connected layers ``hidden``
+    (fc6, fc7, ...), classifier (FCHead: AlexNet, VGG). ``conv_pool``: dropout, 1x1 conv classifier, ReLU,
+    global average pool (SqueezeNet's conv10)."""
 
     kind: str = "pool_fc"
     dropout: float = 0.0
     hidden: tuple[int, ...] = ()
     pool_size: int = 1
     dropout_first: bool = False
+    global_pool: str = "avg"
+    bias: bool = True
+    scale: float = 1.0
 
     def __post_init__(self) -> None:
         _check_kind(self.kind, HEAD_KINDS, "head")
+        _check_kind(self.global_pool, ("avg", "max"), "global pool")
         object.__setattr__(self, "hidden", tuple(self.hidden))
 
 
 @dataclass(frozen=True)
 class AuxSpec:
     """An auxiliary classifier after stage ``after`` (train mode only): GoogLeNet's (``pool`` "paper" 5x5/3 or
-    torchvision's "adaptive", ``norm`` its conv's BN) or Inception-v3's."""
+    torchvision's "adaptive", ``norm`` its conv's BN; ``conv_channels``, ``hidden``, ``pool_size`` scale it to a
+    smaller net) or Inception-v3's."""
 
     kind: str
     after: str
     dropout: float = 0.7
     pool: str = "paper"
     norm: bool = False
+    conv_channels: int = 128
+    hidden: int = 1024
+    pool_size: int = 4
 
     def __post_init__(self) -> None:
         _check_kind(self.kind, AUX_KINDS, "aux head")
@@ -347,7 +396,8 @@ class AuxSpec:
 
 @dataclass(frozen=True)
 class NetworkSpec:
-    """A whole network: stages in order, a head, auxiliary heads, and the conv defaults and init to build with."""
+    """A whole network: stages in order, a head, auxiliary heads, and the conv defaults and init to build with.
+    ``train_norm_scale=False`` keeps every BN scale at 1, untrained (airbench)."""
 
     name: str
     stages: tuple[StageSpec, ...]
@@ -357,6 +407,7 @@ class NetworkSpec:
     aux: tuple[AuxSpec, ...] = ()
     conv: ConvDefaults = ConvDefaults()
     init: str = ""
+    train_norm_scale: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "stages", tuple(self.stages))
@@ -370,12 +421,6 @@ class NetworkSpec:
         for aux in self.aux:
             if aux.after not in names:
                 raise ValueError(f"{self.name}: aux head after unknown stage {aux.after!r}; stages are {names}")
-
-    def out_channels(self) -> int:
-        channels = self.in_channels
-        for s in self.stages:
-            channels = s.channels(channels)
-        return channels
 
 
 def _runs(spec: NetworkSpec, size: int, with_aux: bool) -> bool:
@@ -402,8 +447,9 @@ def min_input_size(spec: NetworkSpec, *, with_aux: bool = False, limit: int = 40
 # JSON: every dataclass is an object with a "type" tag; fields left at their defaults are omitted
 
 _TYPES: dict[str, type] = {"layer": LayerSpec, "branch": BranchSpec, "multi_branch": MultiBranchSpec,
-                           "residual": ResidualSpec, "fire": FireSpec, "stage": StageSpec, "head": HeadSpec,
-                           "aux": AuxSpec, "conv_defaults": ConvDefaults, "network": NetworkSpec}
+                           "residual": ResidualSpec, "fire": FireSpec, "highway_conv": HighwayConvSpec,
+                           "stage": StageSpec, "head": HeadSpec, "aux": AuxSpec, "conv_defaults": ConvDefaults,
+                           "network": NetworkSpec}
 _TAGS = {cls: tag for tag, cls in _TYPES.items()}
 
 
