@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.utils._pytree import tree_flatten, tree_map
 
-from cnnlab.analysis.ops import arg, ints
+from cnnlab.analysis.ops import arg, window_of
 
 
 def meta_copy(module: nn.Module, training: bool | None = None, dtype: torch.dtype | None = None,
@@ -135,19 +135,14 @@ def _fast_group_norm(func: Any, args: Sequence[Any], kwargs: dict[str, Any]) -> 
 def _fast_conv(func: Any, args: Sequence[Any], kwargs: dict[str, Any]) -> torch.Tensor:
     """Output of aten.convolution from the shape formula, with the same errors as the real kernel."""
     x, w = args[0], args[1]
-    n = w.dim() - 2
-    stride = ints(arg(args, kwargs, 3, "stride"), n, 1)
-    padding = ints(arg(args, kwargs, 4, "padding"), n, 0)
-    dilation = ints(arg(args, kwargs, 5, "dilation"), n, 1)
-    transposed = bool(arg(args, kwargs, 6, "transposed", False))
-    groups = int(arg(args, kwargs, 8, "groups", 1))
-    if x.dim() != n + 2 or transposed:
+    win = window_of("conv", args, kwargs)
+    if x.dim() != w.dim() or win.transposed:
         return func(*args, **kwargs)  # unbatched input or transposed: let the meta kernel decide
-    if x.shape[1] != w.shape[1] * groups:
-        raise RuntimeError(f"expected input {list(x.shape)} to have {w.shape[1] * groups} channels, "
-                           f"but got {x.shape[1]} channels instead (weight {list(w.shape)}, groups {groups})")
+    if x.shape[1] != w.shape[1] * win.groups:
+        raise RuntimeError(f"expected input {list(x.shape)} to have {w.shape[1] * win.groups} channels, "
+                           f"but got {x.shape[1]} channels instead (weight {list(w.shape)}, groups {win.groups})")
     spatial = []
-    for size, k, s, p, d in zip(x.shape[2:], w.shape[2:], stride, padding, dilation):
+    for size, k, s, p, d in zip(x.shape[2:], *win[:4]):
         out = (size + 2 * p - d * (k - 1) - 1) // s + 1
         if out <= 0:
             raise RuntimeError(f"Calculated output size {out} is too small: input {size} (padded by {p}), "

@@ -231,22 +231,42 @@ def _checked(rule: Callable[..., Cost | int], what: str, *inputs: Any) -> Cost:
     return Cost(*cost)
 
 
-def geometry(kind: str, args: Sequence[Any], kwargs: dict[str, Any]) -> dict[str, Any]:
-    """Kernel, stride, padding (and channels, groups, dilation of a convolution) of a conv or pooling op."""
-    n = args[0].dim() - 2
+class Window(NamedTuple):
+    """The window of a convolution or pooling op: one int per spatial dimension in each of the first four."""
+
+    kernel: tuple[int, ...]
+    stride: tuple[int, ...]
+    padding: tuple[int, ...]
+    dilation: tuple[int, ...]
+    transposed: bool = False
+    groups: int = 1
+
+
+def window_of(kind: str, args: Sequence[Any], kwargs: dict[str, Any]) -> Window:
+    """The window of a ``conv`` op (``aten.convolution``'s arguments) or a ``max_pool`` / ``avg_pool`` op."""
     if kind == "conv":
         w = args[1]
-        transposed = bool(arg(args, kwargs, 6, "transposed", False))
-        groups = int(arg(args, kwargs, 8, "groups", 1))
-        return {"op": "conv_transpose" if transposed else "conv", "kernel": list(w.shape[2:]),
-                "stride": list(ints(arg(args, kwargs, 3, "stride"), n, 1)),
-                "padding": list(ints(arg(args, kwargs, 4, "padding"), n, 0)),
-                "dilation": list(ints(arg(args, kwargs, 5, "dilation"), n, 1)),
-                "groups": groups, "in_channels": int(args[0].shape[1]),
-                "out_channels": int(w.shape[1] * groups if transposed else w.shape[0])}
+        n = w.dim() - 2
+        return Window(tuple(w.shape[2:]), ints(arg(args, kwargs, 3, "stride"), n, 1),
+                      ints(arg(args, kwargs, 4, "padding"), n, 0), ints(arg(args, kwargs, 5, "dilation"), n, 1),
+                      bool(arg(args, kwargs, 6, "transposed", False)), int(arg(args, kwargs, 8, "groups", 1)))
+    n = args[0].dim() - 2
     kernel = ints(arg(args, kwargs, 1, "kernel_size"), n, 1)
-    return {"op": kind, "kernel": list(kernel), "stride": list(ints(arg(args, kwargs, 2, "stride"), n, kernel)),
-            "padding": list(ints(arg(args, kwargs, 3, "padding"), n, 0))}
+    dilation = ints(arg(args, kwargs, 4, "dilation"), n, 1) if kind == "max_pool" else (1,) * n
+    return Window(kernel, ints(arg(args, kwargs, 2, "stride"), n, kernel), ints(arg(args, kwargs, 3, "padding"), n, 0),
+                  dilation)
+
+
+def geometry(kind: str, args: Sequence[Any], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Kernel, stride, padding (and channels, groups, dilation of a convolution) of a conv or pooling op."""
+    win = window_of(kind, args, kwargs)
+    out = {"op": kind, "kernel": list(win.kernel), "stride": list(win.stride), "padding": list(win.padding)}
+    if kind == "conv":
+        w = args[1]
+        out.update(op="conv_transpose" if win.transposed else "conv", dilation=list(win.dilation), groups=win.groups,
+                   in_channels=int(args[0].shape[1]),
+                   out_channels=int(w.shape[1] * win.groups if win.transposed else w.shape[0]))
+    return out
 
 
 def module_cost(rule: ModuleRule, module: torch.nn.Module, inputs: tuple, output: Any) -> Cost:

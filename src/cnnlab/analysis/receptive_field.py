@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from cnnlab.analysis.meta import tensors
-from cnnlab.analysis.ops import arg, ints
+from cnnlab.analysis.ops import arg, window_of
 
 Number = float
 
@@ -230,16 +230,9 @@ class FieldTracker:
         nd = self.spatial_dims
         if kind in _WINDOW_KINDS and not x_grid:
             return UNKNOWN  # a window op on a tensor whose grid was not followed
-        if kind == "conv":
-            geometry = (tuple(args[1].shape[2:]), ints(arg(args, kwargs, 3, "stride"), nd, 1),
-                        ints(arg(args, kwargs, 4, "padding"), nd, 0), ints(arg(args, kwargs, 5, "dilation"), nd, 1))
-            moved = transposed_window if arg(args, kwargs, 6, "transposed", False) else window
-            return TensorField(moved(f, *geometry))
-        if kind in ("max_pool", "avg_pool"):
-            kernel = ints(arg(args, kwargs, 1, "kernel_size"), nd, 1)
-            dilation = ints(arg(args, kwargs, 4, "dilation"), nd, 1) if kind == "max_pool" else (1,) * nd
-            return TensorField(window(f, kernel, ints(arg(args, kwargs, 2, "stride"), nd, kernel),
-                                      ints(arg(args, kwargs, 3, "padding"), nd, 0), dilation))
+        if kind in ("conv", "max_pool", "avg_pool"):
+            win = window_of(kind, args, kwargs)
+            return TensorField((transposed_window if win.transposed else window)(f, *win[:4]))
         if kind == "adaptive":
             return TensorField(adaptive_window(f, tuple(x.shape[2:]), tuple(y.shape[2:])))
         if kind in ("upsample", "upsample_linear") or (kind == "pixel_shuffle" and x_grid):
