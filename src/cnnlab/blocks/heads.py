@@ -10,7 +10,22 @@ from torch import nn
 from cnnlab.blocks._validate import check_positive, check_probability
 
 
-class ClassifierHead(nn.Module):
+class _LinearClassifier(nn.Module):
+    """A head whose last layer is the linear classifier ``fc``."""
+
+    def __init__(self, in_channels: int, num_classes: int) -> None:
+        super().__init__()
+        self.in_channels = check_positive(in_channels, "in_channels")
+        self.num_classes = check_positive(num_classes, "num_classes")
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Replace the final linear layer ``fc`` for ``num_classes`` outputs (fine-tuning); the rest is kept."""
+        self.fc = nn.Linear(self.fc.in_features, check_positive(num_classes, "num_classes"),
+                            bias=self.fc.bias is not None)
+        self.num_classes = num_classes
+
+
+class ClassifierHead(_LinearClassifier):
     """Global average pooling -> flatten -> dropout -> linear (Lin et al. 2014, NIN; GoogLeNet Sec. 5).
 
     Replacing flatten + fully connected layers by global average pooling makes the head
@@ -22,14 +37,11 @@ class ClassifierHead(nn.Module):
 
     def __init__(self, in_channels: int, num_classes: int, dropout: float = 0.0, bias: bool = True,
                  pool: str = "avg", scale: float = 1.0) -> None:
-        super().__init__()
-        check_positive(in_channels, "in_channels")
-        check_positive(num_classes, "num_classes")
+        super().__init__(in_channels, num_classes)
         if pool not in ("avg", "max"):
             raise ValueError(f"pool must be 'avg' or 'max' (global pooling before the linear layer), got {pool!r}")
         if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0 < scale < float("inf"):
             raise ValueError(f"scale must be a finite number > 0 (the logits' multiplier), got {scale!r}")
-        self.in_channels, self.num_classes = in_channels, num_classes
         self.pool = nn.AdaptiveAvgPool2d(1) if pool == "avg" else nn.AdaptiveMaxPool2d(1)
         self.flatten = nn.Flatten(1)
         self.dropout = nn.Dropout(check_probability(dropout, "dropout"))
@@ -40,14 +52,8 @@ class ClassifierHead(nn.Module):
         logits = self.fc(self.dropout(self.flatten(self.pool(x))))
         return logits if self.scale == 1.0 else logits * self.scale
 
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace the final linear layer for ``num_classes`` outputs (fine-tuning)."""
-        self.fc = nn.Linear(self.in_channels, check_positive(num_classes, "num_classes"),
-                            bias=self.fc.bias is not None)
-        self.num_classes = num_classes
 
-
-class GoogLeNetAux(nn.Module):
+class GoogLeNetAux(_LinearClassifier):
     """GoogLeNet's auxiliary classifier: 5x5/3 avg-pool -> 1x1 conv 128 -> FC 1024 -> dropout -> FC.
 
     Szegedy et al. 2015, Sec. 5: placed on top of Inception (4a) and (4d), 70% dropout, its loss weighted
@@ -63,14 +69,11 @@ class GoogLeNetAux(nn.Module):
     def __init__(self, in_channels: int, num_classes: int, dropout: float = 0.7, pool: str = "paper",
                  norm: bool = False, norm_eps: float = 1e-3, conv_channels: int = 128, hidden: int = 1024,
                  pool_size: int = 4) -> None:
-        super().__init__()
+        super().__init__(in_channels, num_classes)
         from cnnlab.blocks.conv import ConvNormAct
 
-        check_positive(in_channels, "in_channels")
-        check_positive(num_classes, "num_classes")
         if pool not in ("paper", "adaptive"):
             raise ValueError(f"pool must be 'paper' (5x5/3 average pool) or 'adaptive' (torchvision), got {pool!r}")
-        self.in_channels, self.num_classes = in_channels, num_classes
         for value, name in ((conv_channels, "conv_channels"), (hidden, "hidden"), (pool_size, "pool_size")):
             check_positive(value, name)
         adaptive = nn.AdaptiveAvgPool2d(pool_size)
@@ -86,13 +89,8 @@ class GoogLeNetAux(nn.Module):
         x = self.flatten(self.conv(self.pool(x)))
         return self.fc(self.dropout(self.act(self.fc1(x))))
 
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace the final linear layer for ``num_classes`` outputs."""
-        self.fc = nn.Linear(self.fc1.out_features, check_positive(num_classes, "num_classes"))
-        self.num_classes = num_classes
 
-
-class InceptionV3Aux(nn.Module):
+class InceptionV3Aux(_LinearClassifier):
     """Inception-v3's auxiliary classifier on the 17x17 grid: 5x5/3 avg-pool -> 1x1 conv 128 -> 5x5 conv 768
     -> global pool -> FC.
 
@@ -103,12 +101,9 @@ class InceptionV3Aux(nn.Module):
     """
 
     def __init__(self, in_channels: int, num_classes: int, norm_eps: float = 1e-3) -> None:
-        super().__init__()
+        super().__init__(in_channels, num_classes)
         from cnnlab.blocks.conv import ConvNormAct
 
-        check_positive(in_channels, "in_channels")
-        check_positive(num_classes, "num_classes")
-        self.in_channels, self.num_classes = in_channels, num_classes
         self.pool = nn.AvgPool2d(5, stride=3)
         self.conv0 = ConvNormAct(in_channels, 128, 1, norm_eps=norm_eps)
         self.conv1 = ConvNormAct(128, 768, 5, padding=0, norm_eps=norm_eps)
@@ -118,11 +113,6 @@ class InceptionV3Aux(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.flatten(self.global_pool(self.conv1(self.conv0(self.pool(x))))))
-
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace the final linear layer for ``num_classes`` outputs."""
-        self.fc = nn.Linear(768, check_positive(num_classes, "num_classes"))
-        self.num_classes = num_classes
 
 
 class FCHead(nn.Sequential):

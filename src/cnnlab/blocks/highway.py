@@ -25,24 +25,12 @@ def _check_gate_bias(gate_bias: float) -> float:
     return float(gate_bias)
 
 
-class HighwayConv(nn.Module):
-    """Convolutional highway layer: ``H`` = k x k conv (+ bias) + activation, ``T`` = sigmoid(k x k conv + b_T).
+class _Highway(nn.Module):
+    """``y = H(x) T(x) + x (1 - T(x))`` from a subclass's ``transform`` (H) and ``gate`` (T before its sigmoid)."""
 
-    Input and output have the same ``channels`` and size (stride 1, same padding), as the gate mixes the two.
-    Params (no norm): ``2 (k^2 C^2 + C)``; with ``norm=True`` the transform has BN instead of a bias:
-    ``2 k^2 C^2 + 2 C + C``. MACs: ``2 H W k^2 C^2`` (the transform and the gate convolutions).
-    """
-
-    def __init__(self, channels: int, kernel_size: int = 3, gate_bias: float = -1.0, act: ActLayer = "relu",
-                 norm: bool = False) -> None:
+    def __init__(self, gate_bias: float) -> None:
         super().__init__()
-        check_positive(channels, "channels")
-        kernel = pair(kernel_size, "kernel_size")
-        check_odd_kernel(kernel)
         self.gate_bias = _check_gate_bias(gate_bias)
-        self.transform = ConvNormAct(channels, channels, kernel, norm=norm, act=act)
-        self.gate = nn.Conv2d(channels, channels, kernel, padding=(kernel[0] // 2, kernel[1] // 2), bias=True)
-        self.reset_gate()
 
     def reset_gate(self) -> None:
         """Set the gate bias to ``gate_bias`` (model-wide weight init leaves biases alone, so call it after)."""
@@ -53,24 +41,34 @@ class HighwayConv(nn.Module):
         return x + t * (self.transform(x) - x)  # = H(x) T(x) + x (1 - T(x)), one multiply fewer
 
 
-class HighwayLinear(nn.Module):
+class HighwayConv(_Highway):
+    """Convolutional highway layer: ``H`` = k x k conv (+ bias) + activation, ``T`` = sigmoid(k x k conv + b_T).
+
+    Input and output have the same ``channels`` and size (stride 1, same padding), as the gate mixes the two.
+    Params (no norm): ``2 (k^2 C^2 + C)``; with ``norm=True`` the transform has BN instead of a bias:
+    ``2 k^2 C^2 + 2 C + C``. MACs: ``2 H W k^2 C^2`` (the transform and the gate convolutions).
+    """
+
+    def __init__(self, channels: int, kernel_size: int = 3, gate_bias: float = -1.0, act: ActLayer = "relu",
+                 norm: bool = False) -> None:
+        check_positive(channels, "channels")
+        kernel = pair(kernel_size, "kernel_size")
+        check_odd_kernel(kernel)
+        super().__init__(gate_bias)
+        self.transform = ConvNormAct(channels, channels, kernel, norm=norm, act=act)
+        self.gate = nn.Conv2d(channels, channels, kernel, padding=(kernel[0] // 2, kernel[1] // 2), bias=True)
+        self.reset_gate()
+
+
+class HighwayLinear(_Highway):
     """Dense highway layer on ``(N, features)``: ``H`` = linear + activation, ``T`` = sigmoid(linear + b_T).
 
     Params: ``2 (F^2 + F)``. MACs: ``2 F^2`` per example.
     """
 
     def __init__(self, features: int, gate_bias: float = -1.0, act: ActLayer = "relu") -> None:
-        super().__init__()
         check_positive(features, "features")
-        self.gate_bias = _check_gate_bias(gate_bias)
+        super().__init__(gate_bias)
         self.transform = nn.Sequential(nn.Linear(features, features), make_activation(act))
         self.gate = nn.Linear(features, features)
         self.reset_gate()
-
-    def reset_gate(self) -> None:
-        """Set the gate bias to ``gate_bias``."""
-        nn.init.constant_(self.gate.bias, self.gate_bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        t = torch.sigmoid(self.gate(x))
-        return x + t * (self.transform(x) - x)
