@@ -1,26 +1,11 @@
-"""``cnnlab tour``: a fully offline walk through what cnnlab does, every number computed on the spot."""
+"""``cnnlab tour``: a fully offline walk through what cnnlab does, every number computed on the spot.
+
+torch and the library are imported when the tour runs, so that ``cnnlab --help`` stays fast."""
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:  # torch is imported when the tour runs, so that `cnnlab --help` stays fast
-    from torch import nn
-
-
-def _macs(module: nn.Module, channels: int, size: int) -> int:
-    """Conv and linear multiply-adds of one forward pass, counted with PyTorch's own FlopCounterMode."""
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
-
-    with torch.device("meta"):
-        x = torch.empty(1, channels, size, size)
-    counter = FlopCounterMode(display=False)
-    with counter, torch.no_grad():
-        module.to("meta")(x)
-    return counter.get_total_flops() // 2
 
 
 def _rf(rf: tuple[int, int] | None) -> str:
@@ -35,6 +20,7 @@ def _section(title: str, out: Callable[[str], None]) -> None:
 
 def tour_blocks(out: Callable[[str], None]) -> None:
     """The design ideas as blocks, each measured against the layer it replaces."""
+    from cnnlab.analysis import analyze
     from cnnlab.blocks import AsymmetricConv, ConvNormAct, ReducedConv, StackedConv
     from cnnlab.design.rewrite import param_count
 
@@ -57,7 +43,7 @@ def tour_blocks(out: Callable[[str], None]) -> None:
     for name, old, how, new in rows:
         cin = old.conv.in_channels
         p_old, p_new = param_count(old), param_count(new)
-        m_old, m_new = _macs(old, cin, hw), _macs(new, cin, hw)
+        m_old, m_new = (analyze(m, (cin, hw, hw)).macs for m in (old, new))
         out(f"{name:<18} {p_old:>9,} {m_old:>12,}   {how:<40} {p_new:>9,} {m_new:>12,} {p_new / p_old:>6.3f}")
     out("Each replacement keeps the receptive field; the ratios are 18/25, 27/49, 6/9, 14/49 and the 1x1")
     out("bottleneck's saving. `cnnlab summary` counts any network this way; `cnnlab lint` finds such savings.")
