@@ -298,9 +298,8 @@ def _build_report(model: nn.Module, name: str, size: tuple[int, ...], batch_size
             parent = own[qual.rpartition(".")[0]]
             parent[0] += own[qual][0]
             parent[1] += own[qual][1]
-    seen = {r.name for r in order}
     rows = []
-    for r in order + _uncalled_containers(names, seen, order):
+    for r in order + _uncalled_containers(names, order):
         qual = r.name
         rows.append(LayerCost(
             name=qual, type=type(r.module).__name__, depth=0 if qual == "" else qual.count(".") + 1,
@@ -316,21 +315,20 @@ def _build_report(model: nn.Module, name: str, size: tuple[int, ...], batch_size
         activation_bytes=tracer.alloc_bytes, param_bytes=param_bytes, unknown_ops=list(tracer.unknown.values()))
 
 
-def _uncalled_containers(names: dict[nn.Module, str], seen: set[str], order: list[_Record]) -> list[_Record]:
+def _uncalled_containers(names: dict[nn.Module, str], order: list[_Record]) -> list[_Record]:
     """Records of modules never called themselves. A container that is only a holder (a ModuleDict of aux heads)
     ran if its children did: it gets their sums and their call count, so no row says "not run" for code that ran
     and the rows of one depth add up to the total."""
     records = {r.name: r for r in order}
-    extra = [_Record(n, m) for m, n in names.items() if n not in seen]
+    extra = [_Record(n, m) for m, n in names.items() if n not in records]  # never the root: the pass calls it
     records.update((r.name, r) for r in extra)
     for r in reversed(extra):  # pre-order walk reversed: children are complete before their parent
-        children = [records[f"{r.name}.{c}" if r.name else c] for c, m in r.module._modules.items()
-                    if m is not None and (f"{r.name}.{c}" if r.name else c) in records]
-        ran = [c for c in children if c.calls]
+        children = (records.get(f"{r.name}.{c}") for c in r.module._modules)  # a shared child is listed elsewhere
+        ran = [c for c in children if c is not None and c.calls]
         if ran:
             r.calls = max(c.calls for c in ran)
             r.macs = sum(c.macs for c in ran)
             for c in ran:
                 for kind, n in c.other.items():
-                    r.other[kind] = r.other.get(kind, 0) + n
+                    r.other[kind] += n
     return extra
