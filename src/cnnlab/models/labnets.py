@@ -109,7 +109,7 @@ AUX_AFTER = "inception4a"  # GoogLeNet Sec. 5: on top of (4a); its second head (
 def naive_module(w: InceptionV1Widths) -> MultiBranchSpec:
     """GoogLeNet's module without the 1x1 reductions (Sec. 4, Fig. 2a): 3x3 and 5x5 on the input itself.
 
-    Output widths and the pool projection are kept, so only the reductions differ from ``InceptionV1``.
+    Output widths and the pool projection are kept, so only the reductions differ from ``googlenet.inception``.
     """
     return multi_branch(conv(w.b1, 1), conv(w.b3, 3), conv(w.b5, 5), (max_pool(3, 1, 1), conv(w.pool_proj, 1)))
 
@@ -144,8 +144,8 @@ def cifar_inception_spec(num_classes: int = 10, reduce: bool = True, aux: bool =
             raise ValueError(f"{name} must be true or false, got {value!r}")
     if not residual and residual_scale != 1.0:
         raise ValueError("residual_scale applies to residual modules only; pass residual=True with it")
-    if isinstance(residual_scale, bool) or not isinstance(residual_scale, (int, float)) or \
-            not 0 <= residual_scale < math.inf:
+    number = isinstance(residual_scale, (int, float)) and not isinstance(residual_scale, bool)
+    if not (number and 0 <= residual_scale < math.inf):
         raise ValueError(f"residual_scale must be a finite number >= 0 (the paper: 0.1-0.3), got {residual_scale!r}")
     stages = [stage("stem", conv(64, 3)), stage("pool1", max_pool(3, 2, 1))]  # 32x32x64, 16x16x64
     for name, w in INCEPTION_TABLE:
