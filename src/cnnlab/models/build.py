@@ -208,8 +208,9 @@ def _he_zero_residual_init(net: nn.Module) -> None:
             m.zero_init_last()
 
 
-# spec.INITS names these; a spec read from JSON can only pick one of them. torchvision 0.29.1's VGG init (He et
-# al. 2015 convs, N(0, 0.01) linears) trains without the paper's staged start from configuration A (Sec. 3.1)
+# spec.INITS names these; a spec read from JSON can only pick one of them. "he_zero_residual" starts every residual
+# unit as its shortcut (Goyal et al. 2017), "he_fan_in" is the highway nets' init; torchvision 0.29.1's VGG init
+# (He et al. 2015 convs, N(0, 0.01) linears) trains without the paper's staged start from configuration A (Sec. 3.1)
 _INITS: dict[str, Callable[[nn.Module], None]] = {"": lambda model: None,
                                                   "torchvision_vgg": partial(he_init, zero_bias=True, linear_std=0.01),
                                                   "torchvision_squeezenet": _torchvision_squeezenet_init,

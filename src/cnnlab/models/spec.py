@@ -25,9 +25,7 @@ STAGE_LAYOUTS = ("auto", "sequential", "merged")
 HEAD_KINDS = ("pool_fc", "fc_stack", "conv_pool")
 ACT_KINDS = ("relu", "gelu")  # a conv's activation by name (True: ReLU, False: none)
 AUX_KINDS = ("googlenet", "inception_v3")
-# "": PyTorch's default initialisation of each module; "he": He et al. 2015 fan-out normal convs, BN 1 / 0
-# ("he_zero_residual": then every residual unit starts as its shortcut, Goyal et al. 2017; "he_fan_in": fan-in
-# normal convs, biases 0); "zero_conv_bias": PyTorch's default weights, conv biases 0. Highway gates keep their bias
+# "": PyTorch's default init of every module; the others are described where models/build.py defines them
 INITS = ("", "torchvision_vgg", "torchvision_squeezenet", "he", "he_zero_residual", "he_fan_in", "zero_conv_bias")
 
 
