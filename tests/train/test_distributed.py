@@ -64,6 +64,24 @@ def test_weights_digest_every_dtype_and_shape():
     assert weights_digest(_with_buffers(a=torch.zeros(4))) != weights_digest(_with_buffers(a=torch.zeros(2, 2)))
 
 
+def test_distributed_false_trains_alone_under_torchrun(tmp_path, monkeypatch):
+    """An experiment's rank trains whole runs by itself: ``distributed=False`` joins no process group and
+    writes the run as rank 0 of 1, whatever torchrun's variables say."""
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    for name in ("MASTER_ADDR", "MASTER_PORT"):  # joining would fail at once rather than wait for a peer
+        monkeypatch.delenv(name, raising=False)
+    rng = np.random.default_rng(0)
+    data = ArrayDataset(rng.integers(0, 256, (32, 8, 8, 3), dtype=np.uint8), rng.integers(0, 4, 32), tuple("abcd"))
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 4))
+    cfg = TrainConfig(model="x", data="npz", epochs=1, batch_size=16, precision="fp32", device="cpu")
+    trainer = Trainer(cfg, tmp_path / "run", model=net, train_data=data, test_data=data, progress=False,
+                      distributed=False)
+    assert (trainer.dist.rank, trainer.dist.world_size) == (0, 1) and not torch.distributed.is_initialized()
+    summary = trainer.fit()
+    assert summary["processes"] == 1 and summary["finished"] and (tmp_path / "run" / "summary.json").is_file()
+
+
 def _cnnlab(tmp_path, args: list[str], processes: int = 1) -> subprocess.CompletedProcess:
     """``python -m cnnlab ARGS`` in ``tmp_path``, under ``torch.distributed.run`` (torchrun) for 2+ processes."""
     args = ["-m", "cnnlab", *args]

@@ -7,7 +7,7 @@ import pytest
 
 import cnnlab.train.rundir as rundir
 
-pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+needs_git = pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
 
 
 def _repo(path):
@@ -21,6 +21,7 @@ def _repo(path):
                           check=True).stdout.strip()
 
 
+@needs_git
 def test_source_commit_of_a_clone_laid_out_as_cnnlab(tmp_path, monkeypatch):
     commit = _repo(tmp_path / "clone")
     (tmp_path / "clone" / "src" / "cnnlab" / "train").mkdir(parents=True)
@@ -28,9 +29,18 @@ def test_source_commit_of_a_clone_laid_out_as_cnnlab(tmp_path, monkeypatch):
     assert rundir.source_commit() == commit
 
 
+@needs_git
 def test_source_commit_ignores_another_repository_around_an_install(tmp_path, monkeypatch):
     _repo(tmp_path / "project")  # e.g. a virtual environment inside the user's own repository
     pkg = tmp_path / "project" / ".venv" / "lib" / "site-packages" / "cnnlab" / "train"
     pkg.mkdir(parents=True)
     monkeypatch.setattr(rundir, "__file__", str(pkg / "rundir.py"))
     assert rundir.source_commit() is None
+
+
+@pytest.mark.parametrize("text, finished", [(None, False), ('{"finished": true}', True),
+                                             ('{"finished": false}', False), ("{not json", False), ("[1]", False)])
+def test_run_finished_believes_only_a_readable_summary(tmp_path, text, finished):
+    if text is not None:
+        (tmp_path / "summary.json").write_text(text)
+    assert rundir.run_finished(tmp_path) is finished

@@ -11,7 +11,6 @@ Layout of an experiment directory::
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime
 import json
@@ -21,7 +20,7 @@ import platform
 import shutil
 import statistics
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,7 @@ from cnnlab._io import atomic_write, read_jsonl
 from cnnlab.data import ArrayDataset, load_dataset
 from cnnlab.experiments.verdict import NO_VERDICT, Comparison, mean_std, overall
 from cnnlab.train.distributed import Distributed
-from cnnlab.train.rundir import source_commit
+from cnnlab.train.rundir import run_finished, source_commit
 
 log = logging.getLogger(__name__)
 RECORD = "experiment.json"
@@ -292,27 +291,6 @@ def _read_run(run_dir: Path, arm: Arm, seed: int, entry: Mapping[str, Any]) -> R
                      extra_test_acc=dict(entry.get("extra_test_acc", {})))
 
 
-def _finished(run_dir: Path) -> bool:
-    summary = run_dir / "summary.json"
-    return summary.is_file() and bool(json.loads(summary.read_text()).get("finished"))
-
-
-@contextlib.contextmanager
-def _one_process() -> Iterator[None]:
-    """The Trainer reads torchrun's variables to join DDP; a rank that trains a whole run alone hides them."""
-    names = ("WORLD_SIZE", "RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE")
-    saved = {k: os.environ.get(k) for k in names}
-    os.environ.update(WORLD_SIZE="1", RANK="0", LOCAL_RANK="0", LOCAL_WORLD_SIZE="1")
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
 def run_experiment(experiment: Experiment, budget: str = "quick", out: str | Path | None = None, *,
                    source: DataSource | None = None, seeds: int | None = None, resume: bool = False,
                    command: str = "", progress: bool = False, overrides: Mapping[str, Any] | None = None,
@@ -368,20 +346,19 @@ def _run(experiment: Experiment, plan: Budget, out: Path, source: DataSource, re
     for i, (seed, arm) in enumerate(plan_runs):
         name = _run_name(arm, seed)
         run_dir, entry_path = out / "runs" / name, entries_dir / f"{name}.json"
-        if i % ranks.world_size != ranks.rank or (_finished(run_dir) and entry_path.is_file()):
+        if i % ranks.world_size != ranks.rank or (run_finished(run_dir) and entry_path.is_file()):
             continue
         config = from_dict({**experiment.config_values(arm, plan, seed), **source.config(), **(overrides or {})})
         entry = json.loads(entry_path.read_text()) if entry_path.is_file() else dict(
             record["runs"].get(name, {"wall_s": 0.0}))  # a record written before entries/ existed
-        if not _finished(run_dir):
+        if not run_finished(run_dir):
             again = (run_dir / "config.json").is_file()
             if not again and run_dir.exists():  # killed before its config existed: nothing to keep
                 shutil.rmtree(run_dir)
             log.info("%s: %s %s", experiment.name, "resuming" if again else "training", name)
             start = time.perf_counter()
-            with _one_process():
-                Trainer(config, run_dir, resume=again, train_data=train_data, test_data=test_data,
-                        progress=progress).fit()
+            Trainer(config, run_dir, resume=again, train_data=train_data, test_data=test_data, progress=progress,
+                    distributed=False).fit()  # this rank trains the whole run alone
             entry["wall_s"] = float(entry.get("wall_s") or 0.0) + time.perf_counter() - start
         entry.update(arm=arm.name, seed=seed, status="finished", test_images=len(test_data),
                      train_images=min(len(train_data), config.subset or len(train_data)), rank=ranks.rank,

@@ -27,13 +27,15 @@ def torchrun_env() -> tuple[int, int, int]:
 
 
 class Distributed:
-    """Rank, world size and the process group that torchrun's environment describes (one process otherwise).
+    """Rank, world size and the process group that torchrun's environment describes (one process otherwise, or
+    when not ``join``: this process alone, rank 0 of 1, whatever torchrun says).
 
     The group is created here unless the caller made one already; ``close`` destroys only a group made here.
     """
 
-    def __init__(self, device: torch.device, timeout: datetime.timedelta = datetime.timedelta(minutes=10)) -> None:
-        self.rank, self.world_size, _ = torchrun_env()
+    def __init__(self, device: torch.device, timeout: datetime.timedelta = datetime.timedelta(minutes=10), *,
+                 join: bool = True) -> None:
+        self.rank, self.world_size, _ = torchrun_env() if join else (0, 1, 0)
         self.owns_group = False
         if self.world_size > 1 and not torch.distributed.is_initialized():
             if device.type == "cuda":

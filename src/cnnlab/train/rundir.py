@@ -303,15 +303,17 @@ def resume_checkpoint(run_dir: Path, notes: list[str]) -> tuple[dict, dict] | No
                      f"afresh with another --out")
 
 
+def run_finished(run_dir: str | Path) -> bool:
+    """Whether the run in ``run_dir`` finished: its summary.json says so (a missing or unreadable one: no)."""
+    try:
+        return bool(json.loads((Path(run_dir) / "summary.json").read_text()).get("finished"))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def check_not_finished(run_dir: Path, cfg: TrainConfig, step: int, total_steps: int, steps_per_epoch: int) -> None:
     """A finished run (no steps left, and summary.json says so) is left as it is."""
-    if step < total_steps:
-        return
-    try:
-        finished = bool(json.loads((run_dir / "summary.json").read_text()).get("finished"))
-    except (OSError, ValueError, AttributeError):
-        finished = False
-    if finished:
+    if step >= total_steps and run_finished(run_dir):
         raise RunFinishedError(f"{run_dir} is finished ({step} of {total_steps} steps) and is left as it is; "
                                f"extend it with a larger --epochs (now {cfg.epochs}, {steps_per_epoch} steps "
                                f"each) or --max-steps, or start a new run")

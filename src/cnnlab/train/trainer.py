@@ -87,18 +87,21 @@ class Trainer:
     (lr, weight_decay, ...) only when named in ``allow_changes``; each change is recorded with its step in
     config.json. The lr schedule keeps the length it started with unless ``restretch_schedule``. Rank 0 holds
     the run directory's lock from here until ``fit`` returns. The torch RNG the run draws from (init, dropout)
-    is its own, seeded by ``config.seed``: a caller's global RNG is left as it was.
+    is its own, seeded by ``config.seed``: a caller's global RNG is left as it was. Under torchrun the processes
+    train the run together (DDP); ``distributed=False`` trains it on this process alone (an experiment's ranks
+    each train whole runs).
     """
 
     def __init__(self, config: TrainConfig, out: str | Path, *, resume: bool = False, model: nn.Module | None = None,
                  train_data: ArrayDataset | None = None, test_data: ArrayDataset | None = None,
                  progress: bool = True, bar: bool | None = None, trust_code: bool = False,
-                 allow_changes: Collection[str] = (), restretch_schedule: bool = False) -> None:
+                 allow_changes: Collection[str] = (), restretch_schedule: bool = False,
+                 distributed: bool = True) -> None:
         self.run_dir = Path(out)
         self.ckpt_dir = self.run_dir / "checkpoints"
         self._lock = RunLock(self.run_dir)
         self.device = resolve_device(config.device)
-        self.dist = Distributed(self.device)
+        self.dist = Distributed(self.device, join=distributed)
         self.is_main = self.dist.is_main
         self.progress, self.bar = progress and self.is_main, bar
         made = [p for p in (self.run_dir, *self.run_dir.parents) if not p.exists()]  # e.g. runs/ and runs/x
