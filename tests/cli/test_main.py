@@ -42,6 +42,22 @@ def test_errors_become_one_line_and_exit_2(monkeypatch, capsys):
     assert err.strip() == "cnnlab tour: error: the thing was wrong; do this instead"
 
 
+@pytest.mark.parametrize("rank, shown", [("0", ["note", "careful"]), ("1", ["careful"])])
+def test_library_log_lines_on_stderr_info_from_rank_0_only(monkeypatch, capsys, rank, shown):
+    import logging
+
+    import cnnlab.cli.tour as tour
+
+    def logs(args):
+        logging.getLogger("cnnlab.train").info("note")
+        logging.getLogger("cnnlab.train").warning("careful")
+
+    monkeypatch.setattr(tour, "run_tour", logs)
+    monkeypatch.setenv("RANK", rank)  # torchrun's rank of this process
+    assert main(["tour"]) == 0
+    assert capsys.readouterr().err.splitlines() == [f"cnnlab tour: {m}" for m in shown]
+
+
 def test_tour_runs_offline_and_shows_measured_savings(capsys):
     assert main(["tour"]) == 0
     out = capsys.readouterr().out

@@ -62,15 +62,23 @@ def _log_to_stderr(command: str) -> Iterator[None]:
     logger = logging.getLogger("cnnlab")
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(f"cnnlab {command}: %(message)s"))
-    level = logging.INFO if os.environ.get("RANK", "0") == "0" else logging.WARNING
+    handler.addFilter(_rank_0_info)
     before = logger.level
     logger.addHandler(handler)
-    logger.setLevel(level)
+    logger.setLevel(logging.INFO)
     try:
         yield
     finally:
         logger.removeHandler(handler)
         logger.setLevel(before)
+
+
+def _rank_0_info(record: logging.LogRecord) -> bool:
+    """Warnings from every rank, INFO lines from torchrun's rank 0 only. Asked when the library logs, so a
+    command that logs nothing (``cnnlab plot``) starts without torch, which cnnlab.train imports."""
+    from cnnlab.train.distributed import torchrun_env
+
+    return record.levelno >= logging.WARNING or torchrun_env()[0] == 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
