@@ -102,7 +102,11 @@ def run_on_cpu(func: Any, args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
         return tree_map(to_meta, func(*tree_map(real, args), **tree_map(real, kwargs)))
 
 
-# fast output shapes for ops whose meta kernels are slow Python decompositions (~1.5 ms per batch norm)
+# fast output shapes for ops whose meta kernels are slow Python decompositions. Per op on a 1x64x56x56 input (torch
+# 2.13, AMD EPYC, 2026-12-02): batch norm 1.0 ms -> 5 us, group norm 1.5 ms -> 8 us, relu 370 -> 5 us, add 125 -> 5 us,
+# convolution 29 -> 6 us; without them analyze() takes 2.3x the CPU time on resnet1202, 2.4x on inception_v3, 2.7x on
+# resnet50 (batch norm is most of it). The conv kernel also keeps the CPU kernel's messages (meta: "Invalid channel
+# dimensions")
 def _empty(shape: Sequence[int], like: torch.Tensor) -> torch.Tensor:
     # torch.empty is a C++ call; empty_like / new_empty go through Python meta functions on this device
     return torch.empty(tuple(shape), dtype=like.dtype, device=like.device)
@@ -158,28 +162,18 @@ _FAST_BINARY = {"add", "sub", "mul", "div"}
 
 def _fast_pointwise(func: Any, args: Sequence[Any], kwargs: dict[str, Any]) -> torch.Tensor:
     """Float elementwise ops: output shape by broadcasting; in-place variants return their input."""
-    if func._schema.is_mutable:
-        if kwargs.get("out") is None and isinstance(args[0], torch.Tensor):
-            other = args[1] if len(args) > 1 and isinstance(args[1], torch.Tensor) else None
-            if other is None or (other.dim() <= args[0].dim() and all(
-                    o in (1, s) for o, s in zip(reversed(other.shape), reversed(args[0].shape)))):
-                return args[0]
-        return func(*args, **kwargs)
     tensors = [a for a in args if isinstance(a, torch.Tensor)]
     if kwargs or not tensors or any(not t.is_floating_point() or not t.is_meta for t in tensors) or \
             len({t.dtype for t in tensors}) != 1:
         return func(*args, **kwargs)
-    shape = list(tensors[0].shape)
-    for t in tensors[1:]:
-        other = list(t.shape)
-        if len(other) > len(shape):
-            shape, other = other, shape
-        offset = len(shape) - len(other)
-        for i, size in enumerate(other):
-            mine = shape[offset + i]
-            if mine != size and 1 not in (mine, size):
-                return func(*args, **kwargs)  # a shape mismatch: the real kernel raises its own error
-            shape[offset + i] = size if mine == 1 else mine
+    shape = tensors[0].shape
+    if any(t.shape != shape for t in tensors[1:]):
+        try:
+            shape = torch.broadcast_shapes(*(t.shape for t in tensors))
+        except RuntimeError:
+            return func(*args, **kwargs)  # a mismatch: the real kernel raises its own error
+    if func._schema.is_mutable:
+        return args[0] if shape == args[0].shape else func(*args, **kwargs)
     return torch.empty(shape, dtype=tensors[0].dtype, device=tensors[0].device)
 
 
