@@ -23,6 +23,7 @@ from typing import Any, TextIO
 import torch
 from torch import nn
 
+from cnnlab._io import read_jsonl
 from cnnlab.train.checkpoint import atomic_write
 
 log = logging.getLogger(__name__)
@@ -175,21 +176,11 @@ class RunLogs:
         if not self.enabled:
             return
         self._purge_step = step + 1 if step > 0 else None
-        kept, epochs = [], []
-        lines = self.path.read_text().splitlines() if self.path.exists() else []
-        for line in lines:
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if record.get("step", 0) <= step:
-                kept.append(line)
-                if record.get("kind") == "epoch":
-                    epochs.append(record)
+        kept = [r for r in read_jsonl(self.path) if r.get("step", 0) <= step] if self.path.exists() else []
         if self.path.exists():
-            atomic_write(self.path, "".join(k + "\n" for k in kept))
+            atomic_write(self.path, "".join(json.dumps(r) + "\n" for r in kept))  # as write() wrote them
         if self.path.exists() or self.csv_path.exists():
-            atomic_write(self.csv_path, _csv_text(epochs, header=True))
+            atomic_write(self.csv_path, _csv_text([r for r in kept if r.get("kind") == "epoch"], header=True))
 
     def write(self, record: dict[str, Any]) -> None:
         """Append ``record`` to metrics.jsonl (an epoch record to metrics.csv too) and to TensorBoard."""
