@@ -22,7 +22,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from cnnlab.analysis.report import CostReport, LayerCost, _si
+from cnnlab.analysis.report import CostReport, LayerCost, _shape, _si
 
 
 @dataclass(frozen=True)
@@ -74,21 +74,17 @@ def _bottlenecks(report: CostReport, ratio: float) -> list[Finding]:
             findings.append(Finding(
                 "bottleneck", r.name,
                 f"{r.name} ({r.type}) compresses the representation {size_in:,} -> {size_out:,} values "
-                f"({size_in / size_out:.1f}x, channels {x[1]} -> {y[1]}) at an unchanged {_grid(x)} grid: "
+                f"({size_in / size_out:.1f}x, channels {x[1]} -> {y[1]}) at an unchanged {_shape(x[2:])} grid: "
                 f"a representational bottleneck (Rethinking Inception, principle 1)",
                 details={"input_values": size_in, "output_values": size_out, "grid": x[2:]}))
         elif 1 < grid_out < grid_in and y[1] <= x[1] and size_out < ratio * size_in:  # global pooling is the head
             findings.append(Finding(
                 "bottleneck", r.name,
-                f"{r.name} ({r.type}) reduces the grid {_grid(x)} -> {_grid(y)} ({grid_in / grid_out:.0f}x) and "
+                f"{r.name} ({r.type}) reduces the grid {_shape(x[2:])} -> {_shape(y[2:])} ({grid_in / grid_out:.0f}x) and "
                 f"the representation {size_in / size_out:.1f}x ({size_in:,} -> {size_out:,} values, channels "
                 f"{x[1]} -> {y[1]}): widen while reducing (Rethinking Inception Sec. 5, Fig. 10) rather than "
                 f"pooling first", details={"input_values": size_in, "output_values": size_out}))
     return findings
-
-
-def _grid(shape: list[int]) -> str:
-    return "x".join(map(str, shape[2:]))
 
 
 def _factorizable(report: CostReport, min_kernel: int) -> list[Finding]:
@@ -124,8 +120,8 @@ def _weights(g: dict[str, Any]) -> int:
 
 
 def _fc_heavy(report: CostReport, share: float) -> list[Finding]:
-    linears = [r for r in report.layers if r.is_leaf and r.calls and r.type == "Linear" or
-               (r.is_leaf and r.calls and r.type.endswith("Linear") and r.params)]
+    linears = [r for r in report.layers if r.is_leaf and r.calls and r.type.endswith("Linear")
+               and (r.type == "Linear" or r.params)]
     if not linears or not report.params:
         return []
     fc_params = sum(r.params for r in linears)
@@ -142,7 +138,7 @@ def _fc_heavy(report: CostReport, share: float) -> list[Finding]:
         if source is not None:
             c, hw = source[1], math.prod(source[2:])
             saving = out_features * (in_features - c)
-            gap = (f"; global average pooling of the {c}x{_grid(source)} map before {first.name} makes it "
+            gap = (f"; global average pooling of the {c}x{_shape(source[2:])} map before {first.name} makes it "
                    f"{c} x {out_features} instead of {c}*{hw} x {out_features}: {saving:,} fewer parameters "
                    f"({saving / report.params:.0%} of the model)")
             details.update({"channels": c, "grid": source[2:]})
