@@ -28,12 +28,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from cnnlab import __version__
 from cnnlab._io import atomic_write, read_jsonl
 from cnnlab.data import ArrayDataset, load_dataset
 from cnnlab.experiments.verdict import NO_VERDICT, Comparison, mean_std, overall
+from cnnlab.train.components import native_cpu_bf16
 from cnnlab.train.distributed import Distributed
-from cnnlab.train.rundir import run_finished, source_commit
+from cnnlab.train.rundir import run_finished, versions
 
 log = logging.getLogger(__name__)
 RECORD = "experiment.json"
@@ -208,11 +208,8 @@ def cpu_model() -> str:
 
 def environment() -> dict[str, Any]:
     """Versions, CPU model, native bf16, GPU, threads and load: recorded with every experiment."""
-    from cnnlab.train.trainer import native_cpu_bf16
-
-    return {"cnnlab": __version__, "git_commit": source_commit(), "torch": torch.__version__,
-            "python": platform.python_version(), "cpu": cpu_model(), "cpu_count": os.cpu_count(),
-            "native_bf16": native_cpu_bf16(), "threads": torch.get_num_threads(),
+    return {**versions(), "cpu": cpu_model(), "cpu_count": os.cpu_count(), "native_bf16": native_cpu_bf16(),
+            "threads": torch.get_num_threads(),
             "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
             "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None}
 

@@ -172,11 +172,16 @@ def open_run_dir(run_dir: Path, lock: RunLock, *, fresh: bool) -> None:
 
 
 # ---------------------------------------------------------------- config.json
+def versions() -> dict[str, Any]:
+    """What every record names of the code that ran: cnnlab's version and git commit, torch's and Python's."""
+    return {"cnnlab": __version__, "git_commit": source_commit(), "torch": torch.__version__,
+            "python": platform.python_version()}
+
+
 def environment(device: torch.device, precision: torch.dtype | None, processes: int) -> dict[str, Any]:
     """What config.json records of where a run trains: versions, commit, device, autocast, processes, host."""
-    return {"cnnlab": __version__, "git_commit": source_commit(), "torch": torch.__version__,
-            "python": platform.python_version(), "device": str(device),
-            "autocast": str(precision).replace("torch.", "") if precision else "fp32", "processes": processes,
+    autocast = str(precision).replace("torch.", "") if precision else "fp32"
+    return {**versions(), "device": str(device), "autocast": autocast, "processes": processes,
             "threads": torch.get_num_threads(), "host": platform.node()}
 
 
