@@ -112,7 +112,7 @@ class TrainConfig:
                               ("data", DATASETS)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"config {name}={getattr(self, name)!r} is not one of {', '.join(allowed)}")
-        for name in ("epochs", "batch_size", "eval_batch_size", "log_every", "eval_every"):
+        for name in ("epochs", "batch_size", "eval_batch_size", "log_every", "eval_every", "ema_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"config {name} must be >= 1, got {getattr(self, name)}")
         for name in ("max_steps", "subset", "num_classes", "image_size"):

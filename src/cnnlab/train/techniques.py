@@ -37,8 +37,6 @@ def check_options(cfg: TrainConfig) -> None:
     """Refuse values of the fast-training keys that need another key set (their float ranges are the config's)."""
     if cfg.tta not in TTA_MODES:
         raise ValueError(f"config tta={cfg.tta!r} is not one of null, flip, flip_translate")
-    if cfg.ema_every < 1:
-        raise ValueError(f"config ema_every must be >= 1 (steps between EMA updates), got {cfg.ema_every}")
     if cfg.lookahead and cfg.ema_decay is None:
         raise ValueError("config lookahead copies the weight average back: set ema_decay too (airbench: 0.95**5)")
     if cfg.whiten_bias_epochs is not None:
