@@ -185,3 +185,11 @@ def test_a_permute_leaves_the_field_unknown_not_wrong():
 
     rep = analyze(ChannelsLast(), (3, 9, 9))
     assert rep.layer("conv").rf.size == (3, 3) and rep.layer("after").rf is None and rep.layer("").rf is None
+
+
+def test_a_vector_input_has_no_field_and_every_format_renders():
+    shared = nn.Linear(4, 4)  # called twice: the second call used to compare the sizes of empty fields
+    rep = analyze(nn.Sequential(shared, nn.ReLU(), shared), (4,))
+    assert all(r.rf is None for r in rep.layers) and rep.macs == 2 * 4 * 4
+    assert "receptive field" not in rep.to_table() and rep.to_dict()["layers"][0]["rf"] is None
+    assert "(no receptive field: the model has no spatial input)" in rep.to_html()

@@ -169,7 +169,8 @@ class FieldTracker:
         # id -> (tensor, field): holding the tensor keeps its id from being reused while the pass runs
         self._fields: dict[int, tuple[torch.Tensor, TensorField]] = {}
         self._carried: dict[int, TensorField | None] = {}
-        self.set(x, TensorField(input_field(spatial_dims)))
+        if spatial_dims:  # a vector of features has no grid, hence no receptive field (None)
+            self.set(x, TensorField(input_field(spatial_dims)))
 
     def get(self, t: Any) -> TensorField | None:
         entry = self._fields.get(id(t))
