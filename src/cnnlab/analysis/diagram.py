@@ -77,10 +77,10 @@ def diagram(report: CostReport) -> str:
     """Inline SVG: the network top to bottom, one item per stage; Inception-style branches side by side, skip
     connections drawn, runs of the same block collapsed into one box (``18 x BasicBlock``)."""
     kids = child_rows(report)
-    stages = [r for r in report.layers if r.depth == 1 and r.calls]
-    # a container that is never called itself but whose children run (a ModuleDict of auxiliary heads in train
-    # mode) feeds on the trunk from the side: drawn apart, after the output
-    side = [r for r in report.layers if r.depth == 1 and not r.calls and any(c.calls for c in kids.get(r.name, []))]
+    # a holder never called itself whose children run (a ModuleDict of auxiliary heads in train mode: its row has
+    # their calls but no input) feeds on the trunk from the side: drawn apart, after the output
+    side = [r for r in report.layers if r.depth == 1 and r.calls and r.input_shape is None and not r.is_leaf]
+    stages = [r for r in report.layers if r.depth == 1 and r.calls and r not in side]
     if not stages:
         return "<p>(no stages)</p>"
     e = html.escape
@@ -92,9 +92,11 @@ def diagram(report: CostReport) -> str:
         parts.append(f'<line x1="{x0:.1f}" y1="{y0:.1f}" x2="{x1:.1f}" y2="{y1 - 2:.1f}" stroke="#666" '
                      f'marker-end="url(#arrow)"/>')
 
-    def box(x: float, top: float, w: float, title: str, sub: str, fill: str = "#eef2f8", tip: str = "") -> None:
+    def box(x: float, top: float, w: float, title: str, sub: str, fill: str = "#eef2f8", tip: str = "",
+            stroke: str = "#8a9bb8", dash: str = "") -> None:
         parts.append(f'<g><title>{e(tip or title)}</title><rect x="{x:.1f}" y="{top:.1f}" width="{w:.1f}" '
-                     f'height="{_ROW_H}" rx="4" fill="{fill}" stroke="#8a9bb8"/>'
+                     f'height="{_ROW_H}" rx="4" fill="{fill}" stroke="{stroke}"'
+                     + (f' stroke-dasharray="{dash}"' if dash else "") + '/>'
                      f'<text x="{x + w / 2:.1f}" y="{top + 13:.1f}" text-anchor="middle" font-weight="bold">'
                      f'{e(_fit(title, w - 8))}</text><text x="{x + w / 2:.1f}" y="{top + 25:.1f}" '
                      f'text-anchor="middle" fill="#555">{e(_fit(sub, w - 8))}</text></g>')
@@ -177,14 +179,11 @@ def diagram(report: CostReport) -> str:
     for r in side:
         heads = [c for c in kids.get(r.name, []) if c.calls]
         inputs = ", ".join(sorted({_shape(c.input_shape) for c in heads}))
-        parts.append(f'<g><title>{e(r.name)}: {", ".join(c.name for c in heads)}</title><rect x="{cx - _BOX_W / 2:.1f}" '
-                     f'y="{y:.1f}" width="{_BOX_W}" height="{_ROW_H}" rx="4" fill="#fff8ee" stroke="#dd8452" '
-                     f'stroke-dasharray="4 3"/><text x="{cx:.1f}" y="{y + 13:.1f}" text-anchor="middle" '
-                     f'font-weight="bold">{e(_fit(f"{r.name}: {len(heads)} x {heads[0].type}", _BOX_W - 8))}</text>'
-                     f'<text x="{cx:.1f}" y="{y + 25:.1f}" text-anchor="middle" fill="#555">'
-                     f'{e(_fit(f"side outputs from the trunk: {inputs}", _BOX_W - 8))}</text></g>')
+        box(cx - _BOX_W / 2, y, _BOX_W, f"{r.name}: {len(heads)} x {heads[0].type}",
+            f"side outputs from the trunk: {inputs}", fill="#fff8ee", tip=f"{r.name}: {', '.join(c.name for c in heads)}",
+            stroke="#dd8452", dash="4 3")
         y += _ROW_H + 10
-    skipped = [r.name for r in report.layers if r.depth == 1 and not r.calls and r not in side]
+    skipped = [r.name for r in report.layers if r.depth == 1 and not r.calls]
     if skipped:
         parts.append(f'<text x="10" y="{y + 4:.1f}" fill="#555">not run in {"train" if report.training else "eval"} '
                      f'mode: {e(", ".join(skipped))}</text>')
