@@ -45,3 +45,12 @@ def test_probe_reads_the_cpu_flags(monkeypatch):
         monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda f=flags: f[0], raising=False)
         monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda f=flags: f[1], raising=False)
         assert components.native_cpu_bf16() is native
+
+
+@pytest.mark.parametrize(("local_rank", "gpus", "expected"), [("0", 1, 0), ("1", 1, 0), ("3", 2, 1), ("1", 4, 1)])
+def test_auto_device_maps_local_ranks_onto_the_gpus_there_are(monkeypatch, local_rank, gpus, expected):
+    # an experiment may share its runs over more torchrun processes than the machine has GPUs
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
+    monkeypatch.setenv("LOCAL_RANK", local_rank)
+    assert components.resolve_device("auto") == torch.device("cuda", expected)

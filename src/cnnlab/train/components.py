@@ -19,7 +19,8 @@ def resolve_device(name: str) -> torch.device:
     """``auto``: the local CUDA device under torchrun or cuda:0 when present, else the CPU."""
     if name == "auto":
         if torch.cuda.is_available():
-            return torch.device("cuda", torchrun_env()[2])
+            # more local ranks than GPUs (an experiment sharing its runs over processes) share them in turn
+            return torch.device("cuda", torchrun_env()[2] % torch.cuda.device_count())
         return torch.device("cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
