@@ -138,9 +138,3 @@ def describe_schedule(cfg: TrainConfig, total_steps: int) -> str:
     if cfg.schedule == "cosine":
         return f"cosine: {warmup}{lr} down to 0 over {total_steps} steps"
     return f"constant: {warmup}{lr}"
-
-
-def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
-    """Write ``lr`` into every parameter group."""
-    for group in optimizer.param_groups:
-        group["lr"] = lr
