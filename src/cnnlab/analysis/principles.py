@@ -19,7 +19,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from cnnlab.analysis.report import CostReport, LayerCost, _shape, _si
@@ -37,8 +37,7 @@ class Finding:
     details: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"rule": self.rule, "layer": self.layer, "message": self.message, "saving_macs": self.saving_macs,
-                "saving_params": self.saving_params, "details": dict(self.details)}
+        return asdict(self)
 
 
 def lint(report: CostReport, bottleneck_ratio: float = 0.5, fc_share: float = 0.5,

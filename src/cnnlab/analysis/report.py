@@ -34,10 +34,16 @@ MAX_DEFAULT_ROWS = 250
 
 
 class _DerivedTotals:
-    """FLOPs and the other-op total, derived from ``macs`` and ``other_ops_by_kind`` (never stored twice)."""
+    """FLOPs, the other-op total and the frozen parameters, derived from the stored counts (never stored twice)."""
 
+    params: int
+    trainable_params: int
     macs: int
     other_ops_by_kind: dict[str, int]
+
+    @property
+    def frozen_params(self) -> int:
+        return self.params - self.trainable_params
 
     @property
     def flops(self) -> int:
@@ -69,10 +75,6 @@ class LayerCost(_DerivedTotals):
     self_other_ops: int = 0
     geometry: dict[str, Any] | None = None
     unknown_ops: list[str] = field(default_factory=list)
-
-    @property
-    def frozen_params(self) -> int:
-        return self.params - self.trainable_params
 
     def to_dict(self) -> dict[str, Any]:
         """The layer as a JSON-ready dict (keys as documented in the module docstring)."""
@@ -174,7 +176,7 @@ class CostReport(_DerivedTotals):
             "conventions": CONVENTIONS,
             "total": {
                 "params": self.params, "trainable_params": self.trainable_params,
-                "frozen_params": self.params - self.trainable_params, "unused_params": self.unused_params,
+                "frozen_params": self.frozen_params, "unused_params": self.unused_params,
                 "macs": self.macs, "flops": self.flops, "other_ops": self.other_ops,
                 "other_ops_by_kind": dict(self.other_ops_by_kind),
                 "activation_bytes": self.activation_bytes, "param_bytes": self.param_bytes,
@@ -218,10 +220,9 @@ class CostReport(_DerivedTotals):
 
     def totals_lines(self) -> list[str]:
         """Human-readable totals, one per line."""
-        frozen = self.params - self.trainable_params
         unused = self.unused_params
         lines = [
-            f"params            {self.params:,} ({self.trainable_params:,} trainable, {frozen:,} frozen; "
+            f"params            {self.params:,} ({self.trainable_params:,} trainable, {self.frozen_params:,} frozen; "
             f"{_bytes(self.param_bytes)})" + (f"; {unused:,} in modules that did not run" if unused else ""),
             f"MACs              {self.macs:,} ({_si(self.macs)}); FLOPs = 2 x MACs = {_si(self.flops)}",
             f"other ops         {self.other_ops:,} ("
