@@ -11,6 +11,7 @@ attribute each op to the module stack it ran in. Neither the user's module nor t
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -25,25 +26,23 @@ from cnnlab.analysis.receptive_field import FieldTracker, ReceptiveField
 from cnnlab.analysis.report import CostReport, LayerCost
 
 
+@dataclass(slots=True, eq=False)
 class _Record:
     """Mutable counters of one module while tracing."""
 
-    __slots__ = ("name", "module", "calls", "input_shape", "output_shape", "macs", "other", "self_macs",
-                 "self_other", "out_bytes", "rf", "geometry", "unknown")
-
-    def __init__(self, name: str, module: nn.Module) -> None:
-        self.name, self.module = name, module
-        self.calls = 0
-        self.input_shape: Any = None
-        self.output_shape: Any = None
-        self.macs = 0
-        self.other = dict.fromkeys(OTHER_KINDS, 0)
-        self.self_macs = 0
-        self.self_other = 0
-        self.out_bytes = 0
-        self.rf: ReceptiveField | None = None
-        self.geometry: dict[str, Any] | None = None
-        self.unknown: list[str] = []
+    name: str
+    module: nn.Module
+    calls: int = 0
+    input_shape: Any = None
+    output_shape: Any = None
+    macs: int = 0
+    other: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OTHER_KINDS, 0))
+    self_macs: int = 0
+    self_other: int = 0
+    out_bytes: int = 0
+    rf: ReceptiveField | None = None
+    geometry: dict[str, Any] | None = None
+    unknown: list[str] = field(default_factory=list)
 
 
 class _Tracer(TorchDispatchMode):
@@ -241,9 +240,9 @@ def _trace(model: nn.Module, name: str, size: tuple[int, ...], batch_size: int, 
                 tracer.stack.append(record)
                 tracer.add(module_cost(ruled[module], module, inputs, output), record)
                 tracer.stack.pop()
-        field = fields.leave(module, outs[0] if outs else None)
-        if field is not None and (record.rf is None or max(field.size) >= max(record.rf.size)):
-            record.rf = field
+        rf = fields.leave(module, outs[0] if outs else None)
+        if rf is not None and (record.rf is None or max(rf.size) >= max(record.rf.size)):
+            record.rf = rf
 
     handles = []
     failure: tuple[str, str, Exception] | None = None
