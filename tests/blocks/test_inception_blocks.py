@@ -42,6 +42,7 @@ from cnnlab.blocks.inception import (
     ReductionB,
     ReductionBWidths,
 )
+from cnnlab.blocks.multibranch import build_multi_branch
 
 
 def w(k: int, a: int, b: int, norm: bool = True) -> int:
@@ -419,3 +420,26 @@ def test_reduction_a_macs_formula(size: int) -> None:
     out = (size - 3) // 2 + 1
     expected = size * size * (c * x.k + 9 * x.k * x.l) + out * out * 9 * (c * x.n + x.l * x.m)
     assert conv_macs(ReductionA(c, x), torch.randn(1, c, size, size)) == expected
+
+
+# ---------------------------------------------------------------------------------------------- one definition
+
+
+@pytest.mark.parametrize(("cls", "widths", "options"), [
+    (InceptionV1, ROW_3A, {"norm": True, "branch5_kernel": 3}), (InceptionV3B, INCEPTION_V4_B, {}),
+    (InceptionV4C, INCEPTION_V4_C, {}), (ReductionB, INCEPTION_V4_REDUCTION_B, {}),
+    (InceptionResNetC, INCEPTION_RESNET_V2_C, {"scale": 0.2})], ids=lambda v: getattr(v, "__name__", ""))
+def test_module_classes_are_built_from_their_widths_spec(cls, widths, options: dict) -> None:
+    # the zoo builds the same spec (build_multi_branch): same module names, shapes and seeded values
+    spec_options = {"branch5_kernel": 3} if cls is InceptionV1 else {}
+    with torch.device("meta"):
+        block = cls(64, widths, **options)
+        built = build_multi_branch(widths.spec(**spec_options), 64, {"norm": True})
+    assert [(k, v.shape) for k, v in block.state_dict().items()] == [(k, v.shape) for k, v in built.state_dict().items()]
+    assert repr(block).split("\n", 1)[1] == repr(built).split("\n", 1)[1]
+
+
+def test_inception_v1_spec_refuses_an_even_or_bool_kernel() -> None:
+    for bad in (4, True, 0):
+        with pytest.raises(ValueError, match="branch5_kernel must be an odd int"):
+            ROW_3A.spec(bad)

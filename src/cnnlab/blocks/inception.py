@@ -2,7 +2,9 @@
 
 Every module runs parallel branches on one input and concatenates them along channels (torch.cat in
 branch order, ``branch0`` first). Branch widths are data: one small frozen dataclass per module type,
-with presets for the papers' rows. Counting convention as in ``cnnlab.blocks.conv``: a conv ``k_h x k_w``
+with presets for the papers' rows, whose ``spec()`` is the module as a ``MultiBranchSpec``. That is the one
+place each module is written: the zoo's specs call it, and the module classes build their branches from it.
+Counting convention as in ``cnnlab.blocks.conv``: a conv ``k_h x k_w``
 from ``C_in`` to ``C_out`` has ``k_h*k_w*C_in*C_out`` weights, plus ``2*C_out`` with batch norm or
 ``C_out`` bias without; its MACs are ``H_out*W_out`` times its weights. In the formulas below
 ``w(k, a, b) = k*a*b + e(b)`` with ``e(b) = 2b`` (norm) or ``b`` (bias, no norm), ``k`` the kernel area.
@@ -10,20 +12,27 @@ from ``C_in`` to ``C_out`` has ``k_h*k_w*C_in*C_out`` weights, plus ``2*C_out`` 
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 from torch import nn
 
 from cnnlab.blocks._validate import check_positive
-from cnnlab.blocks.conv import AsymmetricConv, ConvNormAct
 from cnnlab.blocks.multibranch import (  # the generic modules stay importable from here
     MultiBranch,
     ResidualMultiBranch,  # noqa: F401
-    _chain,
+    _convs,
     _frozen_widths,
+    _paper_branches,
     _PaperModule,
-    _pool_proj,
     _ResidualPaperModule,
-    _valid,
+    build_sequence,
+    pool_proj,
 )
+from cnnlab.blocks.spec import LayerSpec, MultiBranchSpec, conv, conv_split, max_pool, multi_branch
+
+_H, _V = (1, 7), (7, 1)  # the papers' 1x7 (horizontal) and 7x1 (vertical) kernels, as (height, width)
+Stem = tuple[tuple[str, LayerSpec | MultiBranchSpec], ...]  # named layers and modules, in order
+
 
 # --------------------------------------------------------------------------------------------------------
 # GoogLeNet (Inception-v1)
@@ -44,8 +53,16 @@ class InceptionV1Widths:
     def out_channels(self) -> int:
         return self.b1 + self.b3 + self.b5 + self.pool_proj
 
+    def spec(self, branch5_kernel: int = 5) -> MultiBranchSpec:
+        """The module (Fig. 2b): 1x1 | 1x1 -> 3x3 | 1x1 -> 5x5 (``branch5_kernel``) | 3x3 max-pool -> 1x1."""
+        k5 = branch5_kernel
+        if isinstance(k5, bool) or not isinstance(k5, int) or k5 < 1 or k5 % 2 == 0:
+            raise ValueError(f"branch5_kernel must be an odd int (5 as the paper, 3 as torchvision), got {k5!r}")
+        return multi_branch(conv(self.b1, 1), _convs((self.b3_reduce, self.b3), (1, 3)),
+                            _convs((self.b5_reduce, self.b5), (1, k5)), pool_proj(self.pool_proj, pool="max"))
 
-class InceptionV1(_PaperModule):
+
+class InceptionV1(MultiBranch):
     """GoogLeNet's Inception module: 1x1 | 1x1->3x3 | 1x1->5x5 | 3x3 max-pool->1x1, concatenated.
 
     Szegedy et al. 2015, "Going Deeper with Convolutions", Fig. 2(b) and Table 1. The paper has biases
@@ -55,21 +72,12 @@ class InceptionV1(_PaperModule):
     w(1,C,r5) + w(k5,r5,b5) + w(1,C,pp)``. MACs: ``H*W`` times the weight part of the same sum.
     """
 
-    widths_type = InceptionV1Widths
-
     def __init__(self, in_channels: int, widths: InceptionV1Widths, branch5_kernel: int = 5, norm: bool = False,
                  **conv_kwargs) -> None:
-        super().__init__(in_channels, widths, branch5_kernel=branch5_kernel, norm=norm, **conv_kwargs)
-
-    @staticmethod
-    def _branches(c: int, w: InceptionV1Widths, branch5_kernel: int = 5, **kw) -> list[tuple[nn.Module, int]]:
-        if not isinstance(branch5_kernel, int) or branch5_kernel < 1 or branch5_kernel % 2 == 0:
-            raise ValueError(f"branch5_kernel must be an odd int (5 as the paper, 3 as torchvision), "
-                             f"got {branch5_kernel!r}")
-        return [(_chain(c, [(w.b1, 1, 1, None)], **kw), w.b1),
-                (_chain(c, [(w.b3_reduce, 1, 1, None), (w.b3, 3, 1, None)], **kw), w.b3),
-                (_chain(c, [(w.b5_reduce, 1, 1, None), (w.b5, branch5_kernel, 1, None)], **kw), w.b5),
-                (_pool_proj(c, w.pool_proj, "max", **kw), w.pool_proj)]
+        conv_kwargs = {"norm": norm, **conv_kwargs}
+        super().__init__(in_channels, _paper_branches(InceptionV1Widths, in_channels, widths, conv_kwargs,
+                                                      branch5_kernel=branch5_kernel))
+        self.widths = widths
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -85,8 +93,13 @@ class InceptionV3AWidths:
     b3dbl: tuple[int, int, int]   # (1x1 reduce, 3x3, 3x3)
     pool_proj: int
 
+    def spec(self, count_include_pad: bool = True) -> MultiBranchSpec:
+        """The module; ``count_include_pad``: its average pool counts padding (torchvision) or not (timm)."""
+        return multi_branch(conv(self.b1, 1), _convs(self.b5, (1, 5)), _convs(self.b3dbl, (1, 3, 3)),
+                            pool_proj(self.pool_proj, count_include_pad))
 
-class InceptionV3A(_PaperModule):
+
+class InceptionV3A(MultiBranch):
     """Inception-v3's 35x35 module (torchvision ``InceptionA``; also Inception-ResNet-v2's ``Mixed_5b``).
 
     Szegedy et al. 2016, Fig. 5: the 5x5 of v1 factorized into two 3x3 (Sec. 3.1); the released model keeps
@@ -95,19 +108,11 @@ class InceptionV3A(_PaperModule):
     w(9,d1,d2) + w(1,C,pp)``. Output depth ``b1 + b5 + d2 + pp``.
     """
 
-    widths_type = InceptionV3AWidths
-
     def __init__(self, in_channels: int, widths: InceptionV3AWidths, pool_count_include_pad: bool = True,
                  **conv_kwargs) -> None:
-        super().__init__(in_channels, widths, pool_count_include_pad=pool_count_include_pad, **conv_kwargs)
-
-    @staticmethod
-    def _branches(c: int, w: InceptionV3AWidths, pool_count_include_pad: bool = True, **kw) -> list:
-        d = w.b3dbl
-        return [(_chain(c, [(w.b1, 1, 1, None)], **kw), w.b1),
-                (_chain(c, [(w.b5[0], 1, 1, None), (w.b5[1], 5, 1, None)], **kw), w.b5[1]),
-                (_chain(c, [(d[0], 1, 1, None), (d[1], 3, 1, None), (d[2], 3, 1, None)], **kw), d[2]),
-                (_pool_proj(c, w.pool_proj, "avg", pool_count_include_pad, **kw), w.pool_proj)]
+        super().__init__(in_channels, _paper_branches(InceptionV3AWidths, in_channels, widths, conv_kwargs,
+                                                      count_include_pad=pool_count_include_pad))
+        self.widths = widths
 
 
 @_frozen_widths
@@ -124,8 +129,13 @@ class InceptionV3BWidths:
         """torchvision's ``InceptionC(channels_7x7=mid)``: every inner width ``mid``, every output ``out``."""
         return cls(out, (mid, mid, out), (mid, mid, mid, mid, out), out)
 
+    def spec(self, count_include_pad: bool = True) -> MultiBranchSpec:
+        """The module; ``count_include_pad``: its average pool counts padding (torchvision) or not (timm)."""
+        return multi_branch(conv(self.b1, 1), _convs(self.b7, (1, _H, _V)),
+                            _convs(self.b7dbl, (1, _V, _H, _V, _H)), pool_proj(self.pool_proj, count_include_pad))
 
-class InceptionV3B(_PaperModule):
+
+class InceptionV3B(MultiBranch):
     """Inception-v3's 17x17 module with n x n convolutions factorized into 1 x n and n x 1 (n = 7).
 
     Szegedy et al. 2016, Fig. 6 and Sec. 3.2 (torchvision ``InceptionC``); with Inception-v4's widths
@@ -134,20 +144,11 @@ class InceptionV3B(_PaperModule):
     w(7,b',c') + w(7,c',o') + w(1,C,pp)``. Output depth ``b1 + o + o' + pp``.
     """
 
-    widths_type = InceptionV3BWidths
-
     def __init__(self, in_channels: int, widths: InceptionV3BWidths, pool_count_include_pad: bool = True,
                  **conv_kwargs) -> None:
-        super().__init__(in_channels, widths, pool_count_include_pad=pool_count_include_pad, **conv_kwargs)
-
-    @staticmethod
-    def _branches(c: int, w: InceptionV3BWidths, pool_count_include_pad: bool = True, **kw) -> list:
-        h, v, d = (1, 7), (7, 1), w.b7dbl  # the papers' 1x7 (horizontal) and 7x1 (vertical), as (height, width)
-        return [(_chain(c, [(w.b1, 1, 1, None)], **kw), w.b1),
-                (_chain(c, [(w.b7[0], 1, 1, None), (w.b7[1], h, 1, None), (w.b7[2], v, 1, None)], **kw), w.b7[2]),
-                (_chain(c, [(d[0], 1, 1, None), (d[1], v, 1, None), (d[2], h, 1, None), (d[3], v, 1, None),
-                            (d[4], h, 1, None)], **kw), d[4]),
-                (_pool_proj(c, w.pool_proj, "avg", pool_count_include_pad, **kw), w.pool_proj)]
+        super().__init__(in_channels, _paper_branches(InceptionV3BWidths, in_channels, widths, conv_kwargs,
+                                                      count_include_pad=pool_count_include_pad))
+        self.widths = widths
 
 
 @_frozen_widths
@@ -159,8 +160,14 @@ class InceptionV3CWidths:
     b3dbl: tuple[int, int, int]   # (1x1 reduce, 3x3, width of each of 1x3 and 3x1)
     pool_proj: int
 
+    def spec(self, count_include_pad: bool = True) -> MultiBranchSpec:
+        """The module, its 1x3 and 3x1 side by side (``conv_split``); ``count_include_pad`` as in A and B."""
+        (r, o), (r2, m, o2) = self.b3, self.b3dbl
+        return multi_branch(conv(self.b1, 1), (conv(r, 1), conv_split(o)),
+                            (*_convs((r2, m), (1, 3)), conv_split(o2)), pool_proj(self.pool_proj, count_include_pad))
 
-class InceptionV3C(_PaperModule):
+
+class InceptionV3C(MultiBranch):
     """Inception-v3's 8x8 module with expanded filter banks: 1x3 and 3x1 side by side, concatenated.
 
     Szegedy et al. 2016, Fig. 7 (torchvision ``InceptionE``): on the coarsest grid the factorized outputs
@@ -169,21 +176,11 @@ class InceptionV3C(_PaperModule):
     w(1,C,r') + w(9,r',m) + 2*w(3,m,o') + w(1,C,pp)``. Output depth ``b1 + 2*o + 2*o' + pp``.
     """
 
-    widths_type = InceptionV3CWidths
-
     def __init__(self, in_channels: int, widths: InceptionV3CWidths, pool_count_include_pad: bool = True,
                  **conv_kwargs) -> None:
-        super().__init__(in_channels, widths, pool_count_include_pad=pool_count_include_pad, **conv_kwargs)
-
-    @staticmethod
-    def _branches(c: int, w: InceptionV3CWidths, pool_count_include_pad: bool = True, **kw) -> list:
-        r, m, o = w.b3dbl
-        return [(_chain(c, [(w.b1, 1, 1, None)], **kw), w.b1),
-                (nn.Sequential(ConvNormAct(c, w.b3[0], 1, **kw),
-                               AsymmetricConv(w.b3[0], w.b3[1], 3, parallel=True, **kw)), 2 * w.b3[1]),
-                (nn.Sequential(ConvNormAct(c, r, 1, **kw), ConvNormAct(r, m, 3, **kw),
-                               AsymmetricConv(m, o, 3, parallel=True, **kw)), 2 * o),
-                (_pool_proj(c, w.pool_proj, "avg", pool_count_include_pad, **kw), w.pool_proj)]
+        super().__init__(in_channels, _paper_branches(InceptionV3CWidths, in_channels, widths, conv_kwargs,
+                                                      count_include_pad=pool_count_include_pad))
+        self.widths = widths
 
 
 @_frozen_widths
@@ -194,6 +191,11 @@ class ReductionAWidths:
     l: int  # noqa: E741 (the paper's name)
     m: int
     n: int
+
+    def spec(self) -> MultiBranchSpec:
+        """3x3/2 (n) | 1x1 (k) -> 3x3 (l) -> 3x3/2 (m) | 3x3/2 max-pool, the stride-2 layers unpadded ("V")."""
+        return multi_branch(conv(self.n, 3, 2, 0), (conv(self.k, 1), conv(self.l, 3), conv(self.m, 3, 2, 0)),
+                            max_pool(3, 2))
 
 
 class ReductionA(_PaperModule):
@@ -209,12 +211,6 @@ class ReductionA(_PaperModule):
 
     widths_type = ReductionAWidths
 
-    @staticmethod
-    def _branches(c: int, w: ReductionAWidths, **kw) -> list:
-        return [(_chain(c, [(w.n, 3, 2, 0)], **kw), w.n),
-                (_chain(c, [(w.k, 1, 1, None), (w.l, 3, 1, None), (w.m, 3, 2, 0)], **kw), w.m),
-                (nn.MaxPool2d(3, stride=2), c)]
-
 
 @_frozen_widths
 class ReductionBWidths:
@@ -222,6 +218,12 @@ class ReductionBWidths:
 
     b3: tuple[int, int]
     b7: tuple[int, int, int, int]
+
+    def spec(self) -> MultiBranchSpec:
+        """1x1 -> 3x3/2 | 1x1 -> 1x7 -> 7x1 -> 3x3/2 | 3x3/2 max-pool, the stride-2 layers unpadded ("V")."""
+        (r, o), (r2, a, b, o2) = self.b3, self.b7
+        return multi_branch((conv(r, 1), conv(o, 3, 2, 0)),
+                            (*_convs((r2, a, b), (1, _H, _V)), conv(o2, 3, 2, 0)), max_pool(3, 2))
 
 
 class ReductionB(_PaperModule):
@@ -235,13 +237,6 @@ class ReductionB(_PaperModule):
 
     widths_type = ReductionBWidths
 
-    @staticmethod
-    def _branches(c: int, w: ReductionBWidths, **kw) -> list:
-        r, a, b, o = w.b7
-        return [(_chain(c, [(w.b3[0], 1, 1, None), (w.b3[1], 3, 2, 0)], **kw), w.b3[1]),
-                (_chain(c, [(r, 1, 1, None), (a, (1, 7), 1, None), (b, (7, 1), 1, None), (o, 3, 2, 0)], **kw), o),
-                (nn.MaxPool2d(3, stride=2), c)]
-
 
 # torchvision 0.29.1 Inception3 (= the released TF model) rows
 INCEPTION_V3_REDUCTION_A = ReductionAWidths(64, 96, 96, 384)       # Mixed_6a (torchvision InceptionB)
@@ -251,6 +246,19 @@ INCEPTION_V3_REDUCTION_B = ReductionBWidths((192, 320), (192, 192, 192, 192))  #
 # --------------------------------------------------------------------------------------------------------
 # Inception-v4 (Szegedy, Ioffe, Vanhoucke & Alemi 2017, "Inception-v4, Inception-ResNet and the Impact of
 # Residual Connections on Learning", AAAI); widths and branch order as timm 1.0.31 inception_v4 (= TF-slim)
+
+
+_STEM_CONVS: Stem = (("conv2d_1a", conv(32, 3, 2, 0)), ("conv2d_2a", conv(32, 3, 1, 0)),
+                     ("conv2d_2b", conv(64, 3)))  # 149x149x32, 147x147x32, 147x147x64: both stems start so
+
+
+def inception_v4_stem() -> Stem:
+    """Inception-v4's stem (Fig. 3) as named layers and modules, timm's order inside each concatenation."""
+    return (*_STEM_CONVS,
+            ("mixed_3a", multi_branch(max_pool(3, 2), conv(96, 3, 2, 0))),                     # 73x73x160
+            ("mixed_4a", multi_branch((conv(64, 1), conv(96, 3, 1, 0)),
+                                      (*_convs((64, 64, 64), (1, _H, _V)), conv(96, 3, 1, 0)))),  # 71x71x192
+            ("mixed_5a", multi_branch(conv(192, 3, 2, 0), max_pool(3, 2))))                    # 35x35x384
 
 
 class InceptionV4Stem(nn.Sequential):
@@ -264,22 +272,9 @@ class InceptionV4Stem(nn.Sequential):
     """
 
     def __init__(self, in_channels: int = 3, **conv_kwargs) -> None:
-        super().__init__()
-        kw = conv_kwargs
-        self.in_channels, self.out_channels = check_positive(in_channels, "in_channels"), 384
-        self.conv2d_1a = _chain(in_channels, [_valid(32, 3, 2)], **kw)   # 149x149x32
-        self.conv2d_2a = _chain(32, [_valid(32)], **kw)                  # 147x147x32
-        self.conv2d_2b = _chain(32, [(64, 3, 1, None)], **kw)            # 147x147x64
-        self.mixed_3a = MultiBranch(64)                                  # 73x73x160
-        self.mixed_3a.add_branch(nn.MaxPool2d(3, stride=2), 64)
-        self.mixed_3a.add_branch(_chain(64, [_valid(96, 3, 2)], **kw), 96)
-        self.mixed_4a = MultiBranch(160)                                 # 71x71x192
-        self.mixed_4a.add_branch(_chain(160, [(64, 1, 1, None), _valid(96)], **kw), 96)
-        self.mixed_4a.add_branch(_chain(160, [(64, 1, 1, None), (64, (1, 7), 1, None), (64, (7, 1), 1, None),
-                                              _valid(96)], **kw), 96)
-        self.mixed_5a = MultiBranch(192)                                 # 35x35x384
-        self.mixed_5a.add_branch(_chain(192, [_valid(192, 3, 2)], **kw), 192)
-        self.mixed_5a.add_branch(nn.MaxPool2d(3, stride=2), 192)
+        check_positive(in_channels, "in_channels")
+        super().__init__(OrderedDict(build_sequence(inception_v4_stem(), in_channels, conv_kwargs)))
+        self.in_channels, self.out_channels = in_channels, 384
 
 
 @_frozen_widths
@@ -291,8 +286,13 @@ class InceptionV4AWidths:
     b3dbl: tuple[int, int, int]
     pool_proj: int
 
+    def spec(self, count_include_pad: bool = False) -> MultiBranchSpec:
+        """The module; its average pool excludes the padding (timm / TF-slim) unless ``count_include_pad``."""
+        return multi_branch(conv(self.b1, 1), _convs(self.b3, (1, 3)), _convs(self.b3dbl, (1, 3, 3)),
+                            pool_proj(self.pool_proj, count_include_pad))
 
-class InceptionV4A(_PaperModule):
+
+class InceptionV4A(MultiBranch):
     """Inception-v4's Inception-A (Szegedy et al. 2017, Fig. 4), 35x35 grid.
 
     Average pooling excludes the padding (``count_include_pad=False``, as timm / TF-slim).
@@ -300,19 +300,11 @@ class InceptionV4A(_PaperModule):
     Output depth ``b1 + o + d2 + pp`` (384 with the paper's widths).
     """
 
-    widths_type = InceptionV4AWidths
-
     def __init__(self, in_channels: int, widths: InceptionV4AWidths, pool_count_include_pad: bool = False,
                  **conv_kwargs) -> None:
-        super().__init__(in_channels, widths, pool_count_include_pad=pool_count_include_pad, **conv_kwargs)
-
-    @staticmethod
-    def _branches(c: int, w: InceptionV4AWidths, pool_count_include_pad: bool = False, **kw) -> list:
-        d = w.b3dbl
-        return [(_chain(c, [(w.b1, 1, 1, None)], **kw), w.b1),
-                (_chain(c, [(w.b3[0], 1, 1, None), (w.b3[1], 3, 1, None)], **kw), w.b3[1]),
-                (_chain(c, [(d[0], 1, 1, None), (d[1], 3, 1, None), (d[2], 3, 1, None)], **kw), d[2]),
-                (_pool_proj(c, w.pool_proj, "avg", pool_count_include_pad, **kw), w.pool_proj)]
+        super().__init__(in_channels, _paper_branches(InceptionV4AWidths, in_channels, widths, conv_kwargs,
+                                                      count_include_pad=pool_count_include_pad))
+        self.widths = widths
 
 
 @_frozen_widths
@@ -324,8 +316,15 @@ class InceptionV4CWidths:
     b3dbl: tuple[int, int, int, int]    # (1x1 reduce, 3x1, 1x3, width of each of 1x3 and 3x1)
     pool_proj: int
 
+    def spec(self, count_include_pad: bool = False) -> MultiBranchSpec:
+        """The module; its average pool excludes the padding (timm / TF-slim) unless ``count_include_pad``."""
+        (r, o), (r2, a, b, o2) = self.b3, self.b3dbl
+        return multi_branch(conv(self.b1, 1), (conv(r, 1), conv_split(o)),
+                            (*_convs((r2, a, b), (1, (3, 1), (1, 3))), conv_split(o2)),
+                            pool_proj(self.pool_proj, count_include_pad))
 
-class InceptionV4C(_PaperModule):
+
+class InceptionV4C(MultiBranch):
     """Inception-v4's Inception-C (Szegedy et al. 2017, Fig. 6), 8x8 grid, expanded 1x3 / 3x1 outputs.
 
     Like Inception-v3's 8x8 module with the inner 3x3 of the second branch factorized into 3x1 -> 1x3
@@ -333,21 +332,11 @@ class InceptionV4C(_PaperModule):
     + 2*w(3,b,o') + w(1,C,pp)``. Output depth ``b1 + 2*o + 2*o' + pp`` (1536 with the paper's widths).
     """
 
-    widths_type = InceptionV4CWidths
-
     def __init__(self, in_channels: int, widths: InceptionV4CWidths, pool_count_include_pad: bool = False,
                  **conv_kwargs) -> None:
-        super().__init__(in_channels, widths, pool_count_include_pad=pool_count_include_pad, **conv_kwargs)
-
-    @staticmethod
-    def _branches(c: int, w: InceptionV4CWidths, pool_count_include_pad: bool = False, **kw) -> list:
-        r, a, b, o = w.b3dbl
-        return [(_chain(c, [(w.b1, 1, 1, None)], **kw), w.b1),
-                (nn.Sequential(ConvNormAct(c, w.b3[0], 1, **kw),
-                               AsymmetricConv(w.b3[0], w.b3[1], 3, parallel=True, **kw)), 2 * w.b3[1]),
-                (nn.Sequential(ConvNormAct(c, r, 1, **kw), ConvNormAct(r, a, (3, 1), **kw),
-                               ConvNormAct(a, b, (1, 3), **kw), AsymmetricConv(b, o, 3, parallel=True, **kw)), 2 * o),
-                (_pool_proj(c, w.pool_proj, "avg", pool_count_include_pad, **kw), w.pool_proj)]
+        super().__init__(in_channels, _paper_branches(InceptionV4CWidths, in_channels, widths, conv_kwargs,
+                                                      count_include_pad=pool_count_include_pad))
+        self.widths = widths
 
 
 # Szegedy et al. 2017: Fig. 4-6 and 8, Table 1 (Reduction-A k, l, m, n); B uses InceptionV3B's layout
@@ -358,6 +347,9 @@ INCEPTION_V4_REDUCTION_A = ReductionAWidths(192, 224, 256, 384)
 INCEPTION_V4_REDUCTION_B = ReductionBWidths((192, 192), (256, 256, 320, 320))
 
 
+# --------------------------------------------------------------------------------------------------------
+# Inception-ResNet (same paper): residual units, Reduction-B, v1's stem; v2's stem is v3's plus a 35x35 module
+
 
 @_frozen_widths
 class InceptionResNetAWidths:
@@ -367,6 +359,11 @@ class InceptionResNetAWidths:
     b3: tuple[int, int]
     b3dbl: tuple[int, int, int]
 
+    def spec(self, scale: float = 1.0, activate: bool = True) -> MultiBranchSpec:
+        """The unit: these branches, ``act(x + scale * expand(concat))`` (``activate=False``: no ReLU)."""
+        return multi_branch(conv(self.b1, 1), _convs(self.b3, (1, 3)), _convs(self.b3dbl, (1, 3, 3)),
+                            residual=True, scale=scale, activate=activate)
+
 
 @_frozen_widths
 class InceptionResNetBWidths:
@@ -375,6 +372,11 @@ class InceptionResNetBWidths:
     b1: int
     b7: tuple[int, int, int]
 
+    def spec(self, scale: float = 1.0, activate: bool = True) -> MultiBranchSpec:
+        """The unit: these branches, ``act(x + scale * expand(concat))`` (``activate=False``: no ReLU)."""
+        return multi_branch(conv(self.b1, 1), _convs(self.b7, (1, _H, _V)), residual=True, scale=scale,
+                            activate=activate)
+
 
 @_frozen_widths
 class InceptionResNetCWidths:
@@ -382,6 +384,11 @@ class InceptionResNetCWidths:
 
     b1: int
     b3: tuple[int, int, int]
+
+    def spec(self, scale: float = 1.0, activate: bool = True) -> MultiBranchSpec:
+        """The unit: these branches, ``act(x + scale * expand(concat))`` (``activate=False``: no ReLU)."""
+        return multi_branch(conv(self.b1, 1), _convs(self.b3, (1, (1, 3), (3, 1))), residual=True, scale=scale,
+                            activate=activate)
 
 
 class InceptionResNetA(_ResidualPaperModule):
@@ -395,13 +402,6 @@ class InceptionResNetA(_ResidualPaperModule):
 
     widths_type = InceptionResNetAWidths
 
-    @staticmethod
-    def _branches(c: int, w: InceptionResNetAWidths, **kw) -> list:
-        d = w.b3dbl
-        return [(_chain(c, [(w.b1, 1, 1, None)], **kw), w.b1),
-                (_chain(c, [(w.b3[0], 1, 1, None), (w.b3[1], 3, 1, None)], **kw), w.b3[1]),
-                (_chain(c, [(d[0], 1, 1, None), (d[1], 3, 1, None), (d[2], 3, 1, None)], **kw), d[2])]
-
 
 class InceptionResNetB(_ResidualPaperModule):
     """Inception-ResNet-B: 17x17 branches 1x1 | 1x1->1x7->7x1, linear 1x1 expansion, scaled add, ReLU.
@@ -411,12 +411,6 @@ class InceptionResNetB(_ResidualPaperModule):
     """
 
     widths_type = InceptionResNetBWidths
-
-    @staticmethod
-    def _branches(c: int, w: InceptionResNetBWidths, **kw) -> list:
-        r, a, o = w.b7
-        return [(_chain(c, [(w.b1, 1, 1, None)], **kw), w.b1),
-                (_chain(c, [(r, 1, 1, None), (a, (1, 7), 1, None), (o, (7, 1), 1, None)], **kw), o)]
 
 
 class InceptionResNetC(_ResidualPaperModule):
@@ -428,12 +422,6 @@ class InceptionResNetC(_ResidualPaperModule):
 
     widths_type = InceptionResNetCWidths
 
-    @staticmethod
-    def _branches(c: int, w: InceptionResNetCWidths, **kw) -> list:
-        r, a, o = w.b3
-        return [(_chain(c, [(w.b1, 1, 1, None)], **kw), w.b1),
-                (_chain(c, [(r, 1, 1, None), (a, (1, 3), 1, None), (o, (3, 1), 1, None)], **kw), o)]
-
 
 @_frozen_widths
 class InceptionResNetReductionBWidths:
@@ -442,6 +430,12 @@ class InceptionResNetReductionBWidths:
     b3a: tuple[int, int]            # 1x1 -> 3x3/2 V
     b3b: tuple[int, int]            # 1x1 -> 3x3/2 V
     b3dbl: tuple[int, int, int]     # 1x1 -> 3x3 -> 3x3/2 V
+
+    def spec(self) -> MultiBranchSpec:
+        """1x1 -> 3x3/2 | 1x1 -> 3x3/2 | 1x1 -> 3x3 -> 3x3/2 | 3x3/2 max-pool, the stride-2 layers unpadded."""
+        (r1, o1), (r2, o2), (r3, m, o3) = self.b3a, self.b3b, self.b3dbl
+        return multi_branch((conv(r1, 1), conv(o1, 3, 2, 0)), (conv(r2, 1), conv(o2, 3, 2, 0)),
+                            (conv(r3, 1), conv(m, 3), conv(o3, 3, 2, 0)), max_pool(3, 2))
 
 
 class InceptionResNetReductionB(_PaperModule):
@@ -454,12 +448,11 @@ class InceptionResNetReductionB(_PaperModule):
 
     widths_type = InceptionResNetReductionBWidths
 
-    @staticmethod
-    def _branches(c: int, w: InceptionResNetReductionBWidths, **kw) -> list:
-        r, m, o = w.b3dbl
-        return [*((_chain(c, [(ri, 1, 1, None), _valid(oi, 3, 2)], **kw), oi) for ri, oi in (w.b3a, w.b3b)),
-                (_chain(c, [(r, 1, 1, None), (m, 3, 1, None), _valid(o, 3, 2)], **kw), o),
-                (nn.MaxPool2d(3, stride=2), c)]
+
+def inception_resnet_v1_stem() -> Stem:
+    """Inception-ResNet-v1's stem (Fig. 14) as named layers."""
+    return (*_STEM_CONVS, ("maxpool_3a", max_pool(3, 2)), ("conv2d_3b", conv(80, 1)),    # 73x73x64, 73x73x80
+            ("conv2d_4a", conv(192, 3, 1, 0)), ("conv2d_4b", conv(256, 3, 2, 0)))       # 71x71x192, 35x35x256
 
 
 class InceptionResNetV1Stem(nn.Sequential):
@@ -471,16 +464,9 @@ class InceptionResNetV1Stem(nn.Sequential):
     """
 
     def __init__(self, in_channels: int = 3, **conv_kwargs) -> None:
-        super().__init__()
-        kw = conv_kwargs
-        self.in_channels, self.out_channels = check_positive(in_channels, "in_channels"), 256
-        self.conv2d_1a = _chain(in_channels, [_valid(32, 3, 2)], **kw)  # 149x149x32
-        self.conv2d_2a = _chain(32, [_valid(32)], **kw)                 # 147x147x32
-        self.conv2d_2b = _chain(32, [(64, 3, 1, None)], **kw)           # 147x147x64
-        self.maxpool_3a = nn.MaxPool2d(3, stride=2)                     # 73x73x64
-        self.conv2d_3b = _chain(64, [(80, 1, 1, None)], **kw)           # 73x73x80
-        self.conv2d_4a = _chain(80, [_valid(192)], **kw)                # 71x71x192
-        self.conv2d_4b = _chain(192, [_valid(256, 3, 2)], **kw)         # 35x35x256
+        check_positive(in_channels, "in_channels")
+        super().__init__(OrderedDict(build_sequence(inception_resnet_v1_stem(), in_channels, conv_kwargs)))
+        self.in_channels, self.out_channels = in_channels, 256
 
 
 # Szegedy et al. 2017, Figs. 10-13 (v1) and 16-19 (v2), Table 1 (Reduction-A k, l, m, n)

@@ -1,8 +1,8 @@
 """Multi-branch modules: parallel branches on one input, concatenated on channels (the Inception pattern).
 
-``MultiBranch`` and ``ResidualMultiBranch`` are the generic modules ``cnnlab.models.build`` makes from a spec;
-the rest is the small machinery behind the per-paper modules of ``cnnlab.blocks.inception``: a widths
-dataclass checked on creation, and a module class that is its branch list (``_branches``) on those widths.
+``MultiBranch`` and ``ResidualMultiBranch`` are the generic modules, which ``build_multi_branch`` makes from a
+``MultiBranchSpec``; the rest is the small machinery behind the paper modules of ``cnnlab.blocks.inception``:
+a widths dataclass checked on creation, whose ``spec()`` is the module, and module classes built from it.
 """
 
 from __future__ import annotations
@@ -15,33 +15,17 @@ import torch
 from torch import nn
 
 from cnnlab.blocks._validate import check_positive
-from cnnlab.blocks.conv import ConvNormAct, make_activation
+from cnnlab.blocks.conv import make_activation
 from cnnlab.blocks.residual import make_shortcut
-
-# (out_channels, kernel, stride, padding); padding None = "same" at stride 1, 0 = "valid" (the papers' V)
-Layer = tuple[int, int | tuple[int, int], int, int | None]
-
-
-def _check_widths(widths: object) -> None:
-    """Every field of a widths dataclass is a positive int, or a tuple of as many positive ints as annotated."""
-    for f in dataclasses.fields(widths):  # type: ignore[arg-type]
-        name, value = f"{type(widths).__name__}.{f.name}", getattr(widths, f.name)
-        annotation = str(f.type)
-        if annotation.startswith("tuple"):
-            length = annotation.count("int")
-            if not isinstance(value, tuple) or len(value) != length:
-                raise ValueError(f"{name} must be a tuple of {length} positive ints, got {value!r}")
-        for v in value if isinstance(value, tuple) else (value,):
-            check_positive(v, name)
-
-
-def _chain(in_channels: int, layers: Sequence[Layer], **conv_kwargs) -> nn.Module:
-    """ConvNormAct layers in sequence; a single layer is returned bare (as torchvision / timm name it)."""
-    convs = []
-    for out, kernel, stride, padding in layers:
-        convs.append(ConvNormAct(in_channels, out, kernel, stride, padding, **conv_kwargs))
-        in_channels = out
-    return convs[0] if len(convs) == 1 else nn.Sequential(*convs)
+from cnnlab.blocks.spec import (
+    LayerSpec,
+    MultiBranchSpec,
+    avg_pool,
+    build_branches,
+    build_layer,
+    conv,
+    max_pool,
+)
 
 
 class MultiBranch(nn.Module):
@@ -66,44 +50,6 @@ class MultiBranch(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.cat([getattr(self, f"branch{i}")(x) for i in range(self.num_branches)], dim=1)
-
-
-def _pool_proj(in_channels: int, out_channels: int, pool: str, count_include_pad: bool = True,
-               **conv_kwargs) -> nn.Sequential:
-    """3x3 stride-1 pooling then a 1x1 projection (the pool branch of every Inception module)."""
-    if pool == "max":
-        layer: nn.Module = nn.MaxPool2d(3, stride=1, padding=1)
-    else:
-        layer = nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=count_include_pad)
-    return nn.Sequential(layer, ConvNormAct(in_channels, out_channels, 1, **conv_kwargs))
-
-
-def _paper_branches(cls: type, in_channels: int, widths: object, **options) -> list[tuple[nn.Module, int]]:
-    """``cls._branches`` for checked arguments: every paper module is its branch list on one widths dataclass."""
-    check_positive(in_channels, "in_channels")
-    if not isinstance(widths, cls.widths_type):  # type: ignore[attr-defined]
-        raise TypeError(f"widths must be a {cls.widths_type.__name__}, got {type(widths).__name__}")  # type: ignore
-    return cls._branches(in_channels, widths, **options)  # type: ignore[attr-defined]
-
-
-class _PaperModule(MultiBranch):
-    """A paper's module: ``_branches(in_channels, widths, **options)`` lists its ``(module, out_channels)`` pairs."""
-
-    widths_type: type
-
-    def __init__(self, in_channels: int, widths, **options) -> None:
-        super().__init__(in_channels, _paper_branches(type(self), in_channels, widths, **options))
-        self.widths = widths
-
-
-def _frozen_widths(cls: type) -> type:
-    """A frozen dataclass whose fields are checked to be positive ints (or tuples of them) on creation."""
-    cls.__post_init__ = _check_widths  # type: ignore[attr-defined]
-    return dataclass(frozen=True)(cls)
-
-
-def _valid(out: int, kernel: int | tuple[int, int] = 3, stride: int = 1) -> Layer:
-    return (out, kernel, stride, 0)
 
 
 def _check_scale(scale: float) -> float:
@@ -141,13 +87,81 @@ class ResidualMultiBranch(MultiBranch):
         return self.act(shortcut + self.scale * self.expand(super().forward(x)))
 
 
+def build_multi_branch(spec: MultiBranchSpec, in_channels: int, conv_kwargs: dict[str, object]) -> MultiBranch:
+    """An Inception module (``MultiBranch``), or an Inception-ResNet unit when ``spec.residual``."""
+    branches = build_branches(spec, in_channels, conv_kwargs)
+    if spec.residual:
+        return ResidualMultiBranch(in_channels, branches, spec.scale, spec.activate, projection=spec.projection)
+    return MultiBranch(in_channels, branches)
+
+
+def build_sequence(units: Sequence[tuple[str, LayerSpec | MultiBranchSpec]], in_channels: int,
+                   conv_kwargs: dict[str, object]) -> list[tuple[str, nn.Module]]:
+    """Named layers and multi-branch modules in order (a stem's children), each on the previous one's output."""
+    modules = []
+    for name, unit in units:
+        build_unit = build_multi_branch if isinstance(unit, MultiBranchSpec) else build_layer
+        modules.append((name, build_unit(unit, in_channels, conv_kwargs)))  # type: ignore[arg-type]
+        in_channels = unit.channels(in_channels)
+    return modules
+
+
+def _check_widths(widths: object) -> None:
+    """Every field of a widths dataclass is a positive int, or a tuple of as many positive ints as annotated."""
+    for f in dataclasses.fields(widths):  # type: ignore[arg-type]
+        name, value = f"{type(widths).__name__}.{f.name}", getattr(widths, f.name)
+        annotation = str(f.type)
+        if annotation.startswith("tuple"):
+            length = annotation.count("int")
+            if not isinstance(value, tuple) or len(value) != length:
+                raise ValueError(f"{name} must be a tuple of {length} positive ints, got {value!r}")
+        for v in value if isinstance(value, tuple) else (value,):
+            check_positive(v, name)
+
+
+def _frozen_widths(cls: type) -> type:
+    """A frozen dataclass whose fields are checked to be positive ints (or tuples of them) on creation."""
+    cls.__post_init__ = _check_widths  # type: ignore[attr-defined]
+    return dataclass(frozen=True)(cls)
+
+
+def _paper_branches(widths_type: type, in_channels: int, widths, conv_kwargs: dict[str, object],
+                    **options) -> list[tuple[nn.Module, int]]:
+    """The branches of ``widths.spec(**options)`` on ``in_channels``, their convs ConvNormAct(**conv_kwargs)."""
+    check_positive(in_channels, "in_channels")
+    if not isinstance(widths, widths_type):
+        raise TypeError(f"widths must be a {widths_type.__name__}, got {type(widths).__name__}")
+    return build_branches(widths.spec(**options), in_channels, conv_kwargs)
+
+
+class _PaperModule(MultiBranch):
+    """A paper's module without options of its own: the branches of ``widths.spec()`` (a ``widths_type``), their
+    convs ``ConvNormAct(**options)``."""
+
+    widths_type: type
+
+    def __init__(self, in_channels: int, widths, **options) -> None:
+        super().__init__(in_channels, _paper_branches(self.widths_type, in_channels, widths, options))
+        self.widths = widths
+
+
 class _ResidualPaperModule(ResidualMultiBranch):
-    """An Inception-ResNet unit whose branches ``_branches(in_channels, widths, **conv_kwargs)`` lists."""
+    """An Inception-ResNet unit on the branches of ``widths.spec()``, ``widths`` a ``widths_type``."""
 
     widths_type: type
 
     def __init__(self, in_channels: int, widths, scale: float = 1.0, activate: bool = True,
                  act: str | None = "relu", **conv_kwargs) -> None:
-        super().__init__(in_channels, _paper_branches(type(self), in_channels, widths, **conv_kwargs), scale,
-                         activate, act)
+        branches = _paper_branches(self.widths_type, in_channels, widths, conv_kwargs)
+        super().__init__(in_channels, branches, scale, activate, act)
         self.widths = widths
+
+
+def _convs(widths: tuple[int, ...], kernels: tuple[int | tuple[int, int], ...]) -> tuple[LayerSpec, ...]:
+    """Padded stride-1 convs in sequence, one per (width, kernel): a branch of an Inception module."""
+    return tuple(conv(w, k) for w, k in zip(widths, kernels, strict=True))
+
+
+def pool_proj(out: int, count_include_pad: bool = True, pool: str = "avg") -> tuple[LayerSpec, LayerSpec]:
+    """The pool branch of every Inception module: a 3x3 stride-1 pool (average; GoogLeNet: max), a 1x1 conv."""
+    return (max_pool(3, 1, 1) if pool == "max" else avg_pool(3, 1, 1, count_include_pad), conv(out, 1))

@@ -1,4 +1,5 @@
-"""The only code that turns a ``NetworkSpec`` into modules, from cnnlab.blocks.
+"""The only code that turns a ``NetworkSpec`` into modules, from cnnlab.blocks (whose ``build_layer``,
+``build_branch`` and ``build_multi_branch`` make the layers, branches and Inception modules; importable from here).
 
 Module names follow the spec: stages are the Network's children under their names, a multi-branch module's
 branches are ``branch0 .. branchN``, a one-layer branch is that layer bare and a longer one a Sequential
@@ -13,10 +14,11 @@ from functools import partial
 
 from torch import nn
 
-from cnnlab.blocks import AsymmetricConv, ClassifierHead, ConvNormAct, Fire, HighwayConv, StackedConv
+from cnnlab.blocks import ClassifierHead, Fire, HighwayConv
 from cnnlab.blocks.heads import ConvClassifierHead, FCHead, GoogLeNetAux, InceptionV3Aux
-from cnnlab.blocks.inception import MultiBranch, ResidualMultiBranch
-from cnnlab.blocks.residual import BasicBlock, Bottleneck, PreActBasicBlock, PreActBottleneck, norm_act
+from cnnlab.blocks.multibranch import build_multi_branch
+from cnnlab.blocks.residual import BasicBlock, Bottleneck, PreActBasicBlock, PreActBottleneck
+from cnnlab.blocks.spec import build_branch, build_layer, conv_kwargs_for
 from cnnlab.models.network import Network
 from cnnlab.models.spec import (
     AuxSpec,
@@ -25,7 +27,6 @@ from cnnlab.models.spec import (
     FireSpec,
     HeadSpec,
     HighwayConvSpec,
-    LayerSpec,
     MultiBranchSpec,
     NetworkSpec,
     ResidualSpec,
@@ -59,55 +60,6 @@ def build(spec: NetworkSpec) -> Network:
         elif isinstance(m, nn.BatchNorm2d) and not spec.train_norm_scale:
             m.weight.requires_grad_(False)  # airbench: the scale stays 1, only the shift learns
     return model
-
-
-def conv_kwargs_for(defaults: ConvDefaults) -> dict[str, object]:
-    """The ConvNormAct keyword arguments that ``defaults`` stand for (``build_layer`` and friends take them)."""
-    kwargs: dict[str, object] = {"norm": defaults.norm, "norm_eps": defaults.norm_eps, "bias": defaults.bias,
-                                 "norm_momentum": defaults.norm_momentum}
-    if defaults.act is not True:
-        kwargs["act"] = defaults.act or None
-    return kwargs
-
-
-def build_layer(layer: LayerSpec, in_channels: int, conv_kwargs: dict[str, object]) -> nn.Module:
-    """One layer of a spec as a module."""
-    if layer.options is not None:
-        conv_kwargs = conv_kwargs_for(layer.options)
-    if layer.kind == "conv":
-        return ConvNormAct(in_channels, layer.out_channels, layer.kernel, layer.stride, layer.padding,
-                           pool=layer.pool, **conv_kwargs)  # type: ignore[arg-type]
-    if layer.kind == "conv_stack":
-        return StackedConv(in_channels, layer.out_channels, layer.kernel, layer.stride,  # type: ignore[arg-type]
-                           **conv_kwargs)
-    if layer.kind in ("conv_split", "conv_asymmetric"):
-        return AsymmetricConv(in_channels, layer.out_channels, layer.kernel,  # type: ignore[arg-type]
-                              parallel=layer.kind == "conv_split", **conv_kwargs)
-    padding = 0 if layer.padding is None else layer.padding
-    if layer.kind == "max_pool":
-        return nn.MaxPool2d(layer.kernel, layer.stride, padding, ceil_mode=layer.ceil_mode)
-    if layer.kind == "avg_pool":
-        return nn.AvgPool2d(layer.kernel, layer.stride, padding, ceil_mode=layer.ceil_mode,
-                            count_include_pad=layer.count_include_pad)
-    if layer.kind == "norm_act":
-        return norm_act(in_channels)
-    return nn.LocalResponseNorm(layer.kernel, alpha=1e-4, beta=0.75)  # type: ignore[arg-type]  # "lrn"
-
-
-def build_branch(branch: BranchSpec, in_channels: int, conv_kwargs: dict[str, object]) -> nn.Module:
-    modules = []
-    for layer in branch.layers:
-        modules.append(build_layer(layer, in_channels, conv_kwargs))
-        in_channels = layer.channels(in_channels)
-    return modules[0] if len(modules) == 1 else nn.Sequential(*modules)
-
-
-def build_multi_branch(spec: MultiBranchSpec, in_channels: int, conv_kwargs: dict[str, object]) -> MultiBranch:
-    """An Inception module (``MultiBranch``), or an Inception-ResNet unit when ``spec.residual``."""
-    branches = [(build_branch(b, in_channels, conv_kwargs), b.channels(in_channels)) for b in spec.branches]
-    if spec.residual:
-        return ResidualMultiBranch(in_channels, branches, spec.scale, spec.activate, projection=spec.projection)
-    return MultiBranch(in_channels, branches)
 
 
 _RESIDUAL_UNITS = {(False, "basic"): BasicBlock, (False, "bottleneck"): Bottleneck,

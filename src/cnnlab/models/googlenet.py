@@ -8,6 +8,7 @@ batch norm, local response norm after pool1 and conv3, 3x3/2 max-pool before 5a,
 
 from __future__ import annotations
 
+from cnnlab.blocks.inception import InceptionV1Widths
 from cnnlab.models.build import build
 from cnnlab.models.network import Network
 from cnnlab.models.spec import (
@@ -21,7 +22,6 @@ from cnnlab.models.spec import (
     lrn,
     max_pool,
     min_input_size,
-    multi_branch,
     stage,
 )
 from cnnlab.registry import MODELS, Converter, Counts, ModelCard
@@ -32,12 +32,11 @@ LAYOUTS = ("paper", "torchvision")
 
 def inception(b1: int, b3_reduce: int, b3: int, b5_reduce: int, b5: int, pool_proj: int,
               kernel5: int = 5) -> MultiBranchSpec:
-    """A row of Table 1 (Fig. 2b): 1x1 | 1x1 -> 3x3 | 1x1 -> 5x5 | 3x3 max-pool -> 1x1, concatenated.
+    """A row of Table 1 (Fig. 2b) as ``InceptionV1Widths.spec``: 1x1 | 1x1 -> 3x3 | 1x1 -> 5x5 | max-pool -> 1x1.
 
     torchvision's "5x5" branch is a 3x3 (``kernel5=3``, pytorch/vision#906, inherited from TF-slim).
     """
-    return multi_branch(conv(b1, 1), (conv(b3_reduce, 1), conv(b3, 3)), (conv(b5_reduce, 1), conv(b5, kernel5)),
-                        (max_pool(3, 1, 1), conv(pool_proj, 1)))
+    return InceptionV1Widths(b1, b3_reduce, b3, b5_reduce, b5, pool_proj).spec(kernel5)
 
 
 def googlenet_spec(num_classes: int = 1000, aux_logits: bool = True, layout: str = "paper",
@@ -47,9 +46,7 @@ def googlenet_spec(num_classes: int = 1000, aux_logits: bool = True, layout: str
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
     paper = layout == "paper"
-    k5 = (5 if paper else 3) if branch5_kernel is None else branch5_kernel
-    if not isinstance(k5, int) or isinstance(k5, bool) or k5 < 1 or k5 % 2 == 0:
-        raise ValueError(f"branch5_kernel must be an odd int (5 as the paper, 3 as torchvision), got {k5!r}")
+    k5 = (5 if paper else 3) if branch5_kernel is None else branch5_kernel  # checked by the rows' spec()
 
     def row(name: str, *widths: int) -> StageSpec:
         return stage(name, inception(*widths, kernel5=k5))

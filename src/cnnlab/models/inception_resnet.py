@@ -8,20 +8,23 @@ average pool, dropout (keep 0.8), linear. ``inception_resnet_v1`` follows the pa
 
 from __future__ import annotations
 
-from cnnlab.models.build import build
-from cnnlab.models.inception_v3 import module_a, reduction_a
-from cnnlab.models.network import Network
-from cnnlab.models.spec import (
-    ConvDefaults,
-    HeadSpec,
-    MultiBranchSpec,
-    NetworkSpec,
-    conv,
-    max_pool,
-    min_input_size,
-    multi_branch,
-    stage,
+from cnnlab.blocks.inception import (
+    INCEPTION_RESNET_V1_A,
+    INCEPTION_RESNET_V1_B,
+    INCEPTION_RESNET_V1_C,
+    INCEPTION_RESNET_V1_REDUCTION_A,
+    INCEPTION_RESNET_V1_REDUCTION_B,
+    INCEPTION_RESNET_V2_A,
+    INCEPTION_RESNET_V2_B,
+    INCEPTION_RESNET_V2_C,
+    INCEPTION_RESNET_V2_REDUCTION_A,
+    INCEPTION_RESNET_V2_REDUCTION_B,
+    InceptionV3AWidths,
+    inception_resnet_v1_stem,
 )
+from cnnlab.models.build import build
+from cnnlab.models.network import Network
+from cnnlab.models.spec import ConvDefaults, HeadSpec, NetworkSpec, conv, max_pool, min_input_size, stage
 from cnnlab.registry import MODELS, Converter, Counts, ModelCard
 
 _PAPER = ("Szegedy, Ioffe, Vanhoucke & Alemi 2017, Inception-v4, Inception-ResNet and the Impact of Residual "
@@ -30,30 +33,6 @@ _PAPER = ("Szegedy, Ioffe, Vanhoucke & Alemi 2017, Inception-v4, Inception-ResNe
 # only says "between 0.1 and 0.3" (Sec. 3.3), so v1 uses the same values
 SCALES = (0.17, 0.10, 0.20)
 # repeats of A, B, C (Fig. 15 text / Table 1 setting): v1 5-10-5, v2 10-20-10 (TF-slim: 10-20-9 + a last unit)
-
-
-def unit_a(b1: int, b3: tuple[int, int], b3dbl: tuple[int, int, int], scale: float) -> MultiBranchSpec:
-    """Inception-ResNet-A (Fig. 10 v1, Fig. 16 v2), 35x35: 1x1 | 1x1 -> 3x3 | 1x1 -> 3x3 -> 3x3, scaled add."""
-    return multi_branch(conv(b1, 1), (conv(b3[0], 1), conv(b3[1], 3)), tuple(conv(w, 1 if i == 0 else 3)
-                        for i, w in enumerate(b3dbl)), residual=True, scale=scale)
-
-
-def unit_b(b1: int, b7: tuple[int, int, int], scale: float) -> MultiBranchSpec:
-    """Inception-ResNet-B (Fig. 11 v1, Fig. 17 v2), 17x17: 1x1 | 1x1 -> 1x7 -> 7x1, scaled add."""
-    return multi_branch(conv(b1, 1), (conv(b7[0], 1), conv(b7[1], (1, 7)), conv(b7[2], (7, 1))),
-                        residual=True, scale=scale)
-
-
-def unit_c(b1: int, b3: tuple[int, int, int], scale: float, activate: bool = True) -> MultiBranchSpec:
-    """Inception-ResNet-C (Fig. 13 v1, Fig. 19 v2), 8x8: 1x1 | 1x1 -> 1x3 -> 3x1, scaled add."""
-    return multi_branch(conv(b1, 1), (conv(b3[0], 1), conv(b3[1], (1, 3)), conv(b3[2], (3, 1))),
-                        residual=True, scale=scale, activate=activate)
-
-
-def reduction_b(b3a: tuple[int, int], b3b: tuple[int, int], b3dbl: tuple[int, int, int]) -> MultiBranchSpec:
-    """17x17 -> 8x8 (Fig. 12 v1, Fig. 18 v2): 1x1 -> 3x3/2 | 1x1 -> 3x3/2 | 1x1 -> 3x3 -> 3x3/2 | max-pool."""
-    return multi_branch((conv(b3a[0], 1), conv(b3a[1], 3, 2, 0)), (conv(b3b[0], 1), conv(b3b[1], 3, 2, 0)),
-                        (conv(b3dbl[0], 1), conv(b3dbl[1], 3), conv(b3dbl[2], 3, 2, 0)), max_pool(3, 2))
 
 
 def _check_scales(scales: tuple[float, float, float]) -> tuple[float, float, float]:
@@ -66,15 +45,14 @@ def inception_resnet_v1_spec(num_classes: int = 1000, scales: tuple[float, float
                              dropout: float = 0.2, in_channels: int = 3) -> NetworkSpec:
     """Inception-ResNet-v1 with the paper's widths (Figs. 10-14, Reduction-A k, l, m, n = 192, 192, 256, 384)."""
     a, b, c = _check_scales(scales)
+    names, stem = zip(*inception_resnet_v1_stem())
     stages = (
-        stage("stem", conv(32, 3, 2, 0), conv(32, 3, 1, 0), conv(64, 3), max_pool(3, 2), conv(80, 1),
-              conv(192, 3, 1, 0), conv(256, 3, 2, 0),                                   # Fig. 14: 35x35x256
-              names=("conv2d_1a", "conv2d_2a", "conv2d_2b", "maxpool_3a", "conv2d_3b", "conv2d_4a", "conv2d_4b")),
-        stage("repeat", unit_a(32, (32, 32), (32, 32, 32), a), repeat=5),
-        stage("mixed_6a", reduction_a(192, 192, 256, 384)),                              # 17x17x896
-        stage("repeat_1", unit_b(128, (128, 128, 128), b), repeat=10),
-        stage("mixed_7a", reduction_b((256, 384), (256, 256), (256, 256, 256))),         # 8x8x1792
-        stage("repeat_2", unit_c(192, (192, 192, 192), c), repeat=5),
+        stage("stem", *stem, names=names),                                               # Fig. 14: 35x35x256
+        stage("repeat", INCEPTION_RESNET_V1_A.spec(a), repeat=5),
+        stage("mixed_6a", INCEPTION_RESNET_V1_REDUCTION_A.spec()),                       # 17x17x896
+        stage("repeat_1", INCEPTION_RESNET_V1_B.spec(b), repeat=10),
+        stage("mixed_7a", INCEPTION_RESNET_V1_REDUCTION_B.spec()),                       # 8x8x1792
+        stage("repeat_2", INCEPTION_RESNET_V1_C.spec(c), repeat=5),
     )
     # TF batch norm epsilon, as the v2 release
     return NetworkSpec("inception_resnet_v1", stages, HeadSpec("pool_fc", dropout), num_classes, in_channels,
@@ -94,14 +72,14 @@ def inception_resnet_v2_spec(num_classes: int = 1000, scales: tuple[float, float
         stage("conv2d_4a", conv(192, 3, 1, 0)),    # 71x71x192
         stage("maxpool_5a", max_pool(3, 2)),       # 35x35x192
         # an Inception-v3 35x35 module with v2's widths, average pool without padding: 35x35x320
-        stage("mixed_5b", module_a(96, (48, 64), (64, 96, 96), 64, count_include_pad=False)),
-        stage("repeat", unit_a(32, (32, 32), (32, 48, 64), a), repeat=10),
-        stage("mixed_6a", reduction_a(256, 256, 384, 384)),                              # 17x17x1088
-        stage("repeat_1", unit_b(192, (128, 160, 192), b), repeat=20),
-        stage("mixed_7a", reduction_b((256, 384), (256, 288), (256, 288, 320))),         # 8x8x2080
-        stage("repeat_2", unit_c(192, (192, 224, 256), c), repeat=9),
+        stage("mixed_5b", InceptionV3AWidths(96, (48, 64), (64, 96, 96), 64).spec(count_include_pad=False)),
+        stage("repeat", INCEPTION_RESNET_V2_A.spec(a), repeat=10),
+        stage("mixed_6a", INCEPTION_RESNET_V2_REDUCTION_A.spec()),                       # 17x17x1088
+        stage("repeat_1", INCEPTION_RESNET_V2_B.spec(b), repeat=20),
+        stage("mixed_7a", INCEPTION_RESNET_V2_REDUCTION_B.spec()),                       # 8x8x2080
+        stage("repeat_2", INCEPTION_RESNET_V2_C.spec(c), repeat=9),
         # the tenth C unit is unscaled and has no ReLU: the BN-ReLU 1x1 conv to 1536 follows it
-        stage("block8", unit_c(192, (192, 224, 256), 1.0, activate=False)),
+        stage("block8", INCEPTION_RESNET_V2_C.spec(1.0, activate=False)),
         stage("conv2d_7b", conv(1536, 1)),                                               # 8x8x1536
     )
     return NetworkSpec("inception_resnet_v2", stages, HeadSpec("pool_fc", dropout), num_classes, in_channels,

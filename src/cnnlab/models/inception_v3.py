@@ -7,70 +7,28 @@ BN eps 0.001 as there, so torchvision weights load and outputs match.
 
 from __future__ import annotations
 
+from cnnlab.blocks.inception import (
+    INCEPTION_V3_REDUCTION_A,
+    INCEPTION_V3_REDUCTION_B,
+    InceptionV3AWidths,
+    InceptionV3BWidths,
+    InceptionV3CWidths,
+)
 from cnnlab.models.build import build
 from cnnlab.models.network import Network
 from cnnlab.models.spec import (
     AuxSpec,
     ConvDefaults,
     HeadSpec,
-    MultiBranchSpec,
     NetworkSpec,
-    avg_pool,
     conv,
-    conv_split,
     max_pool,
     min_input_size,
-    multi_branch,
     stage,
 )
 from cnnlab.registry import MODELS, Converter, Counts, ModelCard
 
-
-def pool_proj(out: int, count_include_pad: bool = True) -> tuple:
-    """The pool branch of every Inception module: 3x3 stride-1 average pool, then a 1x1 projection."""
-    return (avg_pool(3, 1, 1, count_include_pad), conv(out, 1))
-
-
-def module_a(b1: int, b5: tuple[int, int], b3dbl: tuple[int, int, int], pool: int,
-             count_include_pad: bool = True) -> MultiBranchSpec:
-    """35x35 module (Fig. 5, a 5x5 kept as released): 1x1 | 1x1 -> 5x5 | 1x1 -> 3x3 -> 3x3 | pool -> 1x1."""
-    return multi_branch(conv(b1, 1), (conv(b5[0], 1), conv(b5[1], 5)),
-                        tuple(conv(w, 1 if i == 0 else 3) for i, w in enumerate(b3dbl)),
-                        pool_proj(pool, count_include_pad))
-
-
-def module_b(b1: int, b7: tuple[int, int, int], b7dbl: tuple[int, int, int, int, int], pool: int,
-             count_include_pad: bool = True) -> MultiBranchSpec:
-    """17x17 module (Fig. 6, n = 7): 1x1 | 1x1 -> 1x7 -> 7x1 | 1x1 -> 7x1 -> 1x7 -> 7x1 -> 1x7 | pool -> 1x1."""
-    h, v = (1, 7), (7, 1)  # the papers' 1x7 (horizontal) and 7x1 (vertical) kernels, as (height, width)
-    return multi_branch(conv(b1, 1), (conv(b7[0], 1), conv(b7[1], h), conv(b7[2], v)),
-                        tuple(conv(w, k) for w, k in zip(b7dbl, (1, v, h, v, h))), pool_proj(pool, count_include_pad))
-
-
-def module_b_uniform(mid: int, out: int = 192) -> MultiBranchSpec:
-    """torchvision's ``InceptionC(channels_7x7=mid)``: every inner width ``mid``, every output ``out``."""
-    return module_b(out, (mid, mid, out), (mid, mid, mid, mid, out), out)
-
-
-def module_c(b1: int, b3: tuple[int, int], b3dbl: tuple[int, int, int], pool: int) -> MultiBranchSpec:
-    """8x8 module (Fig. 7): 1x1 | 1x1 -> (1x3 || 3x1) | 1x1 -> 3x3 -> (1x3 || 3x1) | pool -> 1x1 (expanded)."""
-    return multi_branch(conv(b1, 1), (conv(b3[0], 1), conv_split(b3[1])),
-                        (conv(b3dbl[0], 1), conv(b3dbl[1], 3), conv_split(b3dbl[2])), pool_proj(pool))
-
-
-def reduction_a(k: int, l: int, m: int, n: int) -> MultiBranchSpec:  # noqa: E741 (the paper's names)
-    """35x35 -> 17x17 (Sec. 5, Fig. 10; 2017 Fig. 7): 3x3/2 (n) | 1x1 (k) -> 3x3 (l) -> 3x3/2 (m) | max-pool."""
-    return multi_branch(conv(n, 3, 2, 0), (conv(k, 1), conv(l, 3), conv(m, 3, 2, 0)), max_pool(3, 2))
-
-
-def reduction_b(b3: tuple[int, int], b7: tuple[int, int, int, int]) -> MultiBranchSpec:
-    """17x17 -> 8x8: 1x1 -> 3x3/2 | 1x1 -> 1x7 -> 7x1 -> 3x3/2 | 3x3/2 max-pool (unpadded "V")."""
-    r, a, b, o = b7
-    return multi_branch((conv(b3[0], 1), conv(b3[1], 3, 2, 0)),
-                        (conv(r, 1), conv(a, (1, 7)), conv(b, (7, 1)), conv(o, 3, 2, 0)), max_pool(3, 2))
-
-
-_C = module_c(320, (384, 384), (448, 384, 384), 192)
+_C = InceptionV3CWidths(320, (384, 384), (448, 384, 384), 192).spec()
 AUX_AFTER = "Mixed_6e"
 
 
@@ -88,15 +46,15 @@ def inception_v3_spec(num_classes: int = 1000, aux_logits: bool = True, dropout:
         stage("maxpool2", max_pool(3, 2)),             # 35x35x192
         # Table 1's 3 x Inception (Fig. 5), 5 x Inception (Fig. 6) with its reduction, 2 x Inception (Fig. 7)
         # with its reduction; widths as torchvision 0.29.1
-        stage("Mixed_5b", module_a(64, (48, 64), (64, 96, 96), 32)),   # 35x35x256
-        stage("Mixed_5c", module_a(64, (48, 64), (64, 96, 96), 64)),   # 35x35x288
-        stage("Mixed_5d", module_a(64, (48, 64), (64, 96, 96), 64)),   # 35x35x288
-        stage("Mixed_6a", reduction_a(64, 96, 96, 384)),               # 17x17x768 (torchvision InceptionB)
-        stage("Mixed_6b", module_b_uniform(128)),                      # 17x17x768
-        stage("Mixed_6c", module_b_uniform(160)),
-        stage("Mixed_6d", module_b_uniform(160)),
-        stage("Mixed_6e", module_b_uniform(192)),                      # aux head here
-        stage("Mixed_7a", reduction_b((192, 320), (192, 192, 192, 192))),  # 8x8x1280 (InceptionD)
+        stage("Mixed_5b", InceptionV3AWidths(64, (48, 64), (64, 96, 96), 32).spec()),   # 35x35x256
+        stage("Mixed_5c", InceptionV3AWidths(64, (48, 64), (64, 96, 96), 64).spec()),   # 35x35x288
+        stage("Mixed_5d", InceptionV3AWidths(64, (48, 64), (64, 96, 96), 64).spec()),   # 35x35x288
+        stage("Mixed_6a", INCEPTION_V3_REDUCTION_A.spec()),            # 17x17x768 (torchvision InceptionB)
+        stage("Mixed_6b", InceptionV3BWidths.uniform(128).spec()),     # 17x17x768
+        stage("Mixed_6c", InceptionV3BWidths.uniform(160).spec()),
+        stage("Mixed_6d", InceptionV3BWidths.uniform(160).spec()),
+        stage("Mixed_6e", InceptionV3BWidths.uniform(192).spec()),     # aux head here
+        stage("Mixed_7a", INCEPTION_V3_REDUCTION_B.spec()),            # 8x8x1280 (torchvision InceptionD)
         stage("Mixed_7b", _C),                                         # 8x8x2048
         stage("Mixed_7c", _C),                                         # 8x8x2048
     )

@@ -8,67 +8,31 @@ The paper's Fig. 9 as a table: stem, 4 x Inception-A, Reduction-A, 7 x Inception
 
 from __future__ import annotations
 
-from cnnlab.models.build import build
-from cnnlab.models.inception_v3 import module_b, pool_proj, reduction_a, reduction_b
-from cnnlab.models.network import Network
-from cnnlab.models.spec import (
-    ConvDefaults,
-    HeadSpec,
-    MultiBranchSpec,
-    NetworkSpec,
-    StageSpec,
-    conv,
-    conv_split,
-    max_pool,
-    min_input_size,
-    multi_branch,
-    stage,
+from cnnlab.blocks.inception import (
+    INCEPTION_V4_A,
+    INCEPTION_V4_B,
+    INCEPTION_V4_C,
+    INCEPTION_V4_REDUCTION_A,
+    INCEPTION_V4_REDUCTION_B,
+    inception_v4_stem,
 )
+from cnnlab.models.build import build
+from cnnlab.models.network import Network
+from cnnlab.models.spec import ConvDefaults, HeadSpec, NetworkSpec, min_input_size, stage
 from cnnlab.registry import MODELS, Converter, Counts, ModelCard
-
-
-def stem() -> StageSpec:
-    """Fig. 3: 299x299x3 -> 35x35x384; the order inside each concatenation is timm's."""
-    h, v = (1, 7), (7, 1)
-    return stage("stem",
-                 conv(32, 3, 2, 0),                                                  # 149x149x32
-                 conv(32, 3, 1, 0),                                                  # 147x147x32
-                 conv(64, 3),                                                        # 147x147x64
-                 multi_branch(max_pool(3, 2), conv(96, 3, 2, 0)),                    # 73x73x160
-                 multi_branch((conv(64, 1), conv(96, 3, 1, 0)),
-                              (conv(64, 1), conv(64, h), conv(64, v), conv(96, 3, 1, 0))),  # 71x71x192
-                 multi_branch(conv(192, 3, 2, 0), max_pool(3, 2)),                   # 35x35x384
-                 names=("conv2d_1a", "conv2d_2a", "conv2d_2b", "mixed_3a", "mixed_4a", "mixed_5a"))
-
-
-def inception_a(b1: int = 96, b3: tuple[int, int] = (64, 96), b3dbl: tuple[int, int, int] = (64, 96, 96),
-                pool: int = 96) -> MultiBranchSpec:
-    """Inception-A (Fig. 4), 35x35: 1x1 | 1x1 -> 3x3 | 1x1 -> 3x3 -> 3x3 | avg-pool (padding excluded) -> 1x1."""
-    return multi_branch(conv(b1, 1), (conv(b3[0], 1), conv(b3[1], 3)),
-                        (conv(b3dbl[0], 1), conv(b3dbl[1], 3), conv(b3dbl[2], 3)), pool_proj(pool, False))
-
-
-def inception_c(b1: int = 256, b3: tuple[int, int] = (384, 256),
-                b3dbl: tuple[int, int, int, int] = (384, 448, 512, 256), pool: int = 256) -> MultiBranchSpec:
-    """Inception-C (Fig. 6), 8x8: 1x1 | 1x1 -> (1x3 || 3x1) | 1x1 -> 3x1 -> 1x3 -> (1x3 || 3x1) | pool -> 1x1."""
-    r, a, b, o = b3dbl
-    return multi_branch(conv(b1, 1), (conv(b3[0], 1), conv_split(b3[1])),
-                        (conv(r, 1), conv(a, (3, 1)), conv(b, (1, 3)), conv_split(o)), pool_proj(pool, False))
-
-
-# Fig. 5's Inception-B is Inception-v3's 17x17 layout with these widths; Table 1: Reduction-A k, l, m, n
-INCEPTION_B = module_b(384, (192, 224, 256), (192, 192, 224, 224, 256), 128, count_include_pad=False)
 
 
 def inception_v4_spec(num_classes: int = 1000, dropout: float = 0.2, in_channels: int = 3) -> NetworkSpec:
     """Inception-v4 (Fig. 9) as a spec; one row per module, TF-slim's stage names."""
+    names, stem = zip(*inception_v4_stem())
     stages = (
-        stem(),
-        *(stage(f"Mixed_5{s}", inception_a()) for s in "bcde"),                        # 35x35x384
-        stage("Mixed_6a", reduction_a(192, 224, 256, 384)),                            # 17x17x1024
-        *(stage(f"Mixed_6{s}", INCEPTION_B) for s in "bcdefgh"),                       # 17x17x1024
-        stage("Mixed_7a", reduction_b((192, 192), (256, 256, 320, 320))),              # 8x8x1536
-        *(stage(f"Mixed_7{s}", inception_c()) for s in "bcd"),                         # 8x8x1536
+        stage("stem", *stem, names=names),                                             # Fig. 3: 35x35x384
+        *(stage(f"Mixed_5{s}", INCEPTION_V4_A.spec()) for s in "bcde"),                # 35x35x384
+        stage("Mixed_6a", INCEPTION_V4_REDUCTION_A.spec()),                            # 17x17x1024
+        # Fig. 5's Inception-B is Inception-v3's 17x17 layout with v4's widths, average pools without padding
+        *(stage(f"Mixed_6{s}", INCEPTION_V4_B.spec(count_include_pad=False)) for s in "bcdefgh"),  # 17x17x1024
+        stage("Mixed_7a", INCEPTION_V4_REDUCTION_B.spec()),                            # 8x8x1536
+        *(stage(f"Mixed_7{s}", INCEPTION_V4_C.spec()) for s in "bcd"),                 # 8x8x1536
     )
     # TF-slim / timm batch norm epsilon
     return NetworkSpec("inception_v4", stages, HeadSpec("pool_fc", dropout), num_classes, in_channels,
