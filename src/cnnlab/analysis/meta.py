@@ -163,6 +163,8 @@ _FAST_BINARY = {"add", "sub", "mul", "div"}
 def _fast_pointwise(func: Any, args: Sequence[Any], kwargs: dict[str, Any]) -> torch.Tensor:
     """Float elementwise ops: output shape by broadcasting; in-place variants return their input."""
     tensors = [a for a in args if isinstance(a, torch.Tensor)]
+    if func._schema.is_mutable and not kwargs and len(tensors) == 1 and tensors[0] is args[0]:
+        return args[0]  # x.relu_(), x += 1, num_batches_tracked += 1 (any dtype)
     if kwargs or not tensors or any(not t.is_floating_point() or not t.is_meta for t in tensors) or \
             len({t.dtype for t in tensors}) != 1:
         return func(*args, **kwargs)
