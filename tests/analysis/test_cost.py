@@ -297,6 +297,21 @@ def test_aux_heads_counted_in_training_mode_only():
     assert eval_rep.unused_params == sum(r.params for r in aux) and train_rep.unused_params == 0
 
 
+def test_unused_params_of_nested_holders():
+    class Holders(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.heads = nn.ModuleDict({"a": nn.ModuleDict({"x": nn.Conv2d(3, 3, 1)}), "b": nn.ModuleList([nn.Conv2d(3, 3, 1)])})
+            self.spare = nn.ModuleList([nn.Linear(2, 2), nn.ModuleDict({"z": nn.Linear(2, 2)})])
+
+        def forward(self, x):
+            return self.heads["a"]["x"](x)  # heads.a ran through its child; heads.b and spare never ran
+
+    rep = analyze(Holders(), (3, 4, 4))
+    assert rep.layer("heads").calls == rep.layer("heads.a").calls == 1 and rep.layer("heads.b").calls == 0
+    assert rep.unused_params == rep.layer("heads.b").params + rep.layer("spare").params == 12 + 12
+
+
 def test_network_declared_minimum_and_first_empty_layer():
     from cnnlab.models.network import Network
 
