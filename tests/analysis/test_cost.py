@@ -301,7 +301,8 @@ def test_unused_params_of_nested_holders():
     class Holders(nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.heads = nn.ModuleDict({"a": nn.ModuleDict({"x": nn.Conv2d(3, 3, 1)}), "b": nn.ModuleList([nn.Conv2d(3, 3, 1)])})
+            self.heads = nn.ModuleDict({"a": nn.ModuleDict({"x": nn.Conv2d(3, 3, 1)}),
+                                        "b": nn.ModuleList([nn.Conv2d(3, 3, 1)])})
             self.spare = nn.ModuleList([nn.Linear(2, 2), nn.ModuleDict({"z": nn.Linear(2, 2)})])
 
         def forward(self, x):

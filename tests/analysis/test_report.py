@@ -172,8 +172,9 @@ def test_architecture_diagram_shows_branches_shortcuts_and_repeats():
     assert googlenet.count("concat -&gt; ") == 9 and "1x1 96 &gt; 3x3 128" in googlenet  # 3a's branch1
     assert "shortcut" not in googlenet and "not run in eval mode: aux_heads" in googlenet
     train = _diagram(analyze("googlenet", training=True))
-    assert "aux_heads: 2 x GoogLeNetAux" in train and "side outputs from the trunk: 1x512x14x14, 1x528x14x14" in train
-    assert train.index(">output<") < train.index("aux_heads") and ">1x1000<" in train  # the output is the trunk's
+    assert "aux_heads: 2 x GoogLeNetAux" in train
+    assert "side outputs from the trunk: 1x512x14x14, 1x528x14x14" in train
+    assert train.index(">output<") < train.index("aux_heads") and ">1x1000<" in train  # the trunk's output
     resnet = _diagram(analyze("resnet50"))
     assert "layer3: 6 x Bottleneck" in resnet and resnet.count("shortcut in each block") == 4
     deep = _diagram(analyze("resnet1202"))

@@ -322,7 +322,8 @@ def _uncalled_containers(names: dict[nn.Module, str], order: list[_Record]) -> l
     extra = [_Record(n, m) for m, n in names.items() if n not in records]  # never the root: the pass calls it
     records.update((r.name, r) for r in extra)
     for r in reversed(extra):  # pre-order walk reversed: children are complete before their parent
-        children = (records.get(f"{r.name}.{c}") for c in r.module._modules)  # a shared child is listed elsewhere
+        # a shared child is listed under its first name, elsewhere
+        children = (records.get(f"{r.name}.{c}") for c in r.module._modules)
         ran = [c for c in children if c is not None and c.calls]
         if ran:
             r.calls = max(c.calls for c in ran)

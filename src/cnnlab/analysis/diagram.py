@@ -77,8 +77,8 @@ def diagram(report: CostReport) -> str:
     """Inline SVG: the network top to bottom, one item per stage; Inception-style branches side by side, skip
     connections drawn, runs of the same block collapsed into one box (``18 x BasicBlock``)."""
     kids = child_rows(report)
-    # a holder never called itself whose children run (a ModuleDict of auxiliary heads in train mode: its row has
-    # their calls but no input) feeds on the trunk from the side: drawn apart, after the output
+    # a holder never called itself whose children run (a ModuleDict of auxiliary heads in train mode: its row
+    # has their calls but no input) feeds on the trunk from the side: drawn apart, after the output
     side = [r for r in report.layers if r.depth == 1 and r.calls and r.input_shape is None and not r.is_leaf]
     stages = [r for r in report.layers if r.depth == 1 and r.calls and r not in side]
     if not stages:
@@ -180,8 +180,8 @@ def diagram(report: CostReport) -> str:
         heads = [c for c in kids.get(r.name, []) if c.calls]
         inputs = ", ".join(sorted({_shape(c.input_shape) for c in heads}))
         box(cx - _BOX_W / 2, y, _BOX_W, f"{r.name}: {len(heads)} x {heads[0].type}",
-            f"side outputs from the trunk: {inputs}", fill="#fff8ee", tip=f"{r.name}: {', '.join(c.name for c in heads)}",
-            stroke="#dd8452", dash="4 3")
+            f"side outputs from the trunk: {inputs}", fill="#fff8ee", stroke="#dd8452", dash="4 3",
+            tip=f"{r.name}: {', '.join(c.name for c in heads)}")
         y += _ROW_H + 10
     skipped = [r.name for r in report.layers if r.depth == 1 and not r.calls]
     if skipped:

@@ -102,11 +102,11 @@ def run_on_cpu(func: Any, args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
         return tree_map(to_meta, func(*tree_map(real, args), **tree_map(real, kwargs)))
 
 
-# fast output shapes for ops whose meta kernels are slow Python decompositions. Per op on a 1x64x56x56 input (torch
-# 2.13, AMD EPYC, 2026-12-02): batch norm 1.0 ms -> 5 us, group norm 1.5 ms -> 8 us, relu 370 -> 5 us, add 125 -> 5 us,
-# convolution 29 -> 6 us; without them analyze() takes 2.3x the CPU time on resnet1202, 2.4x on inception_v3, 2.7x on
-# resnet50 (batch norm is most of it). The conv kernel also keeps the CPU kernel's messages (meta: "Invalid channel
-# dimensions")
+# fast output shapes for ops whose meta kernels are slow Python decompositions. Per op on a 1x64x56x56
+# input (torch 2.13, AMD EPYC, 2026-12-02): batch norm 1.0 ms -> 5 us, group norm 1.5 ms -> 8 us,
+# relu 370 -> 5 us, add 125 -> 5 us, convolution 29 -> 6 us; without them analyze() takes 2.3x the CPU time
+# on resnet1202, 2.4x on inception_v3, 2.7x on resnet50 (batch norm is most of it). The conv kernel also
+# keeps the CPU kernel's messages (meta says "Invalid channel dimensions")
 def _empty(shape: Sequence[int], like: torch.Tensor) -> torch.Tensor:
     # torch.empty is a C++ call; empty_like / new_empty go through Python meta functions on this device
     return torch.empty(tuple(shape), dtype=like.dtype, device=like.device)
@@ -143,8 +143,8 @@ def _fast_conv(func: Any, args: Sequence[Any], kwargs: dict[str, Any]) -> torch.
     if x.dim() != w.dim() or win.transposed:
         return func(*args, **kwargs)  # unbatched input or transposed: let the meta kernel decide
     if x.shape[1] != w.shape[1] * win.groups:
-        raise RuntimeError(f"expected input {list(x.shape)} to have {w.shape[1] * win.groups} channels, "
-                           f"but got {x.shape[1]} channels instead (weight {list(w.shape)}, groups {win.groups})")
+        raise RuntimeError(f"expected input {list(x.shape)} to have {w.shape[1] * win.groups} channels, but "
+                           f"got {x.shape[1]} channels instead (weight {list(w.shape)}, groups {win.groups})")
     spatial = []
     for size, k, s, p, d in zip(x.shape[2:], *win[:4]):
         out = (size + 2 * p - d * (k - 1) - 1) // s + 1

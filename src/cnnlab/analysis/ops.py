@@ -248,13 +248,14 @@ def window_of(kind: str, args: Sequence[Any], kwargs: dict[str, Any]) -> Window:
         w = args[1]
         n = w.dim() - 2
         return Window(tuple(w.shape[2:]), ints(arg(args, kwargs, 3, "stride"), n, 1),
-                      ints(arg(args, kwargs, 4, "padding"), n, 0), ints(arg(args, kwargs, 5, "dilation"), n, 1),
+                      ints(arg(args, kwargs, 4, "padding"), n, 0),
+                      ints(arg(args, kwargs, 5, "dilation"), n, 1),
                       bool(arg(args, kwargs, 6, "transposed", False)), int(arg(args, kwargs, 8, "groups", 1)))
     n = args[0].dim() - 2
     kernel = ints(arg(args, kwargs, 1, "kernel_size"), n, 1)
     dilation = ints(arg(args, kwargs, 4, "dilation"), n, 1) if kind == "max_pool" else (1,) * n
-    return Window(kernel, ints(arg(args, kwargs, 2, "stride"), n, kernel), ints(arg(args, kwargs, 3, "padding"), n, 0),
-                  dilation)
+    return Window(kernel, ints(arg(args, kwargs, 2, "stride"), n, kernel),
+                  ints(arg(args, kwargs, 3, "padding"), n, 0), dilation)
 
 
 def geometry(kind: str, args: Sequence[Any], kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -263,8 +264,8 @@ def geometry(kind: str, args: Sequence[Any], kwargs: dict[str, Any]) -> dict[str
     out = {"op": kind, "kernel": list(win.kernel), "stride": list(win.stride), "padding": list(win.padding)}
     if kind == "conv":
         w = args[1]
-        out.update(op="conv_transpose" if win.transposed else "conv", dilation=list(win.dilation), groups=win.groups,
-                   in_channels=int(args[0].shape[1]),
+        out.update(op="conv_transpose" if win.transposed else "conv", dilation=list(win.dilation),
+                   groups=win.groups, in_channels=int(args[0].shape[1]),
                    out_channels=int(w.shape[1] * win.groups if win.transposed else w.shape[0]))
     return out
 

@@ -34,7 +34,7 @@ MAX_DEFAULT_ROWS = 250
 
 
 class _DerivedTotals:
-    """FLOPs, the other-op total and the frozen parameters, derived from the stored counts (never stored twice)."""
+    """FLOPs, the other-op total and the frozen parameters, derived from the counts (never stored twice)."""
 
     params: int
     trainable_params: int
@@ -122,7 +122,8 @@ class CostReport(_DerivedTotals):
         so the modules that did not run at the top of their subtree are those whose parent ran.
         """
         calls = {r.name: r.calls for r in self.layers}
-        return sum(r.params for r in self.layers if r.name and not r.calls and calls.get(r.name.rpartition(".")[0]))
+        return sum(r.params for r in self.layers
+                   if r.name and not r.calls and calls.get(r.name.rpartition(".")[0]))
 
     def layer(self, name: str) -> LayerCost:
         """The row of the module called ``name`` (``""`` is the whole model)."""
@@ -222,7 +223,8 @@ class CostReport(_DerivedTotals):
         """Human-readable totals, one per line."""
         unused = self.unused_params
         lines = [
-            f"params            {self.params:,} ({self.trainable_params:,} trainable, {self.frozen_params:,} frozen; "
+            f"params            {self.params:,} ({self.trainable_params:,} trainable, "
+            f"{self.frozen_params:,} frozen; "
             f"{_bytes(self.param_bytes)})" + (f"; {unused:,} in modules that did not run" if unused else ""),
             f"MACs              {self.macs:,} ({_si(self.macs)}); FLOPs = 2 x MACs = {_si(self.flops)}",
             f"other ops         {self.other_ops:,} ("

@@ -242,7 +242,8 @@ def _layer_table(rows: list[LayerCost], total_macs: int, total_params: int) -> s
 def _sortable_table(header: Sequence[str], rows: list[str]) -> str:
     """A table of ``rows`` (``<tr>`` elements) whose columns sort by a click (``sortBy`` in ``_SCRIPT``)."""
     head = "".join(f'<th onclick="sortBy({i})">{html.escape(h)}</th>' for i, h in enumerate(header))
-    return f'<table id="layers"><thead><tr>{head}</tr></thead><tbody>\n' + "\n".join(rows) + "\n</tbody></table>"
+    return (f'<table id="layers"><thead><tr>{head}</tr></thead><tbody>\n' + "\n".join(rows)
+            + "\n</tbody></table>")
 
 
 def _bar_cell(pct: float, colour: str) -> str:
