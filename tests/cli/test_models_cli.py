@@ -57,6 +57,12 @@ def test_card_text(capsys):
     assert "61,100,840 params, 714,188,480 MACs" in out
     assert "Krizhevsky" in out and "two-GPU" in out
     assert any(line.split()[:4] == ["min", "input", "size", "63"] for line in out.splitlines())
+    assert any(line.split() == ["weights", "from", "torchvision", "alexnet"] for line in out.splitlines())
+
+
+def test_card_text_leaves_out_weights_of_a_model_without_a_reference(capsys):
+    assert main(["card", "resnet20"]) == 0
+    assert "weights from" not in capsys.readouterr().out
 
 
 def test_card_json(capsys):

@@ -88,6 +88,7 @@ def run_card(args: argparse.Namespace) -> int:
         ("input size", "x".join(map(str, card.input_size))), ("min input size", card.min_input_size),
         ("classes", card.num_classes), ("reference", _counts_line(card.reference)),
         ("follows", card.follows), ("differences", card.differences), ("tags", ", ".join(card.tags)),
+        ("weights from", ", ".join(f"{source} {name}" for source, name in card.to_dict()["converts_from"].items())),
     ]
     from cnnlab._text import terminal_width, wrap
 
