@@ -83,7 +83,7 @@ for _n in (18, 111):
     SPECS[f"preact_resnet{9 * _n + 2}"] = ResNetSpec("bottleneck", (_n,) * 3, _CIFAR_BOTTLENECK, "cifar", 16,
                                                      preact=True, stride_in_1x1=True)
 
-init_weights = he_init  # the ResNets' init, by its earlier name (cnnlab's lab nets use it too)
+init_weights = he_init  # the ResNets' init ("he" in a spec), kept under its earlier public name
 
 
 def resnet_spec(spec: ResNetSpec, num_classes: int = 1000, *, name: str = "", shortcut: str | bool | None = None,
