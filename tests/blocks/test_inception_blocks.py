@@ -422,7 +422,7 @@ def test_reduction_a_macs_formula(size: int) -> None:
     assert conv_macs(ReductionA(c, x), torch.randn(1, c, size, size)) == expected
 
 
-# ---------------------------------------------------------------------------------------------- one definition
+# --------------------------------------------------------------------------------------------- one definition
 
 
 @pytest.mark.parametrize(("cls", "widths", "options"), [
@@ -435,7 +435,10 @@ def test_module_classes_are_built_from_their_widths_spec(cls, widths, options: d
     with torch.device("meta"):
         block = cls(64, widths, **options)
         built = build_multi_branch(widths.spec(**spec_options), 64, {"norm": True})
-    assert [(k, v.shape) for k, v in block.state_dict().items()] == [(k, v.shape) for k, v in built.state_dict().items()]
+    def layout(module: nn.Module) -> list:
+        return [(k, v.shape) for k, v in module.state_dict().items()]
+
+    assert layout(block) == layout(built)
     assert repr(block).split("\n", 1)[1] == repr(built).split("\n", 1)[1]
 
 

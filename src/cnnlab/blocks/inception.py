@@ -57,7 +57,8 @@ class InceptionV1Widths:
         """The module (Fig. 2b): 1x1 | 1x1 -> 3x3 | 1x1 -> 5x5 (``branch5_kernel``) | 3x3 max-pool -> 1x1."""
         k5 = branch5_kernel
         if isinstance(k5, bool) or not isinstance(k5, int) or k5 < 1 or k5 % 2 == 0:
-            raise ValueError(f"branch5_kernel must be an odd int (5 as the paper, 3 as torchvision), got {k5!r}")
+            raise ValueError(f"branch5_kernel must be an odd int (5 as the paper, 3 as torchvision), "
+                             f"got {k5!r}")
         return multi_branch(conv(self.b1, 1), _convs((self.b3_reduce, self.b3), (1, 3)),
                             _convs((self.b5_reduce, self.b5), (1, k5)), pool_proj(self.pool_proj, pool="max"))
 
@@ -132,7 +133,8 @@ class InceptionV3BWidths:
     def spec(self, count_include_pad: bool = True) -> MultiBranchSpec:
         """The module; ``count_include_pad``: its average pool counts padding (torchvision) or not (timm)."""
         return multi_branch(conv(self.b1, 1), _convs(self.b7, (1, _H, _V)),
-                            _convs(self.b7dbl, (1, _V, _H, _V, _H)), pool_proj(self.pool_proj, count_include_pad))
+                            _convs(self.b7dbl, (1, _V, _H, _V, _H)),
+                            pool_proj(self.pool_proj, count_include_pad))
 
 
 class InceptionV3B(MultiBranch):
@@ -164,7 +166,8 @@ class InceptionV3CWidths:
         """The module, its 1x3 and 3x1 side by side (``conv_split``); ``count_include_pad`` as in A and B."""
         (r, o), (r2, m, o2) = self.b3, self.b3dbl
         return multi_branch(conv(self.b1, 1), (conv(r, 1), conv_split(o)),
-                            (*_convs((r2, m), (1, 3)), conv_split(o2)), pool_proj(self.pool_proj, count_include_pad))
+                            (*_convs((r2, m), (1, 3)), conv_split(o2)),
+                            pool_proj(self.pool_proj, count_include_pad))
 
 
 class InceptionV3C(MultiBranch):
@@ -193,7 +196,7 @@ class ReductionAWidths:
     n: int
 
     def spec(self) -> MultiBranchSpec:
-        """3x3/2 (n) | 1x1 (k) -> 3x3 (l) -> 3x3/2 (m) | 3x3/2 max-pool, the stride-2 layers unpadded ("V")."""
+        """3x3/2 (n) | 1x1 (k) -> 3x3 (l) -> 3x3/2 (m) | 3x3/2 max-pool; the stride-2 layers unpadded."""
         return multi_branch(conv(self.n, 3, 2, 0), (conv(self.k, 1), conv(self.l, 3), conv(self.m, 3, 2, 0)),
                             max_pool(3, 2))
 
@@ -387,8 +390,8 @@ class InceptionResNetCWidths:
 
     def spec(self, scale: float = 1.0, activate: bool = True) -> MultiBranchSpec:
         """The unit: these branches, ``act(x + scale * expand(concat))`` (``activate=False``: no ReLU)."""
-        return multi_branch(conv(self.b1, 1), _convs(self.b3, (1, (1, 3), (3, 1))), residual=True, scale=scale,
-                            activate=activate)
+        return multi_branch(conv(self.b1, 1), _convs(self.b3, (1, (1, 3), (3, 1))), residual=True,
+                            scale=scale, activate=activate)
 
 
 class InceptionResNetA(_ResidualPaperModule):
@@ -432,7 +435,7 @@ class InceptionResNetReductionBWidths:
     b3dbl: tuple[int, int, int]     # 1x1 -> 3x3 -> 3x3/2 V
 
     def spec(self) -> MultiBranchSpec:
-        """1x1 -> 3x3/2 | 1x1 -> 3x3/2 | 1x1 -> 3x3 -> 3x3/2 | 3x3/2 max-pool, the stride-2 layers unpadded."""
+        """1x1 -> 3x3/2 | 1x1 -> 3x3/2 | 1x1 -> 3x3 -> 3x3/2 | 3x3/2 max-pool; stride-2 layers unpadded."""
         (r1, o1), (r2, o2), (r3, m, o3) = self.b3a, self.b3b, self.b3dbl
         return multi_branch((conv(r1, 1), conv(o1, 3, 2, 0)), (conv(r2, 1), conv(o2, 3, 2, 0)),
                             (conv(r3, 1), conv(m, 3), conv(o3, 3, 2, 0)), max_pool(3, 2))

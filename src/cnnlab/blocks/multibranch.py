@@ -87,17 +87,19 @@ class ResidualMultiBranch(MultiBranch):
         return self.act(shortcut + self.scale * self.expand(super().forward(x)))
 
 
-def build_multi_branch(spec: MultiBranchSpec, in_channels: int, conv_kwargs: dict[str, object]) -> MultiBranch:
+def build_multi_branch(spec: MultiBranchSpec, in_channels: int,
+                       conv_kwargs: dict[str, object]) -> MultiBranch:
     """An Inception module (``MultiBranch``), or an Inception-ResNet unit when ``spec.residual``."""
     branches = build_branches(spec, in_channels, conv_kwargs)
     if spec.residual:
-        return ResidualMultiBranch(in_channels, branches, spec.scale, spec.activate, projection=spec.projection)
+        return ResidualMultiBranch(in_channels, branches, spec.scale, spec.activate,
+                                   projection=spec.projection)
     return MultiBranch(in_channels, branches)
 
 
 def build_sequence(units: Sequence[tuple[str, LayerSpec | MultiBranchSpec]], in_channels: int,
                    conv_kwargs: dict[str, object]) -> list[tuple[str, nn.Module]]:
-    """Named layers and multi-branch modules in order (a stem's children), each on the previous one's output."""
+    """Named layers and multi-branch modules in order (a stem's children), each on the previous output."""
     modules = []
     for name, unit in units:
         build_unit = build_multi_branch if isinstance(unit, MultiBranchSpec) else build_layer
@@ -107,7 +109,7 @@ def build_sequence(units: Sequence[tuple[str, LayerSpec | MultiBranchSpec]], in_
 
 
 def _check_widths(widths: object) -> None:
-    """Every field of a widths dataclass is a positive int, or a tuple of as many positive ints as annotated."""
+    """Every field of a widths dataclass is a positive int, or a tuple of as many positive ints as typed."""
     for f in dataclasses.fields(widths):  # type: ignore[arg-type]
         name, value = f"{type(widths).__name__}.{f.name}", getattr(widths, f.name)
         annotation = str(f.type)
@@ -127,7 +129,7 @@ def _frozen_widths(cls: type) -> type:
 
 def _paper_branches(widths_type: type, in_channels: int, widths, conv_kwargs: dict[str, object],
                     **options) -> list[tuple[nn.Module, int]]:
-    """The branches of ``widths.spec(**options)`` on ``in_channels``, their convs ConvNormAct(**conv_kwargs)."""
+    """The branches of ``widths.spec(**options)`` on ``in_channels``, convs ConvNormAct(**conv_kwargs)."""
     check_positive(in_channels, "in_channels")
     if not isinstance(widths, widths_type):
         raise TypeError(f"widths must be a {widths_type.__name__}, got {type(widths).__name__}")
@@ -135,8 +137,8 @@ def _paper_branches(widths_type: type, in_channels: int, widths, conv_kwargs: di
 
 
 class _PaperModule(MultiBranch):
-    """A paper's module without options of its own: the branches of ``widths.spec()`` (a ``widths_type``), their
-    convs ``ConvNormAct(**options)``."""
+    """A paper's module without options of its own: the branches of ``widths.spec()`` (a ``widths_type``),
+    their convs ``ConvNormAct(**options)``."""
 
     widths_type: type
 
@@ -163,5 +165,5 @@ def _convs(widths: tuple[int, ...], kernels: tuple[int | tuple[int, int], ...]) 
 
 
 def pool_proj(out: int, count_include_pad: bool = True, pool: str = "avg") -> tuple[LayerSpec, LayerSpec]:
-    """The pool branch of every Inception module: a 3x3 stride-1 pool (average; GoogLeNet: max), a 1x1 conv."""
+    """The pool branch of every Inception module: a 3x3 stride-1 pool (average; GoogLeNet's max), 1x1 conv."""
     return (max_pool(3, 1, 1) if pool == "max" else avg_pool(3, 1, 1, count_include_pad), conv(out, 1))

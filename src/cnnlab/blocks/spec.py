@@ -1,9 +1,9 @@
 """The block-level part of the spec dialect: a layer, a branch (layers in order) and a multi-branch module
-(branches concatenated, an Inception module) as frozen dataclasses, and the code that builds layers and branches
-(``cnnlab.blocks.multibranch.build_multi_branch`` builds the modules).
+(branches concatenated, an Inception module) as frozen dataclasses, and the code that builds layers and
+branches (``cnnlab.blocks.multibranch.build_multi_branch`` builds the modules).
 
 ``cnnlab.models.spec`` adds stages and whole networks on top and re-exports these names. The paper modules of
-``cnnlab.blocks.inception`` are written once, as ``MultiBranchSpec`` s, for the zoo and the block classes alike.
+``cnnlab.blocks.inception`` are written once, as ``MultiBranchSpec`` s, for the zoo and the block classes.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from torch import nn
 from cnnlab.blocks.conv import AsymmetricConv, ConvNormAct, StackedConv
 from cnnlab.blocks.residual import norm_act
 
-LAYER_KINDS = ("conv", "conv_split", "conv_stack", "conv_asymmetric", "max_pool", "avg_pool", "lrn", "norm_act")
+LAYER_KINDS = ("conv", "conv_split", "conv_stack", "conv_asymmetric", "max_pool", "avg_pool", "lrn",
+               "norm_act")
 ACT_KINDS = ("relu", "gelu")  # a conv's activation by name (True: ReLU, False: none)
 
 
@@ -37,9 +38,9 @@ def _positive(value: object, what: str) -> None:
 
 @dataclass(frozen=True)
 class ConvDefaults:
-    """How the ``conv`` layers of a network are built: batch norm or not, its epsilon and momentum, the conv bias
-    (None: a bias only without a norm), the activation (True: ReLU, False: none, or a name in ``ACT_KINDS``).
-    A layer's own ``options`` replace the network's."""
+    """How the ``conv`` layers of a network are built: batch norm or not, its epsilon and momentum, the conv
+    bias (None: a bias only without a norm), the activation (True: ReLU, False: none, or a name in
+    ``ACT_KINDS``). A layer's own ``options`` replace the network's."""
 
     norm: bool = True
     norm_eps: float = 1e-5
@@ -54,13 +55,13 @@ class ConvDefaults:
 
 @dataclass(frozen=True)
 class LayerSpec:
-    """One layer. ``conv`` is a ConvNormAct (``pool``: a ``pool x pool`` max-pool between conv and norm, airbench);
-    ``conv_split`` is ``1 x k`` and ``k x 1`` side by side (2x the channels, Inception-v3 Fig. 7); ``conv_stack``
-    is a ``k x k`` field as stacked 3x3 (StackedConv), ``conv_asymmetric`` as ``k x 1`` then ``1 x k``
-    (AsymmetricConv); pools and ``lrn`` (``kernel`` = its size) keep the channels.
+    """One layer. ``conv`` is a ConvNormAct (``pool``: a ``pool x pool`` max-pool between conv and norm,
+    airbench); ``conv_split`` is ``1 x k`` and ``k x 1`` side by side (2x the channels, Inception-v3 Fig. 7);
+    ``conv_stack`` is a ``k x k`` field as stacked 3x3 (StackedConv), ``conv_asymmetric`` as ``k x 1`` then
+    ``1 x k`` (AsymmetricConv); pools and ``lrn`` (``kernel`` = its size) keep the channels.
 
-    ``padding=None`` is "same" for convolutions (at stride 1) and 0 for pools; ``options`` replace the network's
-    conv defaults for this layer (a pre-activation net's bare stem conv). ``norm_act`` is BN then ReLU.
+    ``padding=None`` is "same" for convolutions (at stride 1) and 0 for pools; ``options`` replace the
+    network's conv defaults for this layer (a pre-activation net's bare stem conv). ``norm_act`` is BN, ReLU.
     """
 
     kind: str
@@ -96,7 +97,7 @@ class LayerSpec:
         return self.out_channels if self.kind.startswith("conv") else in_channels
 
     def size(self, size: int, axis: int) -> int:
-        """Output length along ``axis`` (0: H, 1: W) for an input of ``size``; < 1 means PyTorch refuses it."""
+        """Output length along ``axis`` (0: H, 1: W) for an input of ``size``; < 1: PyTorch refuses it."""
         kernel = _pair(self.kernel)[axis]
         if self.kind in ("lrn", "norm_act"):
             return size
@@ -174,8 +175,8 @@ class MultiBranchSpec:
 
     ``residual=True`` is an Inception-ResNet unit: ``act(x + scale * expand(concat))`` with a biased 1x1
     ``expand`` back to the input depth (Szegedy et al. 2017, Sec. 3.2); ``activate=False`` drops the ReLU.
-    ``projection=True`` keeps the branches' depth instead (``expand`` to it) and adds ``x`` through He et al.'s
-    option B shortcut (a 1x1 conv + BN where the depths differ).
+    ``projection=True`` keeps the branches' depth instead (``expand`` to it) and adds ``x`` through He et
+    al.'s option B shortcut (a 1x1 conv + BN where the depths differ).
     """
 
     branches: tuple[BranchSpec, ...]
@@ -187,8 +188,10 @@ class MultiBranchSpec:
     def __post_init__(self) -> None:
         object.__setattr__(self, "branches", tuple(self.branches))
         if not self.branches or not all(isinstance(b, BranchSpec) for b in self.branches):
-            raise ValueError(f"a multi-branch module is a non-empty tuple of BranchSpec, got {self.branches!r}")
-        if isinstance(self.scale, bool) or not isinstance(self.scale, (int, float)) or not 0 <= self.scale < math.inf:
+            raise ValueError(f"a multi-branch module is a non-empty tuple of BranchSpec, "
+                             f"got {self.branches!r}")
+        number = isinstance(self.scale, (int, float)) and not isinstance(self.scale, bool)
+        if not (number and 0 <= self.scale < math.inf):
             raise ValueError(f"scale must be a finite number >= 0, got {self.scale!r}")
         if self.projection and not self.residual:
             raise ValueError("projection applies to residual modules only; pass residual=True with it")
@@ -216,7 +219,7 @@ def multi_branch(*branches: BranchSpec | LayerSpec | tuple[LayerSpec, ...], resi
 
 
 def conv_kwargs_for(defaults: ConvDefaults) -> dict[str, object]:
-    """The ConvNormAct keyword arguments that ``defaults`` stand for (``build_layer`` and friends take them)."""
+    """The ConvNormAct keyword arguments that ``defaults`` stand for (as ``build_layer`` takes them)."""
     kwargs: dict[str, object] = {"norm": defaults.norm, "norm_eps": defaults.norm_eps, "bias": defaults.bias,
                                  "norm_momentum": defaults.norm_momentum}
     if defaults.act is not True:
@@ -232,8 +235,8 @@ def build_layer(layer: LayerSpec, in_channels: int, conv_kwargs: dict[str, objec
         return ConvNormAct(in_channels, layer.out_channels, layer.kernel, layer.stride, layer.padding,
                            pool=layer.pool, **conv_kwargs)  # type: ignore[arg-type]
     if layer.kind == "conv_stack":
-        return StackedConv(in_channels, layer.out_channels, layer.kernel, layer.stride,  # type: ignore[arg-type]
-                           **conv_kwargs)
+        return StackedConv(in_channels, layer.out_channels, layer.kernel,  # type: ignore[arg-type]
+                           layer.stride, **conv_kwargs)
     if layer.kind in ("conv_split", "conv_asymmetric"):
         return AsymmetricConv(in_channels, layer.out_channels, layer.kernel,  # type: ignore[arg-type]
                               parallel=layer.kind == "conv_split", **conv_kwargs)

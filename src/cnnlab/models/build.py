@@ -1,5 +1,5 @@
 """The only code that turns a ``NetworkSpec`` into modules, from cnnlab.blocks (whose ``build_layer``,
-``build_branch`` and ``build_multi_branch`` make the layers, branches and Inception modules; importable from here).
+``build_branch`` and ``build_multi_branch`` make layers, branches and Inception modules; importable here).
 
 Module names follow the spec: stages are the Network's children under their names, a multi-branch module's
 branches are ``branch0 .. branchN``, a one-layer branch is that layer bare and a longer one a Sequential

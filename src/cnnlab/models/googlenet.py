@@ -32,7 +32,7 @@ LAYOUTS = ("paper", "torchvision")
 
 def inception(b1: int, b3_reduce: int, b3: int, b5_reduce: int, b5: int, pool_proj: int,
               kernel5: int = 5) -> MultiBranchSpec:
-    """A row of Table 1 (Fig. 2b) as ``InceptionV1Widths.spec``: 1x1 | 1x1 -> 3x3 | 1x1 -> 5x5 | max-pool -> 1x1.
+    """A row of Table 1 (Fig. 2b) as ``InceptionV1Widths.spec``: 1x1 | 1x1->3x3 | 1x1->5x5 | max-pool->1x1.
 
     torchvision's "5x5" branch is a 3x3 (``kernel5=3``, pytorch/vision#906, inherited from TF-slim).
     """

@@ -30,7 +30,7 @@ def inception_v4_spec(num_classes: int = 1000, dropout: float = 0.2, in_channels
         *(stage(f"Mixed_5{s}", INCEPTION_V4_A.spec()) for s in "bcde"),                # 35x35x384
         stage("Mixed_6a", INCEPTION_V4_REDUCTION_A.spec()),                            # 17x17x1024
         # Fig. 5's Inception-B is Inception-v3's 17x17 layout with v4's widths, average pools without padding
-        *(stage(f"Mixed_6{s}", INCEPTION_V4_B.spec(count_include_pad=False)) for s in "bcdefgh"),  # 17x17x1024
+        *(stage(f"Mixed_6{s}", INCEPTION_V4_B.spec(count_include_pad=False)) for s in "bcdefgh"), # 17x17x1024
         stage("Mixed_7a", INCEPTION_V4_REDUCTION_B.spec()),                            # 8x8x1536
         *(stage(f"Mixed_7{s}", INCEPTION_V4_C.spec()) for s in "bcd"),                 # 8x8x1536
     )

@@ -5,11 +5,12 @@ A ``NetworkSpec`` is a tuple of named stages, a head and optional auxiliary head
 Inception module) is a tuple of branches, each a tuple of layers, with an optional scaled residual add
 (Inception-ResNet). ``cnnlab.models.build`` is the only code that turns a spec into modules.
 
-The layer, branch and multi-branch dataclasses live in ``cnnlab.blocks.spec`` (the blocks build from them too) and
-are importable from here. Specs are plain data: ``to_json`` / ``from_json`` round-trip them, and loading accepts
-only the spec dataclasses and the kinds listed in ``LAYER_KINDS``, ``HEAD_KINDS``, ``AUX_KINDS``, ``ACT_KINDS``
-and ``INITS``, so a JSON file can never name code to run. ``min_input_size`` computes the smallest square input a
-spec accepts from the layer arithmetic alone (PyTorch's output-size rules), so no family keeps that number by hand.
+The layer, branch and multi-branch dataclasses live in ``cnnlab.blocks.spec`` (the blocks build from them
+too) and are importable from here. Specs are plain data: ``to_json`` / ``from_json`` round-trip them, and
+loading accepts only the spec dataclasses and the kinds listed in ``LAYER_KINDS``, ``HEAD_KINDS``,
+``AUX_KINDS``, ``ACT_KINDS`` and ``INITS``, so a JSON file can never name code to run. ``min_input_size``
+computes the smallest square input a spec accepts from the layer arithmetic alone (PyTorch's output-size
+rules), so no family keeps that number by hand.
 """
 
 from __future__ import annotations
