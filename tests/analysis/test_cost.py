@@ -216,6 +216,14 @@ def test_input_too_small_names_layer_and_smallest_size():
     analyze(TinyNet(), (3, smallest, smallest))
 
 
+def test_train_mode_batch_norm_at_batch_one_names_the_batch_not_only_a_size():
+    # the aux head of inception_v3 reaches a 1x1 map at 299: train-mode BN has one value per channel at batch 1
+    with pytest.raises(ValueError, match=r"batch_size=2 \(--batch 2\), in eval mode, or at 347x347") as info:
+        analyze("inception_v3", 299, training=True)
+    assert "aux_heads.Mixed_6e.conv1.bn" in str(info.value)
+    assert analyze("inception_v3", 299, training=True, batch_size=2).macs > 0
+
+
 class Cumulative(nn.Module):
     def forward(self, x):
         return torch.cumsum(x, dim=1) * 2

@@ -132,6 +132,11 @@ def raise_too_small(model: nn.Module, name: str, size: tuple[int, ...], batch_si
         if found is None:
             raise ValueError(reason) from exc  # only the declared minimum is violated: the model's own message
         layer, reason = found
+    if batch_size == 1 and model.training and "more than 1 value per channel" in reason:
+        # batch norm in train mode cannot normalise one value per channel: a larger input is one way out of it
+        larger = f", or at {smallest}x{smallest} or larger" if smallest is not None else ""
+        raise ValueError(f"{name} in train mode: layer {layer!r} (batch norm) sees one value per channel at batch "
+                         f"size 1 ({reason}); analyse with batch_size=2 (--batch 2), in eval mode{larger}") from exc
     if smallest is not None and smallest > min(size[1:]):
         if layer:
             where = f": layer {layer!r} ({type(model.get_submodule(layer)).__name__}) would produce an empty output"
