@@ -26,6 +26,10 @@ def test_overrides_are_typed():
     assert parse_override("sync_bn=true") == ("sync_bn", True)
     assert parse_override("data_dir=123") == ("data_dir", "123")
     assert parse_override("model_options={'dropout': 0.2}") == ("model_options", {"dropout": 0.2})
+    # none / null is None only where the key's type allows None; elsewhere it is the text
+    assert parse_override("tta=null") == ("tta", None) and parse_override("grad_clip=None") == ("grad_clip", None)
+    assert parse_override("data_dir=none") == ("data_dir", "none")
+    assert parse_override("model=null") == ("model", "null")
 
 
 def test_bad_overrides():
@@ -39,6 +43,8 @@ def test_bad_overrides():
         parse_override("nesterov=3")
     with pytest.raises(ValueError, match="key=value"):
         parse_override("lr")
+    with pytest.raises(TypeError, match="'epochs' expects int, got 'none'"):
+        parse_override("epochs=none")  # not None: epochs has no null
     with pytest.raises(ValueError, match="optimizer='adam'"):
         from_dict({"optimizer": "adam"})
 

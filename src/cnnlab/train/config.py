@@ -227,14 +227,15 @@ def from_dict(values: dict[str, Any], base: TrainConfig | None = None) -> TrainC
 
 
 def parse_override(text: str) -> tuple[str, Any]:
-    """``key=value`` -> (key, typed value). Values are Python literals; a bare word is a string."""
+    """``key=value`` -> (key, typed value). Values are Python literals; a bare word is a string; none / null
+    is None only for keys that may be None (for others it is the text, e.g. a folder named none)."""
     if "=" not in text:
         raise ValueError(f"override {text!r} must look like key=value, e.g. lr=0.05")
     key, raw = (part.strip() for part in text.split("=", 1))
     tp = _check_key(key)
     lowered = raw.lower()
     if lowered in ("none", "null"):
-        value: Any = None
+        value: Any = None if type(None) in typing.get_args(tp) else raw
     elif lowered in ("true", "false"):
         value = lowered == "true"
     else:
