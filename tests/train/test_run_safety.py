@@ -201,6 +201,19 @@ def test_allowed_changes_reach_the_optimiser(tmp_path):
         _trainer(_cfg(epochs=3), tmp_path / "r", resume=True, allow_changes=("epochs",))
 
 
+def test_a_resume_may_change_tta(tmp_path):
+    # tta only changes how evaluations see the test images: the weights are those of a run that never changed it
+    _trainer(_cfg(), tmp_path / "r").fit(until_step=3)
+    t = _trainer(_cfg(tta="flip"), tmp_path / "r", resume=True)
+    assert t.config.tta == "flip"
+    t.fit()
+    changes = json.loads((tmp_path / "r" / "config.json").read_text())["changes"]
+    assert changes == [{"step": 3, "key": "tta", "old": None, "new": "flip"}]
+    _trainer(_cfg(), tmp_path / "straight").fit()
+    weights = [load_checkpoint(tmp_path / run / "checkpoints" / "last.safetensors")[0] for run in ("r", "straight")]
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[1] if k.startswith("model/"))
+
+
 # ---------------------------------------------------------------- one process per run directory
 def test_a_live_lock_is_refused_and_released_after_fit(tmp_path):
     run = tmp_path / "r"

@@ -42,9 +42,10 @@ log = logging.getLogger(__name__)
 
 LOCK_NAME = "train.lock"
 
-# data_dir only says where the official files are (--data says which): e.g. each machine's own copy
+# none of these changes what the run trains: data_dir only says where the official files are (--data says which),
+# e.g. each machine's own copy; tta only how later evaluations (and so the best checkpoint) see the test images
 RESUMABLE_CHANGES = ("epochs", "max_steps", "log_every", "checkpoint_every", "eval_every", "compile",
-                     "tensorboard", "data_dir")
+                     "tensorboard", "data_dir", "tta")
 
 
 class RunLockedError(OSError):
