@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import time
+import types
 
 import pytest
 
 import cnnlab.experiments as ex
 from cnnlab.cli import main
-from cnnlab.experiments import NO_VERDICT, NOT_REPRODUCED, NOT_RESOLVED, REPRODUCED, Outcome, RunRecord
+from cnnlab.experiments import NO_VERDICT, NOT_REPRODUCED, NOT_RESOLVED, REPRODUCED, Outcome, RunRecord, core
 from cnnlab.experiments.verdict import overall
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -101,14 +103,19 @@ def test_experiment_resumes_without_repeating_finished_runs(tmp_path, monkeypatc
     die = True
     real_fit = Trainer.fit
 
+    clock = [0.0]  # the experiment's clock: each fit takes 10 s, the killed one 1000 s
+
     def fit_then_die(self, *a, **kw):
         calls.append(self.run_dir.name)
         if len(calls) == 2 and die:
             real_fit(self, until_step=1)  # the second run stops after one step and a checkpoint
+            clock[0] += 1000.0
             raise _Killed
+        clock[0] += 10.0
         return real_fit(self, *a, **kw)
 
     monkeypatch.setattr(Trainer, "fit", fit_then_die)
+    monkeypatch.setattr(core, "time", types.SimpleNamespace(perf_counter=lambda: clock[0], strftime=time.strftime))
     with pytest.raises(_Killed):
         ex.run("degradation", "smoke", out, report_formats=())
     first = out / "runs" / "plain20-seed0" / "checkpoints" / "last.safetensors"
@@ -122,10 +129,37 @@ def test_experiment_resumes_without_repeating_finished_runs(tmp_path, monkeypatc
     result = ex.run("degradation", "smoke", out, resume=True, report_formats=())
     assert calls == ["plain32-seed0", "resnet20-seed0", "resnet32-seed0"]  # plain20 was finished: not repeated
     assert first.stat().st_mtime_ns == stamp and len(result.outcome.runs) == 4
+    # the killed part's time counts: a run's wall time is the total of the invocations that trained it
+    assert {r.arm: r.wall_s for r in result.outcome.runs} == {"plain20": 10.0, "plain32": 1010.0, "resnet20": 10.0,
+                                                              "resnet32": 10.0}
+    assert result.record["runs"]["plain32-seed0"]["wall_s_parts"] == [1000.0, 10.0]
     with pytest.raises(FileNotFoundError, match="no experiment record"):
         (tmp_path / "other").mkdir()
         (tmp_path / "other" / "x").write_text("")
         ex.run("degradation", "smoke", tmp_path / "other", resume=True, report_formats=())
+
+
+def test_a_run_killed_after_training_keeps_its_wall_time(tmp_path, monkeypatch):
+    from cnnlab.train import Trainer
+
+    out, clock, real_fit = tmp_path / "deg", [0.0], Trainer.fit
+    calls: list[str] = []
+
+    def fit_then_die(self, *a, **kw):  # killed after the run finished, before the experiment recorded it
+        calls.append(self.run_dir.name)
+        summary = real_fit(self, *a, **kw)
+        clock[0] += 10.0
+        if len(calls) == 1:
+            raise _Killed
+        return summary
+
+    monkeypatch.setattr(Trainer, "fit", fit_then_die)
+    monkeypatch.setattr(core, "time", types.SimpleNamespace(perf_counter=lambda: clock[0], strftime=time.strftime))
+    with pytest.raises(_Killed):
+        ex.run("degradation", "smoke", out, report_formats=())
+    result = ex.run("degradation", "smoke", out, resume=True, report_formats=())
+    assert calls == ["plain20-seed0", "plain32-seed0", "resnet20-seed0", "resnet32-seed0"]  # none trained twice
+    assert [r.wall_s for r in result.outcome.runs] == [10.0] * 4
 
 
 def test_cli(tmp_path, capsys, monkeypatch):

@@ -5,6 +5,8 @@ into one directory (a run directory per run, ``experiment.json`` for the whole) 
 Layout of an experiment directory::
 
     experiment.json         name, budget, seeds, command, environment, runs (status, wall time), analysis
+    entries/<arm>-seed<k>.json  a run's entry in runs; wall_s: the total of wall_s_parts, one per invocation
+                            that trained it (so a resumed run's time includes the part before the kill)
     runs/<arm>-seed<k>/     one Trainer run directory per arm and seed
     report.md, report.html  written by cnnlab.experiments.report
 """
@@ -343,20 +345,27 @@ def _run(experiment: Experiment, plan: Budget, out: Path, source: DataSource, re
     for i, (seed, arm) in enumerate(plan_runs):
         name = _run_name(arm, seed)
         run_dir, entry_path = out / "runs" / name, entries_dir / f"{name}.json"
-        if i % ranks.world_size != ranks.rank or (run_finished(run_dir) and entry_path.is_file()):
+        if i % ranks.world_size != ranks.rank:
             continue
-        config = from_dict({**experiment.config_values(arm, plan, seed), **source.config(), **(overrides or {})})
         entry = json.loads(entry_path.read_text()) if entry_path.is_file() else dict(
             record["runs"].get(name, {"wall_s": 0.0}))  # a record written before entries/ existed
+        if entry_path.is_file() and entry.get("status") == "finished" and run_finished(run_dir):
+            continue
+        config = from_dict({**experiment.config_values(arm, plan, seed), **source.config(), **(overrides or {})})
         if not run_finished(run_dir):
             again = (run_dir / "config.json").is_file()
             if not again and run_dir.exists():  # killed before its config existed: nothing to keep
                 shutil.rmtree(run_dir)
             log.info("%s: %s %s", experiment.name, "resuming" if again else "training", name)
             start = time.perf_counter()
-            Trainer(config, run_dir, resume=again, train_data=train_data, test_data=test_data, progress=progress,
-                    distributed=False).fit()  # this rank trains the whole run alone
-            entry["wall_s"] = float(entry.get("wall_s") or 0.0) + time.perf_counter() - start
+            try:
+                Trainer(config, run_dir, resume=again, train_data=train_data, test_data=test_data,
+                        progress=progress, distributed=False).fit()  # this rank trains the whole run alone
+            finally:  # stopped part-way or not, its time counts: wall_s totals every invocation that trained it
+                seconds = time.perf_counter() - start
+                entry["wall_s"] = float(entry.get("wall_s") or 0.0) + seconds
+                entry["wall_s_parts"] = [*entry.get("wall_s_parts", []), seconds]
+                atomic_write(entry_path, json.dumps({**entry, "status": "incomplete"}, indent=2))
         entry.update(arm=arm.name, seed=seed, status="finished", test_images=len(test_data),
                      train_images=min(len(train_data), config.subset or len(train_data)), rank=ranks.rank,
                      extra_test_acc={label: evaluate_run(run_dir, "last", test_data=data)["accuracy"]
