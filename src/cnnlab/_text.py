@@ -12,7 +12,7 @@ import os
 import shutil
 import sys
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 ELLIPSIS = "~"  # ASCII: every terminal and log file shows it
 MIN_CELL = 8
@@ -86,6 +86,12 @@ def table(header: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence[
     lines = [line(header), sep.join("-" * widths[i] for i in keep)]
     lines.extend(line(r) for r in rows)
     return lines, dropped
+
+
+def md_table(header: Sequence[str], rows: Iterable[Sequence[str]], right: Sequence[bool]) -> list[str]:
+    """A Markdown table as lines: header, the alignment rule (``---:`` where ``right``), rows; cells as given."""
+    return ["| " + " | ".join(header) + " |", "|" + "|".join("---:" if r else "---" for r in right) + "|",
+            *("| " + " | ".join(row) + " |" for row in rows)]
 
 
 def wrap(text: str, width: int | None, indent: int = 0) -> list[str]:

@@ -24,8 +24,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from cnnlab._text import md_table, terminal_width, wrap
 from cnnlab._text import table as _text_table
-from cnnlab._text import terminal_width, wrap
 from cnnlab.analysis.ops import CONVENTIONS, OTHER_KINDS
 from cnnlab.analysis.receptive_field import ReceptiveField
 
@@ -264,12 +264,9 @@ class CostReport(_DerivedTotals):
         header = list(_COLUMNS)
         lines = [f"### {self.model} ({'x'.join(map(str, self.input_size))}, batch {self.batch_size})", ""]
         if depth != 0:
-            lines += ["| " + " | ".join(header) + " |",
-                      "|" + "|".join("---" if i < 2 else "---:" for i in range(len(header))) + "|"]
-            for r in self.at_depth(depth):
-                lines.append("| " + " | ".join(c.replace("|", "\\|") for c in _cells(r)) + " |")
-            for u in self.unknown_ops:
-                lines.append("| " + " | ".join(_unknown_cells(u)) + " |")
+            rows = [[c.replace("|", "\\|") for c in _cells(r)] for r in self.at_depth(depth)]
+            lines += md_table(header, rows + [_unknown_cells(u) for u in self.unknown_ops],
+                              [i >= 2 for i in range(len(header))])
             lines.append("")
         lines.extend(f"- {line}" for line in self.totals_lines())
         return "\n".join(lines) + "\n"

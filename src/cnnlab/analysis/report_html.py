@@ -76,7 +76,6 @@ def _body(report: CostReport, table_depth: int | None, table: bool) -> str:
     return "\n".join(p for p in parts if p)
 
 
-
 def _stage_chart(stages: list[LayerCost], total_macs: int, total_params: int, what: str = "stage",
                  whole: str = "the model", legend: str = "in all") -> str:
     """Inline SVG: per stage (``what``), its MACs and its parameters as % of ``whole``, both on one 0-100% axis."""

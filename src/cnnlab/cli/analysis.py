@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cnnlab._io import atomic_write
+from cnnlab._text import md_table, terminal_width
+from cnnlab._text import table as fit_table
 from cnnlab.cli import parse_size
 
 if TYPE_CHECKING:
@@ -122,8 +124,6 @@ def _depth(text: str) -> int | str:
 
 def run_summary(args: argparse.Namespace) -> int:
     """Handler of ``cnnlab summary``."""
-    from cnnlab._text import terminal_width
-
     report = _analyze(args.model, args)
     depth = args.depth
     if depth is None:  # a readable default for the formats people read; json and csv are data: every row
@@ -173,19 +173,13 @@ def run_compare(args: argparse.Namespace) -> int:
 
         _emit(comparison_page(header, table, rows, notes), args.output)
         return 0
-    lines = []
+    right = [i >= 2 for i in range(len(header))]
     if args.format == "md":
-        lines.append("| " + " | ".join(header) + " |")
-        lines.append("|" + "|".join(["---"] * 2 + ["---:"] * (len(header) - 2)) + "|")
-        lines.extend("| " + " | ".join(cells) + " |" for cells in table)
+        lines = md_table(header, table, right)
     else:
-        from cnnlab._text import table as fit_table
-        from cnnlab._text import terminal_width
-
         width = terminal_width() if args.output is None else None
-        body, dropped = fit_table(header, table, [i >= 2 for i in range(len(header))], width,
-                                  drop_order=(7, 8, 3, 1), shrink_order=(0,))
-        lines.extend([body[0], *body[2:]])  # no rule under the header, as before
+        body, dropped = fit_table(header, table, right, width, drop_order=(7, 8, 3, 1), shrink_order=(0,))
+        lines = [body[0], *body[2:]]  # no rule under the header, as before
         if dropped:
             lines.append(f"(left out to fit {width} columns: {', '.join(dropped)})")
     _emit("\n".join([*lines, "", *notes]), args.output)

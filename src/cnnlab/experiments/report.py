@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab._io import atomic_write
+from cnnlab._text import md_table
 from cnnlab.experiments.core import ExperimentResult, mean_pct, pct
 
 FORMATS = {"md": "report.md", "html": "report.html"}
@@ -104,10 +105,6 @@ def _minutes(text: str) -> str:
     return re.sub(r"^(~?\s*[\d.]+(?:\s*-\s*[\d.]+)?)(?!\s*(?:h|min|s)\b)(?![\d.])", r"\1 min", text.strip())
 
 
-def _size(input_size: Sequence[int]) -> str:
-    return "x".join(str(s) for s in input_size)
-
-
 def _options(options: Any) -> str:
     return ", ".join(f"{k}={v!r}" for k, v in dict(options or {}).items()) or "-"
 
@@ -181,10 +178,10 @@ def build(result: ExperimentResult, images: dict[str, bytes]) -> list[Block]:
                      tuple(tuple(str(c) for c in row) for row in analysis.rows))]
 
     blocks += [Heading(2, "Runs")]
-    test_images = outcome.test_images
     extra = sorted({label for r in outcome.runs for label in r.extra_test_acc})
-    header = ("arm", "seed", f"test accuracy ({_count(test_images)} images)", *(f"test accuracy: {e}" for e in extra),
-              "training accuracy (last epoch)", "images/s (median)", "wall time")
+    header = ("arm", "seed", f"test accuracy ({_count(outcome.test_images)} images)",
+              *(f"test accuracy: {e}" for e in extra), "training accuracy (last epoch)", "images/s (median)",
+              "wall time")
     order = {arm: i for i, arm in enumerate(titles)}
     runs = sorted(outcome.runs, key=lambda r: (order.get(r.arm, len(order)), r.seed))
     blocks.append(Table(header, tuple(
@@ -198,7 +195,7 @@ def build(result: ExperimentResult, images: dict[str, bytes]) -> list[Block]:
 
     blocks += [Heading(2, "Exact cost per arm")]
     costs = outcome.costs
-    size = _size(exp.input_size)
+    size = "x".join(str(s) for s in exp.input_size)
     with_options = any(costs[a].get("options") for a in costs)
     with_train_macs = any(costs[a].get("train_macs", costs[a]["macs"]) != costs[a]["macs"] for a in costs)
     header = ("arm", "model", *(("options",) if with_options else ()), "parameters",
@@ -241,19 +238,17 @@ def build(result: ExperimentResult, images: dict[str, bytes]) -> list[Block]:
 
     env = record.get("environment", {})
     load = env.get("load_average")
-    gpu = env.get("gpu")
     bf16 = env.get("native_bf16")
-    data = record.get("data", {})
     blocks += [Heading(2, "Environment"), Table(("", ""), (
         ("cnnlab", f"{env.get('cnnlab', 'n/a')} (git {env.get('git_commit') or 'unknown'})"),
         ("torch / python", f"{env.get('torch', 'n/a')} / {env.get('python', 'n/a')}"),
         ("CPU", f"{env.get('cpu', 'n/a')} ({env.get('cpu_count', 'n/a')} logical CPUs)"),
         ("native bf16 on the CPU", "n/a" if bf16 is None else "yes" if bf16 else "no"),
-        ("GPU", str(gpu) if gpu else "none"),
+        ("GPU", str(env.get("gpu") or "none")),
         ("torch threads", str(env.get("threads", "n/a"))),
         ("load average at the start (1 / 5 / 15 min)",
          ", ".join(f"{v:.2f}" for v in load) if load else "n/a"),
-        ("data", _data(data)),
+        ("data", _data(record.get("data", {}))),
     ))]
 
     total = sum(float(e.get("wall_s") or 0.0) for e in record.get("runs", {}).values())
@@ -309,10 +304,8 @@ def render_md(blocks: Sequence[Block]) -> str:
         elif isinstance(b, Table):
             numeric = [i > 0 and bool(b.rows) and all(_NUMBER.match(row[i]) for row in b.rows)
                        for i in range(len(b.header))]
-            lines = ["| " + " | ".join(_md(h, True) for h in b.header) + " |",
-                     "|" + "|".join("---:" if n else "---" for n in numeric) + "|"]
-            lines += ["| " + " | ".join(_md(c, True) for c in row) + " |" for row in b.rows]
-            out.append("\n".join(lines))
+            cells = [[_md(c, True) for c in row] for row in (b.header, *b.rows)]
+            out.append("\n".join(md_table(cells[0], cells[1:], numeric)))
         elif isinstance(b, Code):
             fence = _fence(b.text)
             title = f"**{_md(b.title)}**\n\n" if b.title else ""
