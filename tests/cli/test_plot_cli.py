@@ -23,7 +23,7 @@ def _run(path: Path, accs: list[float], lr: float = 0.1) -> Path:
                           "lr": lr / (epoch + 1), "images_per_s": 100.0})
         lines.append({"kind": "epoch", "step": 2 * epoch + 2, "epoch": epoch + 1, "train_loss": 1.0 / (epoch + 1),
                       "train_acc": acc - 0.05, "lr": lr / (epoch + 1), "images_per_s": 100.0,
-                      "test_loss": 1.2 / (epoch + 1), "test_acc": acc})
+                      "test_loss": 1.2 / (epoch + 1), "test_acc": acc, "test_top5": (1 + acc) / 2})
     (path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines) + '{"kind": "ep')  # torn line
     return path
 
@@ -37,6 +37,12 @@ def test_overlays_runs_with_names_axes_and_legend(tmp_path):
     assert list(ax.lines[0].get_xdata()) == [1, 2, 3] and list(ax.lines[0].get_ydata()) == pytest.approx([40, 60, 70])
     steps = curves_figure([str(a)], "lr", per_step=True, log_y=True).axes[0]
     assert steps.get_xlabel() == "step" and steps.get_yscale() == "log" and len(steps.lines[0].get_xdata()) == 6
+
+
+def test_plots_the_test_top5(tmp_path):
+    ax = curves_figure([str(_run(tmp_path / "r20", [0.4, 0.6]))], "test_top5").axes[0]
+    assert ax.get_ylabel() == "test top-5 accuracy (%)" and list(ax.lines[0].get_ydata()) == pytest.approx([70, 80])
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["r20 (best 80.00%)"]
 
 
 def test_same_names_get_their_paths(tmp_path):
@@ -66,6 +72,8 @@ def test_errors_are_one_line(tmp_path, capsys):
     (tmp_path / "b" / "metrics.jsonl").write_text('{"kind": "step", "step": 1, "loss": 2.0, "lr": 0.1}\n')
     assert main(["plot", str(tmp_path / "b")]) == 2
     assert "no test_acc in the epoch records of" in capsys.readouterr().err
+    assert main(["plot", str(tmp_path / "b"), "--metric", "test_top5"]) == 2
+    assert "top-5 needs 5 or more classes" in capsys.readouterr().err
 
 
 TINY = '''

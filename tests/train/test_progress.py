@@ -17,7 +17,7 @@ from torch import nn
 
 from cnnlab.cli import main
 from cnnlab.data import ArrayDataset
-from cnnlab.train import TrainConfig, Trainer
+from cnnlab.train import TrainConfig, Trainer, evaluate_run
 from cnnlab.train.progress import CSV_COLUMNS, Progress, epoch_line, precision_note
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -181,6 +181,20 @@ def test_metrics_csv_has_a_row_per_epoch(tmp_path):
     for row, record in zip(rows, records):
         assert float(row["train_loss"]) == record["train_loss"] and float(row["lr"]) == record["lr"]
     assert rows[0]["test_acc"] == "" and float(rows[1]["test_acc"]) == records[1]["test_acc"]  # epoch 1: no eval
+    assert records[1]["test_top5"] is None and rows[1]["test_top5"] == ""  # 4 classes: no top-5
+
+
+def test_epoch_records_hold_the_test_top5_with_five_classes_or_more(tmp_path):
+    rng = np.random.default_rng(0)
+    data = ArrayDataset(rng.integers(0, 256, (48, 8, 8, 3), dtype=np.uint8), rng.integers(0, 6, 48), tuple("abcdef"))
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 6))
+    run = tmp_path / "run"
+    Trainer(_cfg(), run, model=net, train_data=data, test_data=data, progress=False).fit()
+    records = _epoch_records(run)
+    assert records[-1]["test_top5"] == evaluate_run(run, "last", test_data=data, model=net)["top5_accuracy"]
+    assert all(r["test_acc"] <= r["test_top5"] <= 1 for r in records)
+    assert [float(r["test_top5"]) for r in _csv(run)] == [r["test_top5"] for r in records]
 
 
 def test_metrics_csv_follows_the_jsonl_on_resume(tmp_path):
@@ -206,6 +220,20 @@ def test_a_run_logged_before_the_csv_existed_gains_one_on_resume(tmp_path):
     (run / "metrics.csv").unlink()
     _trainer(_cfg(epochs=3), run, resume=True, progress=False).fit()
     assert [int(r["epoch"]) for r in _csv(run)] == [1, 2, 3]
+
+
+def test_a_csv_written_before_test_top5_gains_the_column_on_resume(tmp_path):
+    run = tmp_path / "run"
+    _trainer(_cfg(epochs=3), run, progress=False).fit(until_step=3)
+    old = [c for c in CSV_COLUMNS if c != "test_top5"]
+    rows = [{c: r[c] for c in old} for r in _csv(run)]
+    with open(run / "metrics.csv", "w", newline="") as f:  # the columns of a run logged before test_top5
+        writer = csv.DictWriter(f, old, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    _trainer(_cfg(epochs=3), run, resume=True, progress=False).fit()
+    assert (run / "metrics.csv").read_text().splitlines()[0] == ",".join(CSV_COLUMNS)
+    assert [{c: r[c] for c in old} for r in _csv(run)][:1] == rows and len(_csv(run)) == 3
 
 
 # ---------------------------------------------------------------- TensorBoard

@@ -1,9 +1,9 @@
 """``cnnlab plot``: training curves of one or more runs on one axis, read from their metrics.jsonl.
 
 A run directory's metrics.jsonl holds one record per epoch (``{"kind": "epoch", "epoch", "train_loss",
-"train_acc", "test_loss", "test_acc", "lr", ...}``) and one per logged step (``{"kind": "step", "step", "loss",
-"acc", "lr", ...}``). Epoch records are plotted by default; ``--per-step`` plots the step records of the
-training metrics and the learning rate. matplotlib is imported by the handler only (``matplotlib.figure.Figure``,
+"train_acc", "test_loss", "test_acc", "test_top5", "lr", ...}``) and one per logged step (``{"kind": "step",
+"step", "loss", "acc", "lr", ...}``). Epoch records are plotted by default; ``--per-step`` plots the step
+records of the training metrics and the learning rate. matplotlib is imported by the handler only (``matplotlib.figure.Figure``,
 no pyplot and no global backend), so the rest of the command line starts without it.
 """
 
@@ -21,6 +21,7 @@ from cnnlab.cli import CLIError
 # metric -> (axis label, key in epoch records, key in step records or None, shown in %)
 METRICS: dict[str, tuple[str, str, str | None, bool]] = {
     "test_acc": ("test accuracy (%)", "test_acc", None, True),
+    "test_top5": ("test top-5 accuracy (%)", "test_top5", None, True),  # data of 5 or more classes
     "train_acc": ("training accuracy (%)", "train_acc", "acc", True),
     "test_loss": ("test loss", "test_loss", None, False),
     "train_loss": ("training loss", "train_loss", "loss", False),
@@ -89,9 +90,8 @@ def curves_figure(runs: Sequence[str], metric: str = "test_acc", per_step: bool 
         if not ys:
             missing.append(str(run))
             continue
-        if metric.endswith("acc"):
-            best = max(ys)
-            name += f" (best {best:.2f}%)" if percent else f" (best {best:.4g})"
+        if percent:  # the accuracies
+            name += f" (best {max(ys):.2f}%)"
         elif metric.endswith("loss"):
             name += f" (last {ys[-1]:.4g})"
         ax.plot(xs, ys, marker="o" if len(xs) <= 30 else None, markersize=3, linewidth=1.5, label=name)
@@ -99,7 +99,9 @@ def curves_figure(runs: Sequence[str], metric: str = "test_acc", per_step: bool 
         where = "logged steps" if per_step else "epoch records"
         raise CLIError(f"no {metric} in the {where} of {', '.join(missing)}"
                        + ("; the test set is evaluated every --set eval_every epochs, and a run stopped before its "
-                          "first epoch has none" if not per_step else ""))
+                          "first epoch has none" if not per_step else "")
+                       + ("; top-5 needs 5 or more classes (and a run logged before cnnlab recorded it)"
+                          if metric == "test_top5" else ""))
     ax.set_xlabel("step" if per_step else "epoch")
     ax.set_ylabel(label)
     if log_y:

@@ -28,7 +28,9 @@ from cnnlab.train.checkpoint import atomic_write
 
 log = logging.getLogger(__name__)
 
-CSV_COLUMNS = ("epoch", "step", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "images_per_s")
+# a run logged with fewer columns gets these on resume: truncate_after rebuilds metrics.csv from metrics.jsonl
+CSV_COLUMNS = ("epoch", "step", "train_loss", "train_acc", "test_loss", "test_acc", "test_top5", "lr",
+               "images_per_s")
 TENSORBOARD_HINT = "pip install 'cnnlab[tensorboard]'"
 
 
@@ -205,7 +207,7 @@ class RunLogs:
             tags = {"train/loss": "loss", "train/acc": "acc", "train/lr": "lr", "train/images_per_s": "images_per_s"}
         else:
             tags = {"epoch/train_loss": "train_loss", "epoch/train_acc": "train_acc", "test/loss": "test_loss",
-                    "test/acc": "test_acc"}
+                    "test/acc": "test_acc", "test/top5": "test_top5"}
         for tag, key in tags.items():
             if record.get(key) is not None:
                 self._writer.add_scalar(tag, record[key], global_step=record["step"])

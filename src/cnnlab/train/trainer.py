@@ -375,7 +375,8 @@ class Trainer:
                     self.epoch_stats = [0.0, 0, 0]
                     if (epoch + 1) % cfg.eval_every == 0 or self.step == self.total_steps:
                         last_eval = self.evaluate()
-                        record.update(test_loss=last_eval["loss"], test_acc=last_eval["accuracy"])
+                        record.update(test_loss=last_eval["loss"], test_acc=last_eval["accuracy"],
+                                      test_top5=last_eval["top5_accuracy"])  # None under 5 classes
                         if last_eval["accuracy"] > self.best_acc:
                             self.best_acc = last_eval["accuracy"]
                             self._save("best", epoch + 1)
