@@ -143,16 +143,16 @@ def run_compare(args: argparse.Namespace) -> int:
     """Handler of ``cnnlab compare``."""
     reports = [_analyze(spec, args) for spec in args.models]
     base = reports[0]
+    base_run = base.params - base.unused_params
     rows = []
     for spec, r in zip(args.models, reports):
         rf = r.layers[0].rf
+        run = r.params - r.unused_params
         rows.append({
-            "model": spec, "input_size": list(r.input_size), "params": r.params,
-            "params_run": r.params - r.unused_params, "macs": r.macs,
+            "model": spec, "input_size": list(r.input_size), "params": r.params, "params_run": run, "macs": r.macs,
             "other_ops": r.other_ops, "activation_bytes": r.activation_bytes,
             # parameters of what ran: auxiliary heads that are off at inference are not compared
-            "params_ratio": (r.params - r.unused_params) / (base.params - base.unused_params)
-            if base.params - base.unused_params else None,
+            "params_ratio": run / base_run if base_run else None,
             "macs_ratio": r.macs / base.macs if base.macs else None,
             "rf_size": max(rf.size) if rf is not None else None,
         })

@@ -27,6 +27,7 @@ from cnnlab.experiments.core import (
     read_record,
     run_experiment,
 )
+from cnnlab.experiments.report import write_report
 from cnnlab.experiments.verdict import NO_VERDICT, NOT_REPRODUCED, NOT_RESOLVED, REPRODUCED, Comparison
 
 __all__ = ["Analysis", "Arm", "Budget", "Comparison", "DataSource", "Experiment", "ExperimentResult",
@@ -68,15 +69,11 @@ def run(name: str, budget: str = "quick", out: str | Path | None = None, *, repo
     """
     result = run_experiment(get_experiment(name), budget, out, **kwargs)
     if report_formats and result.is_main:
-        from cnnlab.experiments.report import write_report
-
         result.reports = write_report(result, report_formats)
     return result
 
 
 def write_reports(out: str | Path, formats: tuple[str, ...] = ("md", "html")) -> list[Path]:
     """(Re)write the reports of the finished experiment directory ``out``; returns the files written."""
-    from cnnlab.experiments.report import write_report
-
     name = read_record(out).get("experiment")
     return write_report(load_result(get_experiment(str(name)), out), formats)

@@ -77,19 +77,16 @@ class Comparison:
             return REPRODUCED if d > noise else NOT_REPRODUCED if d < -noise else NOT_RESOLVED
         return NOT_REPRODUCED if d < -noise else REPRODUCED  # "not less": anything but a clear loss agrees
 
-    @property
-    def _noise_basis(self) -> str:
-        return f", {self.n_images} images" if self.value_se is None else ", the stated error of one value"
-
     def describe(self) -> str:
         """One line with the numbers that decided the outcome."""
         unit_scale, unit = (100.0, "%") if self.unit == "%" else (1.0, f" {self.unit}")
         (ma, sa), (mb, sb) = mean_std(self.a_values), mean_std(self.b_values)
         relation = ">" if self.expect == "greater" else ">="
+        basis = f", {self.n_images} images" if self.value_se is None else ", the stated error of one value"
         return (f"{self.claim}: {self.metric} {self.a} {ma * unit_scale:.2f}{unit} (sd {sa * unit_scale:.2f}, "
                 f"n={len(self.a_values)}) vs {self.b} {mb * unit_scale:.2f}{unit} (sd {sb * unit_scale:.2f}, "
                 f"n={len(self.b_values)}); difference {self.difference * unit_scale:+.2f}{unit}, noise "
-                f"+/-{self.noise * unit_scale:.2f}{unit} ({self.z:g} SE{self._noise_basis}); paper: "
+                f"+/-{self.noise * unit_scale:.2f}{unit} ({self.z:g} SE{basis}); paper: "
                 f"{self.a} {relation} {self.b} -> {self.outcome}")
 
 
