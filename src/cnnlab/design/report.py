@@ -186,10 +186,7 @@ def compare(before: nn.Module, after: nn.Module, record: RewriteRecord | None = 
     record = record if record is not None else RewriteRecord("compare")
     size = resolve_input_size(before, input_size)
     cost_before, notes_before = measure(before, size)
-    if measure_after:
-        cost_after, notes_after = measure(after, size)
-    else:
-        cost_after, notes_after = cost_before, []
+    cost_after, notes_after = measure(after, size) if measure_after else (cost_before, [])
     notes = list(record.notes) + [f"before: {n}" for n in notes_before] + [f"after: {n}" for n in notes_after]
     if size is None and notes_before:
         notes = list(record.notes) + notes_before  # one note, not "before:"/"after:" twice
