@@ -72,20 +72,9 @@ SQUEEZENET_1_0 = (
     FireRow("fire9", 64, 256, 256),
 )
 # DeepScale/SqueezeNet v1.1 (torchvision 0.29.1 squeezenet1_1): same fire modules, pools moved earlier
-SQUEEZENET_1_1 = (
-    Conv("conv1", 64, kernel=3, stride=2),
-    Pool("maxpool1"),
-    FireRow("fire2", 16, 64, 64),
-    FireRow("fire3", 16, 64, 64),
-    Pool("maxpool3"),
-    FireRow("fire4", 32, 128, 128),
-    FireRow("fire5", 32, 128, 128),
-    Pool("maxpool5"),
-    FireRow("fire6", 48, 192, 192),
-    FireRow("fire7", 48, 192, 192),
-    FireRow("fire8", 64, 256, 256),
-    FireRow("fire9", 64, 256, 256),
-)
+_FIRES = tuple(row for row in SQUEEZENET_1_0 if isinstance(row, FireRow))  # fire2 .. fire9
+SQUEEZENET_1_1 = (Conv("conv1", 64, kernel=3, stride=2), Pool("maxpool1"), *_FIRES[:2], Pool("maxpool3"),
+                  *_FIRES[2:4], Pool("maxpool5"), *_FIRES[4:])
 _TABLES = {"1_0": SQUEEZENET_1_0, "1_1": SQUEEZENET_1_1}
 # Sec. 6.2 / Fig. 2 (middle): simple bypass around the fire modules whose input and output widths match
 SIMPLE_BYPASS = ("fire3", "fire5", "fire7", "fire9")
