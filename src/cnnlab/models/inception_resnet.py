@@ -64,12 +64,8 @@ def inception_resnet_v2_spec(num_classes: int = 1000, scales: tuple[float, float
     """Inception-ResNet-v2 as released (TF-slim / timm 1.0.31): v3-like stem, 320/1088/2080 widths, 1x1 to 1536."""
     a, b, c = _check_scales(scales)
     stages = (
-        stage("conv2d_1a", conv(32, 3, 2, 0)),     # 149x149x32
-        stage("conv2d_2a", conv(32, 3, 1, 0)),     # 147x147x32
-        stage("conv2d_2b", conv(64, 3, 1, 1)),     # 147x147x64
-        stage("maxpool_3a", max_pool(3, 2)),       # 73x73x64
-        stage("conv2d_3b", conv(80, 1)),           # 73x73x80
-        stage("conv2d_4a", conv(192, 3, 1, 0)),    # 71x71x192
+        # the release's stem: v1's (Fig. 14) up to conv2d_4a (71x71x192), then a max-pool; top-level stages
+        *(stage(name, layer) for name, layer in inception_resnet_v1_stem()[:6]),
         stage("maxpool_5a", max_pool(3, 2)),       # 35x35x192
         # an Inception-v3 35x35 module with v2's widths, average pool without padding: 35x35x320
         stage("mixed_5b", InceptionV3AWidths(96, (48, 64), (64, 96, 96), 64).spec(count_include_pad=False)),
