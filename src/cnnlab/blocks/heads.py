@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from cnnlab.blocks._validate import check_positive, check_probability
+from cnnlab.blocks.conv import ConvNormAct
 
 
 class _LinearClassifier(nn.Module):
@@ -70,8 +71,6 @@ class GoogLeNetAux(_LinearClassifier):
                  norm: bool = False, norm_eps: float = 1e-3, conv_channels: int = 128, hidden: int = 1024,
                  pool_size: int = 4) -> None:
         super().__init__(in_channels, num_classes)
-        from cnnlab.blocks.conv import ConvNormAct
-
         if pool not in ("paper", "adaptive"):
             raise ValueError(f"pool must be 'paper' (5x5/3 average pool) or 'adaptive' (torchvision), got {pool!r}")
         for value, name in ((conv_channels, "conv_channels"), (hidden, "hidden"), (pool_size, "pool_size")):
@@ -102,8 +101,6 @@ class InceptionV3Aux(_LinearClassifier):
 
     def __init__(self, in_channels: int, num_classes: int, norm_eps: float = 1e-3) -> None:
         super().__init__(in_channels, num_classes)
-        from cnnlab.blocks.conv import ConvNormAct
-
         self.pool = nn.AvgPool2d(5, stride=3)
         self.conv0 = ConvNormAct(in_channels, 128, 1, norm_eps=norm_eps)
         self.conv1 = ConvNormAct(128, 768, 5, padding=0, norm_eps=norm_eps)
@@ -166,8 +163,7 @@ class ConvClassifierHead(nn.Module):
 
     def __init__(self, in_channels: int, num_classes: int, dropout: float = 0.5) -> None:
         super().__init__()
-        check_positive(in_channels, "in_channels")
-        self.in_channels = in_channels
+        self.in_channels = check_positive(in_channels, "in_channels")
         self.dropout = nn.Dropout(check_probability(dropout, "dropout"))
         self.fc = self._classifier(num_classes)
         self.act = nn.ReLU(inplace=True)
