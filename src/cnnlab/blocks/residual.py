@@ -89,7 +89,33 @@ def _mid_channels(out_channels: int, mid_channels: int | None, expansion: int) -
     return out_channels // expansion
 
 
-class BasicBlock(nn.Module):
+class _ResidualUnit(nn.Module):
+    """What the four units share: the residual branch F is the ConvNormActs named in ``conv_names``, in order.
+
+    Post-activation units (this forward) return ``act(F(x) + shortcut(x))``; pre-activation ones override it.
+    """
+
+    conv_names: tuple[str, ...] = ()
+
+    def _residual(self, x: torch.Tensor) -> torch.Tensor:
+        for name in self.conv_names:
+            x = getattr(self, name)(x)
+        return x
+
+    def zero_init_last(self) -> None:
+        """Zero the last BN scale (post-activation: the branch then outputs its BN shift, zero at init) or, in a
+        pre-activation unit, the last convolution: the unit then starts as its shortcut."""
+        last = getattr(self, self.conv_names[-1])
+        nn.init.zeros_(last.conv.weight if last.preact else last.bn.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self._residual(x)
+        if self.shortcut is not None:
+            out = out + self.shortcut(x)
+        return self.act(out)
+
+
+class BasicBlock(_ResidualUnit):
     """Post-activation basic unit: 3x3 conv-BN-ReLU, 3x3 conv-BN, add the shortcut, ReLU (He et al. 2015, Fig. 2).
 
     The stride sits on the first 3x3. Params: ``9 C_in C_out + 9 C_out^2 + 4 C_out`` (+ ``C_in C_out + 2 C_out``
@@ -98,6 +124,7 @@ class BasicBlock(nn.Module):
     """
 
     expansion = 1
+    conv_names = ("conv1", "conv2")
 
     def __init__(self, in_channels: int, out_channels: int, stride: int = 1, shortcut: str | bool = "B",
                  act: ActLayer = "relu", zero_init_last: bool = False) -> None:
@@ -110,18 +137,8 @@ class BasicBlock(nn.Module):
         if zero_init_last:
             self.zero_init_last()
 
-    def zero_init_last(self) -> None:
-        """Zero the last BN scale: the residual branch then outputs its BN bias (zero at init)."""
-        nn.init.zeros_(self.conv2.bn.weight)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.conv2(self.conv1(x))
-        if self.shortcut is not None:
-            out = out + self.shortcut(x)
-        return self.act(out)
-
-
-class Bottleneck(nn.Module):
+class Bottleneck(_ResidualUnit):
     """Post-activation bottleneck: 1x1 reduce, 3x3, 1x1 expand (each conv-BN, ReLU but the last), add, ReLU.
 
     He et al. 2015, Fig. 5 right. ``mid_channels`` defaults to ``out_channels / 4``. The paper (and its Caffe
@@ -133,6 +150,7 @@ class Bottleneck(nn.Module):
     """
 
     expansion = 4
+    conv_names = ("conv1", "conv2", "conv3")
 
     def __init__(self, in_channels: int, out_channels: int, stride: int = 1, shortcut: str | bool = "B",
                  mid_channels: int | None = None, groups: int = 1, stride_in_1x1: bool = False,
@@ -150,16 +168,6 @@ class Bottleneck(nn.Module):
         if zero_init_last:
             self.zero_init_last()
 
-    def zero_init_last(self) -> None:
-        """Zero the last BN scale so the unit starts as its shortcut."""
-        nn.init.zeros_(self.conv3.bn.weight)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.conv3(self.conv2(self.conv1(x)))
-        if self.shortcut is not None:
-            out = out + self.shortcut(x)
-        return self.act(out)
-
 
 def norm_act(channels: int, act: ActLayer = "relu") -> nn.Sequential:
     """BN then activation (children ``bn``, ``act``): the pre-activation of a unit or a network's final one."""
@@ -168,10 +176,8 @@ def norm_act(channels: int, act: ActLayer = "relu") -> nn.Sequential:
     return nn.Sequential(OrderedDict(bn=nn.BatchNorm2d(channels), act=make_activation(act)))
 
 
-class _PreActUnit(nn.Module):
+class _PreActUnit(_ResidualUnit):
     """Shared forward of the pre-activation units: x + F(BN-ReLU(x)), no activation after the addition."""
-
-    conv_names: tuple[str, ...] = ()  # the residual branch's convolutions, applied in this order
 
     def _set_shortcut(self, shortcut: str | bool, in_channels: int, out_channels: int, stride: int) -> None:
         self.shortcut = make_shortcut(shortcut, in_channels, out_channels, stride, norm=False)
@@ -181,9 +187,7 @@ class _PreActUnit(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pre = self.preact(x)
-        out = pre
-        for name in self.conv_names:
-            out = getattr(self, name)(out)
+        out = self._residual(pre)
         if self.shortcut is None:
             return out
         return out + self.shortcut(pre if self.project_preact else x)
@@ -210,10 +214,6 @@ class PreActBasicBlock(_PreActUnit):
         self._set_shortcut(shortcut, in_channels, out_channels, stride)
         if zero_init_last:
             self.zero_init_last()
-
-    def zero_init_last(self) -> None:
-        """Zero the last convolution: the unit is then exactly its shortcut."""
-        nn.init.zeros_(self.conv2.conv.weight)
 
 
 class PreActBottleneck(_PreActUnit):
@@ -243,7 +243,3 @@ class PreActBottleneck(_PreActUnit):
         self._set_shortcut(shortcut, in_channels, out_channels, stride)
         if zero_init_last:
             self.zero_init_last()
-
-    def zero_init_last(self) -> None:
-        """Zero the last convolution: the unit is then exactly its shortcut."""
-        nn.init.zeros_(self.conv3.conv.weight)
