@@ -261,6 +261,8 @@ def test_widths_check_tuple_length_and_type() -> None:
         InceptionV3BWidths(192, (1, 1, 1), (1, 1, 1, 0, 1), 1)
     with pytest.raises(ValueError, match=r"ReductionAWidths.m"):
         ReductionAWidths(1, 1, -1, 1)
+    with pytest.raises(ValueError, match=r"InceptionV1Widths.b1 must be a positive int"):  # an int field
+        InceptionV1Widths((64, 64), 96, 128, 16, 32, 32)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="ReductionAWidths"):
         ReductionA(8, V3A)  # type: ignore[arg-type]
 

@@ -7,7 +7,7 @@ a widths dataclass checked on creation, whose ``spec()`` is the module, and modu
 
 from __future__ import annotations
 
-import dataclasses
+import typing
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -108,22 +108,20 @@ def build_sequence(units: Sequence[tuple[str, LayerSpec | MultiBranchSpec]], in_
     return modules
 
 
-def _check_widths(widths: object) -> None:
-    """Every field of a widths dataclass is a positive int, or a tuple of as many positive ints as typed."""
-    for f in dataclasses.fields(widths):  # type: ignore[arg-type]
-        name, value = f"{type(widths).__name__}.{f.name}", getattr(widths, f.name)
-        annotation = str(f.type)
-        if annotation.startswith("tuple"):
-            length = annotation.count("int")
-            if not isinstance(value, tuple) or len(value) != length:
-                raise ValueError(f"{name} must be a tuple of {length} positive ints, got {value!r}")
-        for v in value if isinstance(value, tuple) else (value,):
-            check_positive(v, name)
-
-
 def _frozen_widths(cls: type) -> type:
-    """A frozen dataclass whose fields are checked to be positive ints (or tuples of them) on creation."""
-    cls.__post_init__ = _check_widths  # type: ignore[attr-defined]
+    """A frozen dataclass whose fields are checked on creation: each a positive int, or a tuple of as many
+    positive ints as its type says."""
+    lengths = {field: len(typing.get_args(hint)) for field, hint in typing.get_type_hints(cls).items()}  # int: 0
+
+    def check(widths: object) -> None:
+        for field, length in lengths.items():
+            name, value = f"{type(widths).__name__}.{field}", getattr(widths, field)
+            if length and (not isinstance(value, tuple) or len(value) != length):
+                raise ValueError(f"{name} must be a tuple of {length} positive ints, got {value!r}")
+            for v in value if length else (value,):
+                check_positive(v, name)
+
+    cls.__post_init__ = check  # type: ignore[attr-defined]
     return dataclass(frozen=True)(cls)
 
 
