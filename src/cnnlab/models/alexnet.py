@@ -7,8 +7,6 @@ Five convolutions, overlapping 3x3/2 max-pooling (2012, Sec. 3.4) and three full
 
 from __future__ import annotations
 
-from functools import partial
-
 from cnnlab.models.build import build
 from cnnlab.models.network import Network
 from cnnlab.models.spec import ConvDefaults, HeadSpec, NetworkSpec, conv, max_pool, min_input_size, stage
@@ -79,6 +77,6 @@ MODELS.register(
         tags=("imagenet", "plain"),
         converters={"torchvision": Converter(_torchvision_rules())},
     ),
-    partial(alexnet),
+    alexnet,
     spec=alexnet_spec,
 )
