@@ -29,16 +29,16 @@ _NUM_CELL = ' class="num"'
 def page(report: CostReport, depth: int | None = None) -> str:
     """The report as one HTML page (``CostReport.to_html``)."""
     return _HTML_TEMPLATE.format(title=html.escape(f"cnnlab: {report.model}"), style=_STYLE,
-                                 body=_body(report, table_depth=depth, table=True), script=_SCRIPT)
+                                 body=_body(report, depth), script=_SCRIPT)
 
 
 def fragment(report: CostReport) -> str:
     """What Jupyter shows: totals, charts and the collapsible module tree (no script needed)."""
-    return f'<div class="cnnlab-report">{_STYLE}{_body(report, table_depth=None, table=False)}</div>'
+    return f'<div class="cnnlab-report">{_STYLE}{_body(report, 0)}</div>'
 
 
-def _body(report: CostReport, table_depth: int | None, table: bool) -> str:
-    """The page's content: totals, diagram, stage chart, receptive-field chart, module tree, layer table."""
+def _body(report: CostReport, table_depth: int | None) -> str:
+    """The content: totals, diagram, both charts, module tree, layer table (to ``table_depth``; 0: none)."""
     stages = [r for r in report.layers if r.depth == 1]
     leaves = [r for r in report.layers if r.is_leaf and r.rf is not None and r.calls]
     unknown = "".join(f"<li>{html.escape(u['op'])} in {html.escape(u['layer'] or '(model)')} "
@@ -62,7 +62,7 @@ def _body(report: CostReport, table_depth: int | None, table: bool) -> str:
         'everything inside it.</p>',
         _tree(report),
     ]
-    if table and table_depth != 0:
+    if table_depth != 0:
         rows = report.at_depth(table_depth)
         hidden = len(report.at_depth(None)) - len(rows)
         parts += [
