@@ -89,7 +89,7 @@ def table(header: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence[
 
 
 def md_table(header: Sequence[str], rows: Iterable[Sequence[str]], right: Sequence[bool]) -> list[str]:
-    """A Markdown table as lines: header, the alignment rule (``---:`` where ``right``), rows; cells as given."""
+    """A Markdown table as lines: header, alignment rule (``---:`` where ``right``), rows; cells as given."""
     return ["| " + " | ".join(header) + " |", "|" + "|".join("---:" if r else "---" for r in right) + "|",
             *("| " + " | ".join(row) + " |" for row in rows)]
 

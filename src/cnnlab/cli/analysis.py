@@ -149,8 +149,8 @@ def run_compare(args: argparse.Namespace) -> int:
         rf = r.layers[0].rf
         run = r.params - r.unused_params
         rows.append({
-            "model": spec, "input_size": list(r.input_size), "params": r.params, "params_run": run, "macs": r.macs,
-            "other_ops": r.other_ops, "activation_bytes": r.activation_bytes,
+            "model": spec, "input_size": list(r.input_size), "params": r.params, "params_run": run,
+            "macs": r.macs, "other_ops": r.other_ops, "activation_bytes": r.activation_bytes,
             # parameters of what ran: auxiliary heads that are off at inference are not compared
             "params_ratio": run / base_run if base_run else None,
             "macs_ratio": r.macs / base.macs if base.macs else None,

@@ -54,11 +54,11 @@ def build_steps(args: argparse.Namespace) -> list[dict[str, Any]]:
         steps.append({"name": "to_residual", "args": {"shortcut": args.residual}})
     if args.preact:
         steps.append({"name": "to_preactivation", "args": {}})
-    min_kernel = {} if args.min_kernel is None else {"min_kernel": args.min_kernel}
+    kernel = {} if args.min_kernel is None else {"min_kernel": args.min_kernel}
     if args.factorize:
-        steps.append({"name": "factorize", "args": {"style": args.factorize, "where": args.where, **min_kernel}})
+        steps.append({"name": "factorize", "args": {"style": args.factorize, "where": args.where, **kernel}})
     if args.bottleneck is not None:  # with --factorize, --min-kernel is the factorisation's only
-        bargs = {"reduction": args.bottleneck, "where": args.where, **({} if args.factorize else min_kernel)}
+        bargs = {"reduction": args.bottleneck, "where": args.where, **({} if args.factorize else kernel)}
         steps.append({"name": "add_bottleneck", "args": bargs})
     if args.gap_head:
         steps.append({"name": "gap_head", "args": {}})
