@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+import cnnlab
 from cnnlab.analysis import analyze
 from cnnlab.design import compare
 from cnnlab.design.report import feature_receptive_field
@@ -38,3 +39,14 @@ def test_inception_networks_report_their_last_module_and_nothing_past_the_maps()
     assert report.layer("inception5b").rf.size == (715, 715)  # the last module, all four branches
     flat = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Conv2d(4, 4, 3))  # nothing ends the maps: the whole network
     assert feature_receptive_field(analyze(flat, (3, 9, 9))) == (5, 5)
+
+
+def test_a_model_left_in_train_mode_is_measured_at_inference_cost():
+    # create_model returns a module in train mode: its aux heads would run and count, and its field end at aux1
+    model = cnnlab.create_model("cifar_inception", aux=True)
+    assert model.training
+    report = compare(model, model, input_size=(3, 32, 32))
+    eval_cost = analyze(model, (3, 32, 32), training=False)
+    assert report.before.macs == eval_cost.macs < analyze(model, (3, 32, 32), training=True).macs
+    assert report.before.receptive_field == feature_receptive_field(eval_cost)
+    assert model.training  # the model's own mode is left alone

@@ -116,7 +116,9 @@ def measure(model: nn.Module, input_size: Sequence[int] | None) -> tuple[Cost, l
     if input_size is None:
         return Cost(params), ["no input size: MACs and receptive field not measured (pass input_size)"]
     try:
-        cost = analyze(model, input_size=tuple(input_size))
+        # inference cost, as the zoo's cards and `cnnlab summary` count it: a model left in train mode would run
+        # (and count) its auxiliary heads, and its receptive field would end at the first of them
+        cost = analyze(model, input_size=tuple(input_size), training=False)
     except ValueError as exc:  # e.g. an input too small for the network
         return Cost(params), [f"analysis failed at {tuple(input_size)}: {exc}"]
     return Cost(params, int(cost.macs), feature_receptive_field(cost)), []
