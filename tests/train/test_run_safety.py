@@ -201,14 +201,16 @@ def test_allowed_changes_reach_the_optimiser(tmp_path):
         _trainer(_cfg(epochs=3), tmp_path / "r", resume=True, allow_changes=("epochs",))
 
 
-def test_a_resume_may_change_tta(tmp_path):
-    # tta only changes how evaluations see the test images: the weights are those of a run that never changed it
+@pytest.mark.parametrize(("key", "old", "new"), [("tta", None, "flip"), ("eval_batch_size", 500, 7)])
+def test_a_resume_may_change_an_evaluation_only_key(tmp_path, key, old, new):
+    # tta and eval_batch_size only change how evaluations see the test images: the weights are those of a run
+    # that never changed them
     _trainer(_cfg(), tmp_path / "r").fit(until_step=3)
-    t = _trainer(_cfg(tta="flip"), tmp_path / "r", resume=True)
-    assert t.config.tta == "flip"
+    t = _trainer(_cfg(**{key: new}), tmp_path / "r", resume=True)
+    assert getattr(t.config, key) == new
     t.fit()
     changes = json.loads((tmp_path / "r" / "config.json").read_text())["changes"]
-    assert changes == [{"step": 3, "key": "tta", "old": None, "new": "flip"}]
+    assert changes == [{"step": 3, "key": key, "old": old, "new": new}]
     _trainer(_cfg(), tmp_path / "straight").fit()
     weights = [load_checkpoint(tmp_path / run / "checkpoints" / "last.safetensors")[0] for run in ("r", "straight")]
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[1] if k.startswith("model/"))

@@ -45,7 +45,7 @@ LOCK_NAME = "train.lock"
 # none of these changes what the run trains: data_dir only says where the official files are (--data says which),
 # e.g. each machine's own copy; tta only how later evaluations (and so the best checkpoint) see the test images
 RESUMABLE_CHANGES = ("epochs", "max_steps", "log_every", "checkpoint_every", "eval_every", "compile",
-                     "tensorboard", "data_dir", "tta")
+                     "tensorboard", "data_dir", "tta", "eval_batch_size")
 
 
 class RunLockedError(OSError):
