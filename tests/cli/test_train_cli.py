@@ -90,6 +90,10 @@ def test_train_then_eval(work, capsys):
     assert main(["eval", "run", "--json", "--trust-run-code"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert np.array(result["confusion"]).sum() == 32 and result["test_set"] == "test.npz"
+    assert main(["eval", "run", "--json", "--trust-run-code", "--tta", "none"]) == 0  # the run's own: none
+    assert json.loads(capsys.readouterr().out)["loss"] == result["loss"]
+    assert main(["eval", "run", "--json", "--trust-run-code", "--tta", "flip"]) == 0
+    assert json.loads(capsys.readouterr().out)["loss"] != result["loss"]
     # another test file of the same format: 8 images, all of class "c" -> one confusion row, same accuracy
     with np.load(work / "test.npz") as f:
         np.savez(work / "other.npz", x=f["x"][:8], y=np.full(8, 2), classes=f["classes"])

@@ -12,9 +12,9 @@ import torch
 from safetensors.torch import save as st_save
 
 import cnnlab
-from cnnlab.data import ArrayDataset, normalize
+from cnnlab.data import ArrayDataset, BatchLoader, normalize
 from cnnlab.models import UntrustedCodeError
-from cnnlab.train import RunInfo, TrainConfig, Trainer, evaluate_run, load_checkpoint, load_run
+from cnnlab.train import RunInfo, TrainConfig, Trainer, evaluate, evaluate_run, load_checkpoint, load_run
 from cnnlab.train.trainer import weights_digest
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -127,3 +127,17 @@ def test_evaluate_run_refuses_a_test_set_unlike_the_run(ema_run, data, message):
     run, _ = ema_run
     with pytest.raises(ValueError, match="^the given test set " + re.escape(message)):
         evaluate_run(run, test_data=data)
+
+
+def test_evaluate_run_with_another_test_time_augmentation(ema_run):
+    run, _ = ema_run
+    test = _data(16, seed=1)
+    model = load_run(run)
+    loader = BatchLoader(test, 500, model.run_info.mean, model.run_info.std, train=False)
+    for tta in (None, "flip", "flip_translate"):
+        expected = evaluate(model, loader, num_classes=4, tta=tta)["loss"]
+        assert evaluate_run(run, test_data=test, tta=tta)["loss"] == pytest.approx(expected, abs=1e-6)
+    assert evaluate_run(run, test_data=test)["loss"] == pytest.approx(evaluate_run(run, test_data=test, tta=None)["loss"])
+    assert evaluate_run(run, test_data=test, tta="flip")["loss"] != evaluate_run(run, test_data=test)["loss"]
+    with pytest.raises(ValueError, match="tta must be 'run'"):
+        evaluate_run(run, test_data=test, tta="mirror")

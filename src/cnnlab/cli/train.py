@@ -81,6 +81,8 @@ def register(subparsers: Any) -> None:
                                    "run's options instead of the one its checkpoint names")
     e.add_argument("--trust-run-code", action="store_true",
                    help="import the package.module:callable the checkpoint names (only for runs you trust)")
+    e.add_argument("--tta", choices=("run", "none", "flip", "flip_translate"), default="run",
+                   help="test-time augmentation: the run's own (default), none, or the one named")
     e.add_argument("--confusion", action="store_true",
                    help="print the confusion matrix however many classes there are (default: up to 10)")
     e.add_argument("--json", action="store_true", help="print the result as JSON (the confusion matrix included)")
@@ -233,7 +235,7 @@ def run_eval(args: argparse.Namespace) -> int:
     if not (run / "checkpoints").is_dir():
         raise CLIError(f"{run} is not a run directory (no checkpoints/); give the --out of a cnnlab train run")
     result = evaluate_run(run, args.checkpoint, model=args.model, test_file=args.test_file, data_dir=args.data_dir,
-                          trust_code=args.trust_run_code)
+                          trust_code=args.trust_run_code, tta=None if args.tta == "none" else args.tta)
     if args.json:
         print(json.dumps(result))
         return 0

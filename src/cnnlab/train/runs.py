@@ -28,6 +28,7 @@ from cnnlab.train.components import (
 from cnnlab.train.config import TrainConfig, from_dict
 from cnnlab.train.ema import load_ema_weights
 from cnnlab.train.evaluate import evaluate
+from cnnlab.train.tta import TTA_MODES
 
 CHECKPOINTS = ("best", "last")
 
@@ -119,19 +120,23 @@ def _check_test_set(test: ArrayDataset, meta: dict[str, Any], name: str) -> None
 
 def evaluate_run(run_dir: str | Path, which: str = "best", test_data: ArrayDataset | None = None,
                  model: nn.Module | str | None = None, *, test_file: str | Path | None = None,
-                 data_dir: str | Path | None = None, trust_code: bool = False) -> dict[str, Any]:
+                 data_dir: str | Path | None = None, trust_code: bool = False,
+                 tta: str | None = "run") -> dict[str, Any]:
     """Top-1, top-5 and per-class accuracy, loss and confusion matrix of a run's ``best`` (or ``last``) checkpoint,
     as ``cnnlab.train.evaluate`` computes them, plus ``checkpoint``, ``step`` and ``test_set``.
 
     The test set is the run's own unless ``test_data`` is given, or ``test_file`` (npz / imagefolder runs:
     another test file of the same format, e.g. a re-encoded copy) or ``data_dir`` (official formats: where
     the files are now) points elsewhere. The run's training statistics normalise it either way, and its
-    test-time augmentation and precision apply.
+    precision applies; ``tta`` is the run's test-time augmentation (``"run"``), or None / "flip" /
+    "flip_translate" to evaluate with that instead.
     ``model`` (a module, or a name to build with the run's options) replaces the network the checkpoint
     names; a ``package.module:callable`` named only by the checkpoint is refused unless ``trust_code``.
     A checkpoint with NaN or infinite weights, or a test set whose image shape, class count or class list differs
     from the run's, is refused: either would give an accuracy that means nothing.
     """
+    if tta != "run" and tta not in TTA_MODES:
+        raise ValueError(f"tta must be 'run' (the run's own), None, 'flip' or 'flip_translate', got {tta!r}")
     path, tensors, meta, cfg = open_checkpoint(run_dir, which)
     official = cfg.data not in ("npz", "imagefolder")
     if test_file is not None and official:
@@ -151,7 +156,8 @@ def evaluate_run(run_dir: str | Path, which: str = "best", test_data: ArrayDatas
     loader = BatchLoader(test, cfg.eval_batch_size, meta["mean"], meta["std"], train=False,
                          device=device if device.type == "cuda" else "cpu", channels_last=cfg.channels_last)
     result = evaluate(net, loader, num_classes=int(meta["num_classes"]), classes=meta["classes"], device=device,
-                      precision=resolve_precision(cfg.precision, device), tta=cfg.tta)
+                      precision=resolve_precision(cfg.precision, device),
+                      tta=cfg.tta if tta == "run" else tta)
     source = "given data" if test_data is not None else str(test_file or f"{cfg.data} test split")
     return {"checkpoint": str(path), "step": meta["step"], "test_set": source, **result}
 
