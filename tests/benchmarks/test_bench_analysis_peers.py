@@ -5,25 +5,17 @@ another environment), on a tiny network."""
 from __future__ import annotations
 
 import importlib.util
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture
-def bench(monkeypatch):
-    monkeypatch.syspath_prepend(str(BENCH))  # the script imports its sibling _markdown
-    spec = importlib.util.spec_from_file_location("bench_analysis_peers", BENCH / "bench_analysis_peers.py")
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, spec.name, module)  # dataclasses look their module up while defined
-    spec.loader.exec_module(module)
-    return module
+def bench(load_script):
+    return load_script("bench_analysis_peers")
 
 
 def tiny() -> nn.Module:

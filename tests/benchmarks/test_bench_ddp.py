@@ -4,25 +4,15 @@ hand: ``python benchmarks/bench_ddp.py --smoke --benchmarks-file /tmp/B.md``).""
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
-
 
 @pytest.fixture
-def bench(monkeypatch):
-    monkeypatch.syspath_prepend(str(BENCH))  # the script imports its sibling _markdown
-    spec = importlib.util.spec_from_file_location("bench_ddp", BENCH / "bench_ddp.py")
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, spec.name, module)
-    spec.loader.exec_module(module)
-    return module
+def bench(load_script):
+    return load_script("bench_ddp")
 
 
 def test_row(bench, tmp_path):

@@ -3,25 +3,15 @@ tiny end-to-end run of the recipe's step under two options."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture
-def bench(monkeypatch):
-    monkeypatch.syspath_prepend(str(BENCH))  # the script imports its sibling _markdown
-    spec = importlib.util.spec_from_file_location("bench_step_options", BENCH / "bench_step_options.py")
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, spec.name, module)  # dataclasses look their module up while defined
-    spec.loader.exec_module(module)
-    return module
+def bench(load_script):
+    return load_script("bench_step_options")
 
 
 @pytest.mark.parametrize("auto,other", [(torch.bfloat16, "precision=fp32"), (None, "precision=bf16")])

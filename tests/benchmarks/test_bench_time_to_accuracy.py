@@ -3,23 +3,15 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture
-def bench(monkeypatch):
-    monkeypatch.syspath_prepend(str(BENCH))  # the script imports its sibling _markdown
-    spec = importlib.util.spec_from_file_location("bench_time_to_accuracy", BENCH / "bench_time_to_accuracy.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def bench(load_script):
+    return load_script("bench_time_to_accuracy")
 
 
 @pytest.fixture

@@ -2,24 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture
-def bench(monkeypatch):
-    monkeypatch.syspath_prepend(str(BENCH))  # the script imports its sibling _markdown
-    spec = importlib.util.spec_from_file_location("bench_train", BENCH / "bench_train.py")
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, spec.name, module)
-    spec.loader.exec_module(module)
-    return module
+def bench(load_script):
+    return load_script("bench_train")
 
 
 def test_recipe_table(bench):
