@@ -42,3 +42,12 @@ def append_row(section: str, preamble: str, header: str, row: str, path: Path = 
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(new)
     os.replace(tmp, path)
+
+
+def publish_row(section: str, preamble: str, header: str, row: str, dest: Path | None) -> None:
+    """Print the table's heading line and ``row``; add the row to ``dest``'s table too, unless ``dest`` is None."""
+    print(header.splitlines()[0])
+    print(row)
+    if dest is not None:
+        append_row(section, preamble, header, row, dest)
+        print(f"appended to {dest}")

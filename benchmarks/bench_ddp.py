@@ -39,7 +39,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from _markdown import BENCHMARKS_MD, append_row
+from _markdown import BENCHMARKS_MD, publish_row
 
 SECTION = "## Distributed training"
 PREAMBLE = (
@@ -202,12 +202,7 @@ def main(argv: list[str] | None = None) -> int:
               f"img/s, all-reduce {r[2]['allreduce_share']:.0%} of the 2-process step", flush=True)
     env = {"cpu": cpu_model(), "native_bf16": native_cpu_bf16(), "load_min": min(loads), "load_max": max(loads)}
     row = summarize(args, rounds, env)
-    print(HEADER.splitlines()[0])
-    print(row)
-    dest = args.benchmarks_file or (None if args.smoke else BENCHMARKS_MD)
-    if dest is not None:
-        append_row(SECTION, PREAMBLE, HEADER, row, dest)
-        print(f"appended to {dest}")
+    publish_row(SECTION, PREAMBLE, HEADER, row, args.benchmarks_file or (None if args.smoke else BENCHMARKS_MD))
     return 0
 
 

@@ -39,7 +39,7 @@ from typing import Any
 
 import torch
 
-from _markdown import BENCHMARKS_MD, append_row
+from _markdown import BENCHMARKS_MD, publish_row
 from cnnlab.analysis import analyze
 from cnnlab.data import ArrayDataset, load_dataset
 from cnnlab.experiments.core import cpu_model
@@ -209,12 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         loads.append(os.getloadavg()[0])
     env.update(load_min=min(loads), load_max=max(loads))
     row, met = summarize(args, runs, errors, env, limit_s)
-    print(HEADER.splitlines()[0])
-    print(row)
-    dest = args.benchmarks_file or (None if args.smoke else BENCHMARKS_MD)
-    if dest is not None:
-        append_row(SECTION, PREAMBLE, HEADER, row, dest)
-        print(f"appended to {dest}")
+    publish_row(SECTION, PREAMBLE, HEADER, row, args.benchmarks_file or (None if args.smoke else BENCHMARKS_MD))
     return 0 if met else 1
 
 

@@ -15,7 +15,7 @@ def bench(load_script):
     return load_script("bench_ddp")
 
 
-def test_row(bench, tmp_path):
+def test_row(bench, tmp_path, capsys):
     args = argparse.Namespace(model="resnet20", batch_size=128, steps=10)
     rounds = [{1: {"images_per_s": 100.0, "precision": "fp32"}, 2: {"images_per_s": 150.0, "allreduce_share": 0.2}},
               {1: {"images_per_s": 120.0, "precision": "fp32"}, 2: {"images_per_s": 210.0, "allreduce_share": 0.3}},
@@ -28,6 +28,7 @@ def test_row(bench, tmp_path):
                          "3 of 10 steps (1 / 2 processes: 100 / 150; 120 / 210; 110 / 176)"]
     # the speed-up is the median of the per-round ratios (1.5, 1.75, 1.6), not a ratio of medians
     out = tmp_path / "B.md"
-    bench.append_row(bench.SECTION, bench.PREAMBLE, bench.HEADER, row, out)
+    bench.publish_row(bench.SECTION, bench.PREAMBLE, bench.HEADER, row, out)
+    assert capsys.readouterr().out.splitlines() == [bench.HEADER.splitlines()[0], row, f"appended to {out}"]
     text = out.read_text()
     assert text.count(bench.SECTION) == 1 and text.rstrip().endswith(row)
