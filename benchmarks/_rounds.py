@@ -1,6 +1,20 @@
-"""Shared by the benchmark scripts: the order in which each timing round measures its contestants."""
+"""Shared by the benchmark scripts: the order in which each timing round measures its contestants, and scratch
+directories for the runs they time."""
 
 from __future__ import annotations
+
+import atexit
+import shutil
+import tempfile
+from pathlib import Path
+
+
+def scratch_dir(prefix: str) -> Path:
+    """A new temporary directory, removed when the process exits: the timed runs' checkpoints are not results, and
+    a test suite that calls the benchmarks many times must not leave them behind."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
 
 
 def rotated(items: list, r: int) -> list:

@@ -26,7 +26,6 @@ import contextlib
 import os
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -38,7 +37,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from _markdown import write_section
-from _rounds import rotated
+from _rounds import rotated, scratch_dir
 from cnnlab.data import ArrayDataset
 from cnnlab.experiments.core import cpu_model
 from cnnlab.train import Trainer
@@ -195,7 +194,7 @@ def run(rounds: int, steps: int, images: int, only: list[str] | None, overrides:
     if unknown:
         raise SystemExit(f"--only: unknown option(s) {', '.join(unknown)}; known: "
                          f"{', '.join(o.name for o in options(auto_dtype))}")
-    tmp = Path(tempfile.mkdtemp(prefix="cnnlab-step-options-"))
+    tmp = scratch_dir("cnnlab-step-options-")
     trainers, warm_s, errors = {}, {}, {}
     for option in chosen:
         start = time.perf_counter()

@@ -25,7 +25,6 @@ import copy
 import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -35,6 +34,7 @@ import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 
 from _markdown import write_section
+from _rounds import scratch_dir
 from cnnlab.data import ArrayDataset, Augment, BatchLoader, channel_stats
 from cnnlab.models import create_model
 from cnnlab.train import TrainConfig, Trainer
@@ -119,7 +119,7 @@ def recipe_run(recipe_name: str, rounds: int, steps: int, **overrides: object) -
                                            if cfg.channels_last else x, dtype)
     opts = {k: torch.optim.SGD(m.parameters(), lr=0.01, momentum=cfg.momentum, nesterov=cfg.nesterov,
                                weight_decay=cfg.weight_decay) for k, (m, _, _) in loops.items()}
-    trainer = Trainer(cfg, Path(tempfile.mkdtemp(prefix="cnnlab-bench-recipe-")) / "run", train_data=data,
+    trainer = Trainer(cfg, scratch_dir("cnnlab-bench-recipe-") / "run", train_data=data,
                       test_data=data, progress=False)
     for k, (m, xx, dt) in loops.items():
         plain_round(m, opts[k], xx, y, 1, dt, cfg.label_smoothing)  # warm-up
@@ -144,17 +144,17 @@ def run(model_name: str, batch_size: int, rounds: int, steps: int, compile_too: 
     x = ((torch.from_numpy(data.x[:batch_size]).float() / 255 - torch.tensor(mean)) / torch.tensor(std))
     x = x.permute(0, 3, 1, 2).contiguous()
     y = torch.from_numpy(data.y[:batch_size])
-    tmp = tempfile.mkdtemp(prefix="cnnlab-bench-")
+    tmp = scratch_dir("cnnlab-bench-")
     # lr 0.01 keeps random-init training finite; no test-set evaluation inside the timed steps (eval_every);
     # ten copies of the 1000 images make epochs of 78 steps, as on CIFAR-10 the epoch-end checkpoint is rare
     base = TrainConfig(model=model_name, data="npz", batch_size=batch_size, lr=0.01, epochs=1000, eval_every=10**6)
     data = ArrayDataset(np.tile(data.x, (10, 1, 1, 1)), np.tile(data.y, 10), data.classes)
-    trainers = {"default": Trainer(base, Path(tmp) / "default", train_data=data, test_data=data, progress=False),
-                "bf16": Trainer(base.replace(precision="bf16"), Path(tmp) / "bf16", train_data=data, test_data=data,
+    trainers = {"default": Trainer(base, tmp / "default", train_data=data, test_data=data, progress=False),
+                "bf16": Trainer(base.replace(precision="bf16"), tmp / "bf16", train_data=data, test_data=data,
                                 progress=False)}
     compile_s = None
     if compile_too:
-        trainers["compile"] = Trainer(base.replace(compile=True), Path(tmp) / "compile", train_data=data,
+        trainers["compile"] = Trainer(base.replace(compile=True), tmp / "compile", train_data=data,
                                       test_data=data, progress=False)
         start = time.perf_counter()
         trainer_round(trainers["compile"], 1)  # the first step compiles

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
+
+from .conftest import BENCH
 
 
 @pytest.fixture
@@ -19,3 +25,12 @@ def test_rotation_covers_every_start_and_keeps_every_item(rounds):
 
 def test_rotating_nothing_gives_nothing(rounds):
     assert rounds.rotated([], 5) == []
+
+
+def test_scratch_dirs_are_removed_when_the_process_exits():
+    # in a child process, since removal happens at exit: the benchmarks' timed runs must not pile up in /tmp
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import _rounds; d = _rounds.scratch_dir('cnnlab-t-');"
+            " (d / 'ckpt').write_text('x'); print(d)")
+    made = subprocess.run([sys.executable, "-c", code, str(BENCH)], capture_output=True, text=True, check=True)
+    path = Path(made.stdout.strip())
+    assert path.name.startswith("cnnlab-t-") and not path.exists()
