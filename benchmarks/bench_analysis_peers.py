@@ -435,7 +435,8 @@ def render(rows: list[dict[str, Any]], peers: list[Peer], skipped: list[str], ro
            load: tuple[float, float], when: str = "") -> str:
     versions = ", ".join(dict.fromkeys(version(p.package) for p in peers))
     lines = [SECTION, "",
-             f"`benchmarks/bench_analysis_peers.py --rounds {rounds} --write` ({when or time.strftime('%Y-%m-%d %H:%M')}): "
+             f"`benchmarks/bench_analysis_peers.py --rounds {rounds} --write` "
+             f"({when or time.strftime('%Y-%m-%d %H:%M')}): "
              f"{os.cpu_count()} CPUs, {torch.get_num_threads()} threads, 1-minute load average "
              f"{load[0]:.1f}-{load[1]:.1f}; {versions}. Time per model: median of {rounds} alternating rounds in "
              f"one process, after a warm-up call each; the multiple is over `cnnlab.analyze`'s time.", ""]

@@ -4,8 +4,8 @@
 
 * zoo sweep: ``cnnlab.analyze(name)`` for every registered model (built on the meta device, traced, RF and
   report included); the median of ``--repeats`` runs per model, summed, as wall time and as the process's
-  CPU time (what the sweep costs when the shared machine is not also busy with other jobs). The first call of a process also
-  pays for imports and torch's meta kernels: it is reported on its own. Goal: < 10 s in all on 2 cores.
+  CPU time (what the sweep costs when the shared machine is not also busy with other jobs). The first call of a
+  process also pays for imports and torch's meta kernels: it is reported on its own. Goal: < 10 s in all on 2 cores.
 * side by side (needs fvcore, e.g. in /work/venv-ref): on the same CPU model in eval mode (torchvision's
   resnet50 and inception_v3 when torchvision is installed, else cnnlab's), rounds alternate
   ``analyze(model)`` and ``FlopCountAnalysis(model, x).total()`` so that a busy neighbour slows both alike.

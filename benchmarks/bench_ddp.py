@@ -164,7 +164,8 @@ def summarize(args: argparse.Namespace, rounds: list[dict[int, dict[str, Any]]],
     every = "; ".join(f"{a:.0f} / {b:.0f}" for a, b in zip(one, two))
     return (f"| {time.strftime('%Y-%m-%d %H:%M')} | {env['cpu']}, {os.cpu_count()} cores "
             f"| {'yes' if env['native_bf16'] else 'no'} | {env['load_min']:.1f}-{env['load_max']:.1f} "
-            f"| {torch.__version__} | {args.model}, {args.batch_size}, {rounds[0][1]['precision']} | {statistics.median(one):.0f} "
+            f"| {torch.__version__} | {args.model}, {args.batch_size}, {rounds[0][1]['precision']} "
+            f"| {statistics.median(one):.0f} "
             f"| {statistics.median(two):.0f} | {speedup:.2f}x | {share:.0%} "
             f"| {len(rounds)} of {args.steps} steps (1 / 2 processes: {every}) |")
 

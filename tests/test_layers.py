@@ -1,4 +1,5 @@
-"""The architecture of DESIGN.md, enforced: each layer imports only from the layers before it."""
+"""The architecture of DESIGN.md, enforced: each layer imports only from the layers before it, and no source file
+is over 500 lines."""
 
 from __future__ import annotations
 
@@ -47,3 +48,9 @@ def test_layer_imports_only_earlier_layers(layer):
 
 def test_the_check_sees_imports():
     assert cnnlab_imports(SRC / "train" / "runs.py") >= {"data", "models"}
+
+
+def test_no_source_file_is_over_500_lines():
+    # docs/architecture.md's size rule (issue 14)
+    long = {str(p.relative_to(SRC)): n for p in SRC.rglob("*.py") if (n := len(p.read_text().splitlines())) > 500}
+    assert not long, f"split these files (over 500 lines): {long}"

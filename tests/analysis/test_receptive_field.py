@@ -165,7 +165,8 @@ def test_fields_are_typed_values_kept_beside_the_tensors():
     assert tracker.get(y) == TensorField(cnnlab.analysis.ReceptiveField((3, 3), (2, 2), (1, 1)), True)
     flat = torch.empty(1, 80, device="meta")
     tracker.propagate("free", (y, [1, 80]), {}, flat)
-    assert tracker.get(flat) == TensorField(cnnlab.analysis.ReceptiveField((9, 9), (8, 8), (4, 4)), False)  # every position
+    # the flattened output sees every position
+    assert tracker.get(flat) == TensorField(cnnlab.analysis.ReceptiveField((9, 9), (8, 8), (4, 4)), False)
     moved = torch.empty(1, 4, 4, 5, device="meta")  # channels last
     tracker.propagate("layout", (y, [0, 2, 3, 1]), {}, moved)
     assert tracker.get(moved) is UNKNOWN and UNKNOWN.field is None

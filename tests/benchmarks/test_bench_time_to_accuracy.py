@@ -45,7 +45,8 @@ def test_smoke_run_appends_a_row_and_gates_on_the_target(bench, files, tmp_path)
     # --first-seed continues an attempt's seeds in a row of its own
     assert bench.main(_argv(files, tmp_path, "--target", "0.0", "--first-seed", "4")) == 0
     rows = [line for line in (tmp_path / "B.md").read_text().splitlines() if line.startswith("| 20")]
-    assert len(rows) == 3 and "| 4 |" in rows[2] and any(p.name.endswith("seed4") for p in (tmp_path / "runs").iterdir())
+    assert len(rows) == 3 and "| 4 |" in rows[2]
+    assert any(p.name.endswith("seed4") for p in (tmp_path / "runs").iterdir())
 
 
 def test_missed_target_and_time_limit(bench):

@@ -20,7 +20,8 @@ def test_recipe_table(bench):
     text = "\n".join(bench.recipe_markdown(q, rounds=2))
     assert "| plain fp32 PyTorch loop (NCHW, one batch already in memory, no augmentation) | 210 | 1.00x | 200, 220 |" \
         in text
-    assert "| plain loop in the recipe's precision and layout (autocast bfloat16, channels_last) | 420 | 2.00x |" in text
+    assert "| plain loop in the recipe's precision and layout (autocast bfloat16, channels_last) | 420 | 2.00x |" \
+        in text
     assert "`Trainer` with `--recipe cifar10-94`" in text and "| 399 | 1.90x | 380, 418 |" in text
     assert "runs at 0.95x the plain loop in the same precision and layout" in text
     # where the recipe trains in fp32 NCHW the middle row would repeat the first: it is left out

@@ -107,7 +107,8 @@ def test_train_then_eval(work, capsys):
     assert load_checkpoint(work / "run" / "checkpoints" / "last.safetensors")[1]["step"] == 12
     err = capsys.readouterr().err
     assert "resuming run at step 8 with epochs 2 -> 3" in err and "cosine schedule keeps the 8 steps" in err
-    _one_line_error(capsys, ["train", "--resume", "run", "--lr", "0.5", "--trust-run-code"], "cannot change lr when resuming")
+    _one_line_error(capsys, ["train", "--resume", "run", "--lr", "0.5", "--trust-run-code"],
+                    "cannot change lr when resuming")
 
 
 class _Terminal(io.StringIO):

@@ -1,4 +1,5 @@
-"""Experiment reports: Markdown with linked PNGs, one self-contained HTML page, the plots, and no matplotlib on import."""
+"""Experiment reports: Markdown with linked PNGs, one self-contained HTML page, the plots, and no matplotlib on
+import."""
 
 from __future__ import annotations
 

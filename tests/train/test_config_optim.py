@@ -143,7 +143,8 @@ def test_milestones_are_all_fractions_or_all_steps():
 
 
 def test_the_schedule_says_what_it_does():
-    assert describe_schedule(TrainConfig(epochs=30), 11_700) == "step: lr 0.1, x0.1 at steps 5850, 8775 (50%, 75% of 11700)"
+    assert describe_schedule(TrainConfig(epochs=30), 11_700) == (
+        "step: lr 0.1, x0.1 at steps 5850, 8775 (50%, 75% of 11700)")
     assert describe_schedule(TrainConfig(milestones=(32000, 48000), warmup_steps=400), 64_000) == (
         "step: lr 0.01 for 400 steps, then lr 0.1, x0.1 at steps 32000, 48000 (50%, 75% of 64000)")
     assert describe_schedule(TrainConfig(schedule="cosine", lr=0.4), 100) == "cosine: lr 0.4 down to 0 over 100 steps"

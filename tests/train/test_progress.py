@@ -76,7 +76,8 @@ def test_the_start_line_says_what_will_happen(tmp_path, capsys, monkeypatch, nat
 def test_precision_reasons():
     cpu, gpu = torch.device("cpu"), torch.device("cuda", 0)
     assert precision_note("fp32", None, cpu, True) == "fp32: asked for"
-    assert precision_note("bf16", torch.bfloat16, cpu, False) == "bf16: asked for (emulated, slower than fp32 on this CPU)"
+    assert precision_note("bf16", torch.bfloat16, cpu, False) == (
+        "bf16: asked for (emulated, slower than fp32 on this CPU)")
     assert precision_note("bf16", torch.bfloat16, cpu, True) == "bf16: asked for (native on this CPU)"
     assert precision_note("auto", torch.bfloat16, gpu, False) == "bf16: supported by this GPU"
     assert precision_note("auto", None, gpu, False) == "fp32: no bf16 on this GPU"
@@ -137,7 +138,8 @@ def test_epoch_line_without_evaluation_and_long_runs():
 def test_the_cli_prints_lines_in_ci_and_nothing_with_quiet(tmp_path, capsys, monkeypatch):
     (tmp_path / "tinyprogress_cli.py").write_text(
         "from torch import nn\n\ndef tiny(num_classes=4):\n"
-        "    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, num_classes))\n")
+        "    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(),\n"
+        "                         nn.Linear(4, num_classes))\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("CI", "true")

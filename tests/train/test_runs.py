@@ -57,7 +57,8 @@ def test_load_run_gives_the_evaluated_network_ready_for_inference(ema_run):
     model = cnnlab.load_run(run)
     assert not model.training and not any(m.training for m in model.modules())
     info = model.run_info
-    assert isinstance(info, RunInfo) and info.ema and info.model == "resnet20" and info.model_options == {"zero_init_residual": True}
+    assert isinstance(info, RunInfo) and info.ema and info.model == "resnet20"
+    assert info.model_options == {"zero_init_residual": True}
     assert info.mean == pytest.approx(t.mean) and info.std == pytest.approx(t.std) and info.image_shape == (3, 8, 8)
     assert info.classes == ("a", "b", "c", "d") and info.num_classes == 4 and info.checkpoint.endswith(
         "best.safetensors")
@@ -137,7 +138,8 @@ def test_evaluate_run_with_another_test_time_augmentation(ema_run):
     for tta in (None, "flip", "flip_translate"):
         expected = evaluate(model, loader, num_classes=4, tta=tta)["loss"]
         assert evaluate_run(run, test_data=test, tta=tta)["loss"] == pytest.approx(expected, abs=1e-6)
-    assert evaluate_run(run, test_data=test)["loss"] == pytest.approx(evaluate_run(run, test_data=test, tta=None)["loss"])
+    without = evaluate_run(run, test_data=test, tta=None)["loss"]
+    assert evaluate_run(run, test_data=test)["loss"] == pytest.approx(without)
     assert evaluate_run(run, test_data=test, tta="flip")["loss"] != evaluate_run(run, test_data=test)["loss"]
     with pytest.raises(ValueError, match="tta must be 'run'"):
         evaluate_run(run, test_data=test, tta="mirror")

@@ -11,8 +11,8 @@
 - ``fc_heavy`` (GoogLeNet Sec. 5, NIN): fully connected layers holding more than ``fc_share`` of the
   parameters; global average pooling before the first one makes its input ``C`` instead of ``C * H * W``.
 - ``reduce_1x1`` (GoogLeNet Sec. 4, Rethinking Sec. 2 principle 3): a branch of an Inception-style module
-  (three or more branches on the same input, concatenated) that applies a ``k x k`` convolution directly to the full input
-  depth; a 1x1 reduction to half the width first costs ``H*W*(C_in*R + R*C_out*k*k)`` instead of
+  (three or more branches on the same input, concatenated) that applies a ``k x k`` convolution directly to the
+  full input depth; a 1x1 reduction to half the width first costs ``H*W*(C_in*R + R*C_out*k*k)`` instead of
   ``H*W*C_in*C_out*k*k``.
 """
 
@@ -79,10 +79,11 @@ def _bottlenecks(report: CostReport, ratio: float) -> list[Finding]:
         elif 1 < grid_out < grid_in and y[1] <= x[1] and size_out < ratio * size_in:  # global pooling is the head
             findings.append(Finding(
                 "bottleneck", r.name,
-                f"{r.name} ({r.type}) reduces the grid {_shape(x[2:])} -> {_shape(y[2:])} ({grid_in / grid_out:.0f}x) and "
-                f"the representation {size_in / size_out:.1f}x ({size_in:,} -> {size_out:,} values, channels "
-                f"{x[1]} -> {y[1]}): widen while reducing (Rethinking Inception Sec. 5, Fig. 10) rather than "
-                f"pooling first", details={"input_values": size_in, "output_values": size_out}))
+                f"{r.name} ({r.type}) reduces the grid {_shape(x[2:])} -> {_shape(y[2:])} "
+                f"({grid_in / grid_out:.0f}x) and the representation {size_in / size_out:.1f}x "
+                f"({size_in:,} -> {size_out:,} values, channels {x[1]} -> {y[1]}): widen while reducing "
+                f"(Rethinking Inception Sec. 5, Fig. 10) rather than pooling first",
+                details={"input_values": size_in, "output_values": size_out}))
     return findings
 
 

@@ -84,8 +84,8 @@ def _stage_chart(stages: list[LayerCost], total_macs: int, total_params: int, wh
     row_h, label_w, bar_w, top = 34, 170, 440, 44
     height = top + row_h * len(stages) + 26
     e = html.escape
-    parts = [f'<svg class="chart" role="img" aria-label="MACs and parameters per {what}" width="{label_w + bar_w + 130}" '
-             f'height="{height}" font-family="sans-serif" font-size="12">',
+    parts = [f'<svg class="chart" role="img" aria-label="MACs and parameters per {what}" '
+             f'width="{label_w + bar_w + 130}" height="{height}" font-family="sans-serif" font-size="12">',
              f'<rect x="{label_w}" y="0" width="12" height="10" fill="{_MACS_COLOUR}"/>'
              f'<text x="{label_w + 16}" y="10">MACs ({_si(total_macs)} {legend})</text>',
              f'<rect x="{label_w + 170}" y="0" width="12" height="10" fill="{_PARAMS_COLOUR}"/>'
@@ -169,7 +169,8 @@ def _rf_chart(leaves: list[LayerCost], input_size: Sequence[int]) -> str:
     xstep = max(1, int(_nice_step(n, 8)))
     for i in range(0, n, xstep):  # x axis: layer numbers in execution order
         parts.append(f'<line x1="{px(i):.1f}" y1="{top + plot_h}" x2="{px(i):.1f}" y2="{top + plot_h + 4}" '
-                     f'stroke="black"/><text x="{px(i):.1f}" y="{top + plot_h + 16}" text-anchor="middle">{i + 1}</text>')
+                     f'stroke="black"/><text x="{px(i):.1f}" y="{top + plot_h + 16}" '
+                     f'text-anchor="middle">{i + 1}</text>')
     parts.append(f'<line x1="{left}" y1="{top + plot_h}" x2="{left + plot_w}" y2="{top + plot_h}" stroke="black"/>'
                  f'<line x1="{left}" y1="{top}" x2="{left}" y2="{top + plot_h}" stroke="black"/>')
     parts.append(f'<text x="{left + plot_w / 2}" y="{height - 8}" text-anchor="middle">layer (execution order, '
@@ -317,7 +318,8 @@ def comparison_page(header: Sequence[str], cells: Sequence[Sequence[str]], rows:
     0-100% scale; the table sorts by a click."""
     e = html.escape
     names = [str(r["model"]) for r in rows]
-    models = [LayerCost(name, "model", 1, calls=1, params=r["params_run"], macs=r["macs"]) for name, r in zip(names, rows)]
+    models = [LayerCost(name, "model", 1, calls=1, params=r["params_run"], macs=r["macs"])
+              for name, r in zip(names, rows)]
     chart = _stage_chart(models, max(r["macs"] for r in rows), max(r["params_run"] for r in rows), what="model",
                          whole="the largest model", legend="at most")
     body = []

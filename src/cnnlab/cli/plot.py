@@ -3,8 +3,8 @@
 A run directory's metrics.jsonl holds one record per epoch (``{"kind": "epoch", "epoch", "train_loss",
 "train_acc", "test_loss", "test_acc", "test_top5", "lr", ...}``) and one per logged step (``{"kind": "step",
 "step", "loss", "acc", "lr", ...}``). Epoch records are plotted by default; ``--per-step`` plots the step
-records of the training metrics and the learning rate. matplotlib is imported by the handler only (``matplotlib.figure.Figure``,
-no pyplot and no global backend), so the rest of the command line starts without it.
+records of the training metrics and the learning rate. matplotlib is imported by the handler only
+(``matplotlib.figure.Figure``, no pyplot and no global backend), so the rest of the command line starts without it.
 """
 
 from __future__ import annotations

@@ -162,7 +162,8 @@ def load_dataset(name: str, split: str = "train", data_dir: str | Path = "data",
     data_dir = Path(data_dir)
     if name in ("npz", "imagefolder"):
         if file is None:
-            raise ValueError(f"--data {name} needs --{split}-file PATH ({'an .npz file' if name == 'npz' else 'a folder'})")
+            what = "an .npz file" if name == "npz" else "a folder"
+            raise ValueError(f"--data {name} needs --{split}-file PATH ({what})")
         return load_npz(file) if name == "npz" else load_image_folder(file, size=image_size)
     if name in ("cifar10", "cifar100"):
         return _cifar(data_dir, split, download, opener, hundred=name == "cifar100")

@@ -52,8 +52,10 @@ EXPERIMENT = Experiment(
     arms=ARMS,
     budgets={
         "smoke": budgets.smoke(),
-        "quick": budgets.quick(QUICK_IMAGES, QUICK_EPOCHS, "6.3 min measured alone on 2 cores (native-bf16 AMD EPYC, 2026-12-02)"),
-        "paper": budgets.paper_cifar(3, "~30 h on a 2-core CPU; a GPU: an hour", "the papers' recipes are ImageNet-only"),
+        "quick": budgets.quick(QUICK_IMAGES, QUICK_EPOCHS,
+                               "6.3 min measured alone on 2 cores (native-bf16 AMD EPYC, 2026-12-02)"),
+        "paper": budgets.paper_cifar(3, "~30 h on a 2-core CPU; a GPU: an hour",
+                                     "the papers' recipes are ImageNet-only"),
     },
     analyse=analyse,
     references=(

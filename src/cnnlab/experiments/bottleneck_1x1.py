@@ -69,8 +69,10 @@ EXPERIMENT = Experiment(
     arms=ARMS,
     budgets={
         "smoke": budgets.smoke(),
-        "quick": budgets.quick(QUICK_IMAGES, QUICK_EPOCHS, "8.6 min measured alone on 2 cores (native-bf16 AMD EPYC, 2026-12-02)"),
-        "paper": budgets.paper_cifar(3, "~40 h on a 2-core CPU; a GPU: an hour", "GoogLeNet's recipe is ImageNet-only"),
+        "quick": budgets.quick(QUICK_IMAGES, QUICK_EPOCHS,
+                               "8.6 min measured alone on 2 cores (native-bf16 AMD EPYC, 2026-12-02)"),
+        "paper": budgets.paper_cifar(3, "~40 h on a 2-core CPU; a GPU: an hour",
+                                     "GoogLeNet's recipe is ImageNet-only"),
     },
     analyse=analyse,
     references=(

@@ -64,7 +64,8 @@ EXPERIMENT = Experiment(
     arms=ARMS,
     budgets={
         "smoke": budgets.smoke(("plain20", "plain32", "resnet20", "resnet32")),
-        "quick": budgets.quick(QUICK_IMAGES, QUICK_EPOCHS, "12.7 min measured alone on 2 cores (native-bf16 AMD EPYC, 2026-12-02)",
+        "quick": budgets.quick(QUICK_IMAGES, QUICK_EPOCHS,
+                               "12.7 min measured alone on 2 cores (native-bf16 AMD EPYC, 2026-12-02)",
                                arms=("plain20", "plain56", "resnet20", "resnet56"),
                                schedule=paper_schedule(QUICK_IMAGES, QUICK_EPOCHS, 128),
                                scaled="depths 20 and 56 only (the paper: 50k images, 64k iterations = ~164 epochs)"),

@@ -81,7 +81,8 @@ EXPERIMENT = Experiment(
     arms=ARMS,
     budgets={
         "smoke": budgets.smoke(),
-        "quick": budgets.quick(QUICK_IMAGES, QUICK_EPOCHS, "8.9 min measured alone on 2 cores (native-bf16 AMD EPYC, 2026-12-02)"),
+        "quick": budgets.quick(QUICK_IMAGES, QUICK_EPOCHS,
+                               "8.9 min measured alone on 2 cores (native-bf16 AMD EPYC, 2026-12-02)"),
         "paper": budgets.paper_cifar(3, "~30 h on a 2-core CPU; a GPU: an hour",
                                      "no CIFAR recipe in the paper (ImageNet, RMSProp, 100 epochs)"),
     },

@@ -22,7 +22,8 @@ ARMS = (
     Arm("fc", "cifar_convnet", {"conv": "3x3", "head": "fc"}, label="fully connected head (VGG-style)"),
 )
 QUICK_IMAGES, QUICK_EPOCHS = 20_000, 5
-VGG16_FC_PARAMS, VGG16_PARAMS = 123_642_856, 138_357_544  # fc6 + fc7 + fc8 of vgg16, counted by cnnlab (docs/references.md)
+# fc6 + fc7 + fc8 of vgg16 and the whole net, counted by cnnlab (docs/references.md)
+VGG16_FC_PARAMS, VGG16_PARAMS = 123_642_856, 138_357_544
 
 
 def analyse(outcome: Outcome) -> Analysis:
@@ -55,7 +56,9 @@ EXPERIMENT = Experiment(
     arms=ARMS,
     budgets={
         "smoke": budgets.smoke(),
-        "quick": budgets.quick(QUICK_IMAGES, QUICK_EPOCHS, "11.3 min measured alone on 2 cores (native-bf16 AMD EPYC, 2026-12-02)", seeds=2),
+        "quick": budgets.quick(QUICK_IMAGES, QUICK_EPOCHS,
+                               "11.3 min measured alone on 2 cores (native-bf16 AMD EPYC, 2026-12-02)",
+                               seeds=2),
         "paper": budgets.paper_cifar(5, "~20 h on a 2-core CPU; a GPU: an hour",
                                      "GoogLeNet's recipe is ImageNet-only (a 0.6-point effect needs five seeds)"),
     },

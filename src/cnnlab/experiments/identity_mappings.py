@@ -61,7 +61,9 @@ EXPERIMENT = Experiment(
     arms=ARMS,
     budgets={
         "smoke": budgets.smoke(SMALL),
-        "quick": budgets.quick(QUICK_IMAGES, QUICK_EPOCHS, "13.1 min measured alone on 2 cores (native-bf16 AMD EPYC, 2026-12-02)", arms=SMALL,
+        "quick": budgets.quick(QUICK_IMAGES, QUICK_EPOCHS,
+                               "13.1 min measured alone on 2 cores (native-bf16 AMD EPYC, 2026-12-02)",
+                               arms=SMALL,
                                schedule=paper_schedule(QUICK_IMAGES, QUICK_EPOCHS, 128),
                                scaled="depths 20 and 56 (the paper: 110, 164, 1001)"),
         "paper": Budget("paper", {"epochs": 164, "milestones": (32_000, 48_000)},

@@ -68,7 +68,8 @@ EXPERIMENT = Experiment(
     arms=ARMS,
     budgets={
         "smoke": budgets.smoke(),
-        "quick": budgets.quick(QUICK_IMAGES, QUICK_EPOCHS, "9.8 min measured alone on 2 cores (native-bf16 AMD EPYC, 2026-12-02)"),
+        "quick": budgets.quick(QUICK_IMAGES, QUICK_EPOCHS,
+                               "9.8 min measured alone on 2 cores (native-bf16 AMD EPYC, 2026-12-02)"),
         "paper": budgets.paper_cifar(3, "~40 h on a 2-core CPU; a GPU: an hour",
                                      "the paper's recipe is ImageNet-only (RMSProp, 20 replicas)"),
     },

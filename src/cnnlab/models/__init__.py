@@ -21,8 +21,8 @@ from cnnlab.models.spec import NetworkSpec
 from cnnlab.registry import MODELS, ModelCard, UnknownModelError
 
 __all__ = ["ModelOutput", "Network", "UntrustedCodeError", "aux_loss", "check_trusted", "create_model",
-           "import_object", "is_code_reference", "list_models", "model_card", "model_spec", "UnknownModelError", "from_timm",
-           "from_torchvision"]
+           "import_object", "is_code_reference", "list_models", "model_card", "model_spec", "UnknownModelError",
+           "from_timm", "from_torchvision"]
 
 # every module in this package that is not infrastructure is a family file that registers models
 _INFRASTRUCTURE = {"network", "spec", "build", "convert"}

@@ -132,7 +132,8 @@ MODELS.register(ModelCard(
         "Train mode returns ModelOutput(logits, (aux1, aux2)) in depth order (4a then 4d); torchvision returns "
         "(logits, aux_logits2, aux_logits1). Use aux weight 0.3 each (Sec. 5), e.g. cnnlab.aux_loss(out, y, 0.3). "
         "layout='torchvision' uses BN, a 3x3 '5x5' branch (pytorch/vision#906), no LRN, a 2x2 pool before 5a and "
-        "adaptive-pool aux heads; torchvision's transform_input is built in by from_torchvision(..., transform_input=True)."),
+        "adaptive-pool aux heads; torchvision's transform_input is built in by "
+        "from_torchvision(..., transform_input=True)."),
     variants={
         "paper_no_aux": Counts(6_998_552, 1_582_671_872, "computed from Table 1 (docs/references.md)",
                                {"aux_logits": False}),

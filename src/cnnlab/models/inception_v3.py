@@ -114,7 +114,8 @@ MODELS.register(ModelCard(
         "The aux head's FC is not batch-normalized (the paper's 'BN-auxiliary' is). aux_logits=True by default as "
         "torchvision; train mode returns ModelOutput(logits, (aux,)). Inputs down to 75x75 run in eval mode (as "
         "torchvision); train mode with the aux head needs >= 299x299 (its 5x5/3 pool on the 17x17 grid), "
-        "aux_logits=False trains down to 75x75. torchvision's transform_input is built in by from_torchvision(..., transform_input=True)."),
+        "aux_logits=False trains down to 75x75. torchvision's transform_input is built in by "
+        "from_torchvision(..., transform_input=True)."),
     variants={"no_aux": Counts(23_834_568, 5_713_216_096, "torchvision 0.29.1 minus AuxLogits (docs/references.md)",
                                {"aux_logits": False})},
     min_input_size=MIN_INPUT,  # the main path's (eval mode); train mode with the aux head: AUX_MIN_INPUT

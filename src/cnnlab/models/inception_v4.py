@@ -49,12 +49,13 @@ MIN_INPUT = min_input_size(inception_v4_spec())  # 75, from the spec: the 8x8 gr
 
 def _timm_rules() -> tuple[tuple[str, str], ...]:
     """timm's ``features.<i>`` -> cnnlab's stage names; its Inception-C branch names -> branch<i>.<layer>."""
-    stem = [("0", "stem.conv2d_1a"), ("1", "stem.conv2d_2a"), ("2", "stem.conv2d_2b"), ("3.conv", "stem.mixed_3a.branch1"),
-            ("4", "stem.mixed_4a"), ("5.conv", "stem.mixed_5a.branch0")]
+    stem = [("0", "stem.conv2d_1a"), ("1", "stem.conv2d_2a"), ("2", "stem.conv2d_2b"),
+            ("3.conv", "stem.mixed_3a.branch1"), ("4", "stem.mixed_4a"), ("5.conv", "stem.mixed_5a.branch0")]
     rules = [(rf"^features\.{src}\.", f"{dst}.") for src, dst in stem]
-    c_branches = [("branch1_0", "branch1.0"), ("branch1_1a", "branch1.1.conv_1xn"), ("branch1_1b", "branch1.1.conv_nx1"),
-                  ("branch2_0", "branch2.0"), ("branch2_1", "branch2.1"), ("branch2_2", "branch2.2"),
-                  ("branch2_3a", "branch2.3.conv_1xn"), ("branch2_3b", "branch2.3.conv_nx1")]
+    c_branches = [("branch1_0", "branch1.0"), ("branch1_1a", "branch1.1.conv_1xn"),
+                  ("branch1_1b", "branch1.1.conv_nx1"), ("branch2_0", "branch2.0"), ("branch2_1", "branch2.1"),
+                  ("branch2_2", "branch2.2"), ("branch2_3a", "branch2.3.conv_1xn"),
+                  ("branch2_3b", "branch2.3.conv_nx1")]
     for index, stage_spec in enumerate(inception_v4_spec().stages[1:], start=6):  # timm's features 0-5: the stem
         if stage_spec.name.startswith("Mixed_7") and stage_spec.name != "Mixed_7a":  # the Inception-C modules
             rules += [(rf"^features\.{index}\.{src}\.", f"{stage_spec.name}.{dst}.") for src, dst in c_branches]

@@ -1,8 +1,8 @@
 """What a training run says while it runs, and the logs that standard tools read.
 
 ``Progress`` prints one start line (run directory, model and its cost, device, precision and why, steps, epochs,
-schedule), then one line per epoch above a tqdm bar. The bar is drawn only on a terminal unless ``bar`` says otherwise (the CLI
-turns it off under CI, whose logs keep every redraw), so redirected output holds these lines and no
+schedule), then one line per epoch above a tqdm bar. The bar is drawn only on a terminal unless ``bar`` says
+otherwise (the CLI turns it off under CI, whose logs keep every redraw), so redirected output holds these lines and no
 carriage-return redraws; ``enabled=False`` prints nothing.
 
 ``RunLogs`` writes the run directory's metrics.jsonl (every record), metrics.csv (one row per epoch) and, when

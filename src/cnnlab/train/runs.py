@@ -110,8 +110,8 @@ def _check_test_set(test: ArrayDataset, meta: dict[str, Any], name: str) -> None
                          f"{c}x{h}x{w}; evaluate it on images of its own shape")
     classes, n = tuple(meta["classes"]), int(meta["num_classes"])
     if not test.inferred_classes and test.num_classes != n:
-        raise ValueError(f"{what} names {test.num_classes} classes ({class_names(test.classes)}) but the run was trained "
-                         f"on {n}; evaluate it on a test set of the same classes")
+        raise ValueError(f"{what} names {test.num_classes} classes ({class_names(test.classes)}) but the run was "
+                         f"trained on {n}; evaluate it on a test set of the same classes")
     if not test.inferred_classes and meta.get("classes_named", True) and test.classes != classes:
         raise ValueError(f"{what} names classes ({class_names(test.classes)}) but the run was trained on "
                          f"({class_names(classes)}); evaluate it on a test set of the same classes")
