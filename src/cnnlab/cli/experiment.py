@@ -35,7 +35,9 @@ def register(subparsers: Any) -> None:
     run.add_argument("--seeds", type=int, help="seeds per arm (default: the budget's)")
     run.add_argument("--resume", action="store_true", help="continue the experiment in --out; finished runs are kept")
     run.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
-    run.add_argument("--quiet", action="store_true", help="no progress bars")
+    run.add_argument("--quiet", action="store_true",
+                     help="print no start line, epoch lines or progress bar for the runs (the bar is drawn only on a "
+                          "terminal without CI=true)")
     report = actions.add_parser("report", help="(re)write the reports of a finished experiment directory")
     report.add_argument("out")
     report.add_argument("--format", choices=("md", "html", "both"), default="both")
@@ -93,14 +95,13 @@ def _run(args: argparse.Namespace, ex: Any) -> int:
     if args.budget != "smoke" and not (args.data_dir or args.train_file):
         raise CLIError(f"the {args.budget} budget trains on CIFAR-10: give --data-dir (the folder holding "
                        f"cifar-10-batches-py) or --train-file and --test-file (.npz); --budget smoke needs no data")
-    quiet = args.quiet or in_ci()
     command = "cnnlab " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["experiment"] \
         else f"cnnlab experiment run {args.name} --budget {args.budget}"
     from cnnlab.train import TrainingInterrupted
 
     try:
         result = ex.run(args.name, args.budget, args.out, source=source, seeds=args.seeds, resume=args.resume,
-                        command=command, progress=not quiet)
+                        command=command, progress=not args.quiet, bar=False if in_ci() else None)
     except TrainingInterrupted as exc:
         out = args.out or f"runs/experiments/{args.name}-{args.budget}"
         print(f"cnnlab experiment: {str(exc).split(':')[0]}: the run saved a checkpoint; continue with cnnlab "

@@ -65,7 +65,8 @@ def run(name: str, budget: str = "quick", out: str | Path | None = None, *, repo
         "md", "html"), **kwargs: Any) -> ExperimentResult:
     """Run experiment ``name`` at ``budget`` into ``out`` and write its reports; returns the result with the verdict.
 
-    Keywords go to ``run_experiment``: ``source`` (a DataSource), ``seeds``, ``resume``, ``command``, ``progress``.
+    Keywords go to ``run_experiment``: ``source`` (a DataSource), ``seeds``, ``resume``, ``command``, ``progress``,
+    ``bar``.
     """
     result = run_experiment(get_experiment(name), budget, out, **kwargs)
     if report_formats and result.is_main:

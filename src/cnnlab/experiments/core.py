@@ -292,9 +292,11 @@ def _read_run(run_dir: Path, arm: Arm, seed: int, entry: Mapping[str, Any]) -> R
 
 def run_experiment(experiment: Experiment, budget: str = "quick", out: str | Path | None = None, *,
                    source: DataSource | None = None, seeds: int | None = None, resume: bool = False,
-                   command: str = "", progress: bool = False, overrides: Mapping[str, Any] | None = None,
-                   ) -> ExperimentResult:
+                   command: str = "", progress: bool = False, bar: bool | None = None,
+                   overrides: Mapping[str, Any] | None = None) -> ExperimentResult:
     """Train every arm x seed of ``budget`` into ``out`` (skipping finished runs when ``resume``) and analyse.
+
+    ``progress`` and ``bar`` go to each run's Trainer: start and epoch lines, and a bar (default: on a terminal).
 
     Under torchrun the processes share out the runs (run ``i`` goes to rank ``i % world``) and rank 0 writes the
     record; one process runs them all otherwise.
@@ -314,13 +316,14 @@ def run_experiment(experiment: Experiment, budget: str = "quick", out: str | Pat
     # the ranks that finish first wait at the closing barrier for the others
     ranks = Distributed(torch.device("cpu"), timeout=datetime.timedelta(days=7))
     try:
-        return _run(experiment, plan, out, source, resume, command, progress, overrides, ranks)
+        return _run(experiment, plan, out, source, resume, command, progress, bar, overrides, ranks)
     finally:
         ranks.close()
 
 
 def _run(experiment: Experiment, plan: Budget, out: Path, source: DataSource, resume: bool, command: str,
-         progress: bool, overrides: Mapping[str, Any] | None, ranks: Distributed) -> ExperimentResult:
+         progress: bool, bar: bool | None, overrides: Mapping[str, Any] | None, ranks: Distributed,
+         ) -> ExperimentResult:
     from cnnlab.train import Trainer, evaluate_run, from_dict
 
     record_path = out / RECORD
@@ -359,8 +362,9 @@ def _run(experiment: Experiment, plan: Budget, out: Path, source: DataSource, re
             log.info("%s: %s %s", experiment.name, "resuming" if again else "training", name)
             start = time.perf_counter()
             try:
+                # this rank trains the whole run alone
                 Trainer(config, run_dir, resume=again, train_data=train_data, test_data=test_data,
-                        progress=progress, distributed=False).fit()  # this rank trains the whole run alone
+                        progress=progress, bar=bar, distributed=False).fit()
             finally:  # stopped part-way or not, its time counts: wall_s totals every invocation that trained it
                 seconds = time.perf_counter() - start
                 entry["wall_s"] = float(entry.get("wall_s") or 0.0) + seconds
