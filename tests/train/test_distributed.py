@@ -244,9 +244,11 @@ def _env(folder: Path) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(folder), "OMP_NUM_THREADS": "1"}
 
 
-def _launch(folder: Path, launcher: list[str], args: list[str]) -> subprocess.Popen:
+def _launch(folder: Path, launcher: list[str], args: list[str], *, own_group: bool = False) -> subprocess.Popen:
+    """torchrun running cnnlab; ``own_group``: in a process group of its own, as a terminal's foreground job."""
     return subprocess.Popen([sys.executable, "-m", "torch.distributed.run", *launcher, "-m", "cnnlab", *args],
-                            cwd=folder, env=_env(folder), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=folder, env=_env(folder), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=own_group)
 
 
 def _logged_step(run_dir: Path) -> int:
@@ -324,6 +326,27 @@ def test_resume_under_torchrun_after_sigkill_and_sigterm(resnet_reference):
     assert _steps(run_dir) == _steps(folder / "ref")
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["finished"] and summary["ranks_identical"] is True
+
+
+@pytest.mark.slow
+def test_ctrl_c_under_torchrun_saves_and_resumes_bitwise(resnet_reference):
+    # Ctrl-C in a terminal sends SIGINT to every process of the foreground group: the launcher and both ranks
+    # (and the launcher passes it on again); the ranks agree on one step, save, and the resumed run is exact
+    folder, run_dir = resnet_reference, resnet_reference / "ctrl_c"
+    command = ["--standalone", "--nproc_per_node=2"]
+    first = _launch(folder, command, _resnet20("ctrl_c"), own_group=True)
+    _wait_for_step(first, run_dir, 3)
+    os.killpg(first.pid, signal.SIGINT)
+    err = first.communicate(timeout=120)[1]
+    assert first.returncode != 0 and "cnnlab train: SIGINT at step" in err, err[-3000:]
+    assert "checkpoint saved; continue with --resume ctrl_c" in err
+    stopped = _checkpoint(run_dir)[1]["step"]
+    assert 3 <= stopped < 20
+    second = _cnnlab(folder, [*_resnet20("ctrl_c"), "--resume", "ctrl_c"], processes=2)
+    assert second.returncode == 0, second.stderr[-3000:]
+    (ref, _), (got, meta) = _checkpoint(folder / "ref"), _checkpoint(run_dir)
+    assert meta["step"] == 20 and not [k for k in ref if not torch.equal(ref[k], got[k])]
+    assert _steps(run_dir) == _steps(folder / "ref")
 
 
 def _free_port() -> int:
