@@ -36,35 +36,49 @@ def first_non_finite(tensors: Mapping[str, torch.Tensor]) -> str | None:
     return items[int((~finite).nonzero()[0])][0]
 
 
+def _accelerator() -> tuple[str, Any] | None:
+    """The accelerator's device type and torch module (``cuda``, ``xpu``, ``mps``, ...); None on a CPU-only host."""
+    found = torch.accelerator.current_accelerator()
+    return None if found is None else (found.type, torch.get_device_module(found.type))
+
+
 def fork_rng() -> contextlib.AbstractContextManager:
     """``torch.random.fork_rng`` over the states ``rng_state`` holds: inside, a run may seed and draw from the
     process-wide generators (init and dropout use them); the caller's states come back after."""
-    devices = range(torch.cuda.device_count()) if torch.cuda.is_available() else ()
-    return torch.random.fork_rng(devices=devices, device_type="cuda")
+    accelerator = _accelerator()
+    if accelerator is None:
+        return torch.random.fork_rng(devices=())
+    kind, module = accelerator
+    return torch.random.fork_rng(devices=range(module.device_count()), device_type=kind)
 
 
 def seed_rng(seed: int) -> None:
     """Seed the states ``rng_state`` holds, as ``torch.manual_seed`` does (call it inside ``fork_rng``)."""
     torch.random.default_generator.manual_seed(seed)
-    if torch.cuda.is_available():
-        torch.cuda.manual_seed_all(seed)
+    if (accelerator := _accelerator()) is not None:
+        module = accelerator[1]
+        getattr(module, "manual_seed_all", module.manual_seed)(seed)  # torch.mps has one device, no _all
 
 
 def rng_state() -> dict[str, torch.Tensor]:
-    """The process-wide torch RNG states (CPU and every CUDA device): dropout and init draw from them."""
+    """The process-wide torch RNG states (the CPU's, and each accelerator device's as ``rng/<type>/<index>``):
+    dropout and init draw from them."""
     states = {"rng/torch_cpu": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        for i, s in enumerate(torch.cuda.get_rng_state_all()):
-            states[f"rng/cuda/{i}"] = s
+    if (accelerator := _accelerator()) is not None:
+        kind, module = accelerator
+        for i in range(module.device_count()):
+            states[f"rng/{kind}/{i}"] = module.get_rng_state(i)
     return states
 
 
 def set_rng_state(tensors: dict[str, torch.Tensor]) -> None:
-    """Restore what ``rng_state`` saved."""
+    """Restore what ``rng_state`` saved (another accelerator's states, a run moved between machines, are left)."""
     torch.set_rng_state(tensors["rng/torch_cpu"])
-    cuda = sorted((k for k in tensors if k.startswith("rng/cuda/")), key=lambda k: int(k.rsplit("/", 1)[1]))
-    if cuda and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([tensors[k] for k in cuda])
+    if (accelerator := _accelerator()) is not None:
+        kind, module = accelerator
+        for i in range(module.device_count()):
+            if f"rng/{kind}/{i}" in tensors:
+                module.set_rng_state(tensors[f"rng/{kind}/{i}"], i)
 
 
 def _split_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
