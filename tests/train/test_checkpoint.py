@@ -1,7 +1,7 @@
 """train/checkpoint.py's RNG helpers on an accelerator: seeded, saved, restored and forked per device.
 
-No accelerator here: a stand-in module with one generator per device, as torch.xpu and torch.mps have, is what
-``torch.get_device_module`` returns for the device type ``torch.accelerator`` reports."""
+No accelerator here: a stand-in module with one generator per device, as torch.xpu and torch.mps have, takes the
+place of ``torch.<type>`` for the device type ``torch.accelerator`` reports."""
 
 from __future__ import annotations
 
@@ -35,9 +35,9 @@ class _Accelerator:
 
 @pytest.mark.parametrize(("kind", "devices", "seed_all"), [("xpu", 2, True), ("mps", 1, False)])
 def test_the_run_rng_covers_the_accelerator_torch_reports(monkeypatch, kind, devices, seed_all):
-    fake, real = _Accelerator(devices, seed_all), torch.get_device_module
+    fake = _Accelerator(devices, seed_all)
     monkeypatch.setattr(torch.accelerator, "current_accelerator", lambda *args, **kwargs: torch.device(kind))
-    monkeypatch.setattr(torch, "get_device_module", lambda t=None: fake if t == kind else real(t))
+    monkeypatch.setattr(torch, kind, fake)  # what torch.get_device_module(kind) returns
     callers = [fake.get_rng_state(i) for i in range(devices)]
     with fork_rng():
         seed_rng(5)  # every device, as torch.manual_seed seeds them

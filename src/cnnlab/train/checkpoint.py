@@ -38,8 +38,11 @@ def first_non_finite(tensors: Mapping[str, torch.Tensor]) -> str | None:
 
 def _accelerator() -> tuple[str, Any] | None:
     """The accelerator's device type and torch module (``cuda``, ``xpu``, ``mps``, ...); None on a CPU-only host."""
-    found = torch.accelerator.current_accelerator()
-    return None if found is None else (found.type, torch.get_device_module(found.type))
+    if hasattr(torch, "accelerator"):
+        found = torch.accelerator.current_accelerator()
+    else:  # torch < 2.6
+        found = torch.device("cuda") if torch.cuda.is_available() else None
+    return None if found is None else (found.type, getattr(torch, found.type))
 
 
 def fork_rng() -> contextlib.AbstractContextManager:
