@@ -86,14 +86,17 @@ def test_train_then_eval(work, capsys):
     assert config["lr"] == 0.05 and config["schedule"] == "cosine" and config["batch_size"] == 16
     assert main(["eval", "run", "--model", "tinymodel_cli:tiny"]) == 0
     text = capsys.readouterr().out
-    assert "test accuracy" in text and "confusion matrix" in text
+    assert "test accuracy" in text and "confusion matrix" in text and "test-time augmentation" not in text
     assert main(["eval", "run", "--json", "--trust-run-code"]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert np.array(result["confusion"]).sum() == 32 and result["test_set"] == "test.npz"
+    assert np.array(result["confusion"]).sum() == 32 and result["test_set"] == "test.npz" and result["tta"] is None
     assert main(["eval", "run", "--json", "--trust-run-code", "--tta", "none"]) == 0  # the run's own: none
     assert json.loads(capsys.readouterr().out)["loss"] == result["loss"]
     assert main(["eval", "run", "--json", "--trust-run-code", "--tta", "flip"]) == 0
-    assert json.loads(capsys.readouterr().out)["loss"] != result["loss"]
+    flipped = json.loads(capsys.readouterr().out)
+    assert flipped["loss"] != result["loss"] and flipped["tta"] == "flip"
+    assert main(["eval", "run", "--trust-run-code", "--tta", "flip"]) == 0
+    assert "test.npz, test-time augmentation flip" in capsys.readouterr().out.splitlines()[0]
     # another test file of the same format: 8 images, all of class "c" -> one confusion row, same accuracy
     with np.load(work / "test.npz") as f:
         np.savez(work / "other.npz", x=f["x"][:8], y=np.full(8, 2), classes=f["classes"])

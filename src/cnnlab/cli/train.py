@@ -242,7 +242,7 @@ def run_eval(args: argparse.Namespace) -> int:
     top5 = result.get("top5_accuracy")
     print(f"{result['checkpoint']} (step {result['step']}): test accuracy {result['accuracy']:.4f} (top-1)"
           f"{'' if top5 is None else f', top-5 {top5:.4f}'}, loss {result['loss']:.4f} on {result['images']} "
-          f"images of {result['test_set']}")
+          f"images of {result['test_set']}" + (f", test-time augmentation {result['tta']}" if result["tta"] else ""))
     print(format_per_class(result))
     if args.confusion or len(result["classes"]) <= CONFUSION_UP_TO:
         print("confusion matrix (rows: true class, columns: predicted)")

@@ -129,7 +129,7 @@ def evaluate_run(run_dir: str | Path, which: str = "best", test_data: ArrayDatas
     another test file of the same format, e.g. a re-encoded copy) or ``data_dir`` (official formats: where
     the files are now) points elsewhere. The run's training statistics normalise it either way, and its
     precision applies; ``tta`` is the run's test-time augmentation (``"run"``), or None / "flip" /
-    "flip_translate" to evaluate with that instead.
+    "flip_translate" to evaluate with that instead (the result's ``tta`` says which ran).
     ``model`` (a module, or a name to build with the run's options) replaces the network the checkpoint
     names; a ``package.module:callable`` named only by the checkpoint is refused unless ``trust_code``.
     A checkpoint with NaN or infinite weights, or a test set whose image shape, class count or class list differs
@@ -155,11 +155,11 @@ def evaluate_run(run_dir: str | Path, which: str = "best", test_data: ArrayDatas
     net.to(device)
     loader = BatchLoader(test, cfg.eval_batch_size, meta["mean"], meta["std"], train=False,
                          device=device if device.type == "cuda" else "cpu", channels_last=cfg.channels_last)
+    tta = cfg.tta if tta == "run" else tta
     result = evaluate(net, loader, num_classes=int(meta["num_classes"]), classes=meta["classes"], device=device,
-                      precision=resolve_precision(cfg.precision, device),
-                      tta=cfg.tta if tta == "run" else tta)
+                      precision=resolve_precision(cfg.precision, device), tta=tta)
     source = "given data" if test_data is not None else str(test_file or f"{cfg.data} test split")
-    return {"checkpoint": str(path), "step": meta["step"], "test_set": source, **result}
+    return {"checkpoint": str(path), "step": meta["step"], "test_set": source, "tta": tta, **result}
 
 
 def load_run(run_dir: str | Path, which: str = "best", *, model: nn.Module | str | None = None,
