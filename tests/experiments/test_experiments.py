@@ -6,6 +6,7 @@ import json
 import time
 import types
 
+import numpy as np
 import pytest
 
 import cnnlab.experiments as ex
@@ -221,6 +222,32 @@ def test_cli_interrupted_run_says_how_to_resume(monkeypatch, capsys):
     assert main(["experiment", "run", "gap_vs_fc", "--budget", "smoke", "--out", "o"]) == 128 + signal.SIGTERM
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "SIGTERM at step 3" in err and "--resume --out o" in err
+
+
+def _save(path, data) -> str:
+    np.savez(path, x=data.x, y=data.y, classes=np.array(data.classes))
+    return str(path)
+
+
+def test_extra_test_sets_are_evaluated_on_real_files_and_ignored_by_the_smoke_budget(tmp_path, capsys):
+    # the extra set names its classes as the training files do; smoke's synthetic images have other names, so it
+    # drops the extra set as it drops --train-file / --test-file (it used to fail after training the first run)
+    train, test = core.synthetic_split(48, 0), core.synthetic_split(16, 1)
+    files = [_save(tmp_path / f"{n}.npz", d) for n, d in (("train", train), ("test", test), ("extra", test))]
+    tiny = {"max_steps": 1, "epochs": 1, "batch_size": 16, "eval_batch_size": 64, "subset": None,
+            "warmup_steps": 0, "milestones": (1, 2)}
+    source = ex.DataSource(train_file=files[0], test_file=files[1], extra_test_files=(files[2],))
+    result = ex.run("gap_vs_fc", "quick", tmp_path / "real", source=source, seeds=1, overrides=tiny,
+                    report_formats=())
+    assert all(r.extra_test_acc == {"extra.npz": r.test_acc} for r in result.outcome.runs)  # the same images
+    named = core.synthetic_split(16, 1)
+    _save(tmp_path / "named.npz", type(named)(named.x, named.y, tuple("abcdefghij")))
+    assert main(["experiment", "run", "gap_vs_fc", "--budget", "smoke", "--train-file", files[0], "--test-file",
+                 files[1], "--extra-test-file", str(tmp_path / "named.npz"), "--out", str(tmp_path / "smoke"),
+                 "--quiet"]) == 0
+    assert NO_VERDICT in capsys.readouterr().out
+    entries = [json.loads(p.read_text()) for p in (tmp_path / "smoke" / "entries").iterdir()]
+    assert len(entries) == 2 and all(e["extra_test_acc"] == {} for e in entries)
 
 
 @pytest.mark.slow

@@ -311,6 +311,8 @@ def run_experiment(experiment: Experiment, budget: str = "quick", out: str | Pat
     source = source or DataSource(synthetic=budget == "smoke")
     if budget == "smoke" and not source.synthetic:
         source = dataclasses.replace(source, synthetic=True)
+    if source.synthetic and source.extra_test_files:  # like the train and test files: synthetic images replace them
+        source = dataclasses.replace(source, extra_test_files=())
     out = Path(out or f"runs/experiments/{experiment.name}-{budget}")
     # under torchrun the processes share out the runs (each rank trains whole runs alone); runs take hours, so
     # the ranks that finish first wait at the closing barrier for the others
